@@ -1,0 +1,529 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * leco's kernel side: follow every TCP and UDP flow with its owner and byte
+ * counts, using only BTF tracepoints and cgroup hooks (no kprobes, no
+ * fentry: many kernels, ours included, have neither).
+ *
+ *   inet_sock_set_state   TCP life cycle: connect (process context), listen,
+ *                         passive establish (softirq), close/failure
+ *   sys_exit              accept(2)/accept4(2): the accepting process
+ *   sock_{send,recv}_length  bytes per flow, in process context
+ *   inet_sk_error_report  errors (ICMP unreachable on connected UDP, ...)
+ *   cgroup/{send,recv}msg{4,6}  peer of unconnected UDP datagrams
+ *   cgroup/sock_release   a UDP socket closes: its flows end
+ */
+#include "kernel.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+#include "leco.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* Set by user space before load. */
+const volatile __u64 update_interval_ns = 1000000000ULL;
+
+/* Read by user space through the mmapped .bss. */
+__u64 ringbuf_drops = 0;
+__u64 flow_seq = 0;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 2 * 1024 * 1024);
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 32768);
+	__type(key, struct leco_flow_key);
+	__type(value, struct leco_flow);
+} flows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct leco_listen_key);
+	__type(value, struct leco_owner);
+} listeners SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u64); /* pid_tgid */
+	__type(value, struct leco_udp_peer);
+} udp_peers SEC(".maps");
+
+static __always_inline void owner_from_current(struct leco_owner *o)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u64 uid_gid = bpf_get_current_uid_gid();
+
+	o->pid = (__u32)pid_tgid;
+	o->tgid = pid_tgid >> 32;
+	o->uid = (__u32)uid_gid;
+	o->gid = uid_gid >> 32;
+	o->cgroup_id = bpf_get_current_cgroup_id();
+	bpf_get_current_comm(o->comm, sizeof(o->comm));
+}
+
+static __always_inline __u32 sock_netns(const struct sock *sk)
+{
+	return BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+}
+
+/* Addresses, ports and namespace of a socket as the kernel has them now. */
+static __always_inline void flow_addrs_from_sock(struct leco_flow *f, const struct sock *sk)
+{
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+
+	f->family = family;
+	if (family == AF_INET) {
+		__be32 l = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+		__be32 r = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+
+		__builtin_memcpy(f->laddr, &l, 4);
+		__builtin_memcpy(f->raddr, &r, 4);
+	} else {
+		BPF_CORE_READ_INTO(&f->laddr, sk, __sk_common.skc_v6_rcv_saddr);
+		BPF_CORE_READ_INTO(&f->raddr, sk, __sk_common.skc_v6_daddr);
+	}
+	f->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	f->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	f->netns = sock_netns(sk);
+}
+
+static __always_inline bool is_inet(const struct sock *sk)
+{
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+
+	return family == AF_INET || family == AF_INET6;
+}
+
+static __always_inline void emit(__u8 kind, __u64 cookie, const struct leco_flow *f, __u64 now)
+{
+	struct leco_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+
+	if (!e) {
+		__sync_fetch_and_add(&ringbuf_drops, 1);
+		return;
+	}
+	e->cookie = cookie;
+	e->ts_ns = now;
+	if (f)
+		__builtin_memcpy(&e->flow, f, sizeof(e->flow));
+	else
+		__builtin_memset(&e->flow, 0, sizeof(e->flow));
+	e->kind = kind;
+	__builtin_memset(e->_pad, 0, sizeof(e->_pad));
+	bpf_ringbuf_submit(e, 0);
+}
+
+static __always_inline __u64 next_flow_id(void)
+{
+	return __sync_fetch_and_add(&flow_seq, 1) + 1;
+}
+
+/* ---- TCP life cycle ---------------------------------------------------- */
+
+static __always_inline void tcp_listen(const struct sock *sk, int newstate)
+{
+	struct leco_listen_key lk = {
+		.netns = sock_netns(sk),
+		.port = BPF_CORE_READ(sk, __sk_common.skc_num),
+	};
+
+	if (newstate == TCP_LISTEN) {
+		/* listen(2): process context, current is the owner. */
+		struct leco_owner o = {};
+
+		owner_from_current(&o);
+		bpf_map_update_elem(&listeners, &lk, &o, BPF_ANY);
+	} else {
+		bpf_map_delete_elem(&listeners, &lk);
+	}
+}
+
+static __always_inline void tcp_connect(struct sock *sk, __u64 cookie, __u64 now)
+{
+	/* connect(2): process context, so current is the connecting process.
+	 * The local port is not bound yet; it is read again on establish. */
+	struct leco_flow_key key = { .cookie = cookie };
+	struct leco_flow f = {};
+
+	f.id = next_flow_id();
+	owner_from_current(&f.owner);
+	flow_addrs_from_sock(&f, sk);
+	f.first_ns = now;
+	f.last_ns = now;
+	f.proto = IPPROTO_TCP;
+	f.direction = LECO_DIR_OUT;
+	f.state = TCP_SYN_SENT;
+	bpf_map_update_elem(&flows, &key, &f, BPF_ANY);
+}
+
+static __always_inline void tcp_passive_established(struct sock *sk, __u64 cookie, __u64 now)
+{
+	/* The handshake completes in softirq, where current is whatever task
+	 * happened to run: never trust it here. Borrow the listener's owner
+	 * until accept(2) or the first read/write names the real one. */
+	struct leco_flow_key key = { .cookie = cookie };
+	struct leco_flow f = {};
+	struct leco_listen_key lk = {
+		.netns = sock_netns(sk),
+		.port = BPF_CORE_READ(sk, __sk_common.skc_num),
+	};
+	struct leco_owner *lo = bpf_map_lookup_elem(&listeners, &lk);
+
+	if (lo)
+		__builtin_memcpy(&f.owner, lo, sizeof(f.owner));
+	else
+		f.owner.uid = BPF_CORE_READ(sk, sk_uid.val);
+	f.id = next_flow_id();
+	flow_addrs_from_sock(&f, sk);
+	f.first_ns = now;
+	f.last_ns = now;
+	f.proto = IPPROTO_TCP;
+	f.direction = LECO_DIR_IN;
+	f.state = TCP_ESTABLISHED;
+	f.flags = LECO_F_PROVISIONAL | LECO_F_ESTABLISHED;
+	bpf_map_update_elem(&flows, &key, &f, BPF_ANY);
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(on_inet_sock_set_state, struct sock *sk, int oldstate, int newstate)
+{
+	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP || !is_inet(sk))
+		return 0;
+
+	if (newstate == TCP_LISTEN || oldstate == TCP_LISTEN) {
+		/* A child socket is cloned from its listener, so it "leaves"
+		 * LISTEN too: only a listener's own transitions count. */
+		if (newstate == TCP_LISTEN || newstate == TCP_CLOSE)
+			tcp_listen(sk, newstate);
+		return 0;
+	}
+
+	__u64 cookie = bpf_get_socket_cookie(sk);
+	__u64 now = bpf_ktime_get_boot_ns();
+	struct leco_flow_key key = { .cookie = cookie };
+	struct leco_flow *f;
+
+	if (newstate == TCP_SYN_SENT) {
+		tcp_connect(sk, cookie, now);
+		return 0;
+	}
+	if (newstate == TCP_ESTABLISHED && oldstate == TCP_SYN_RECV) {
+		tcp_passive_established(sk, cookie, now);
+		return 0;
+	}
+
+	f = bpf_map_lookup_elem(&flows, &key);
+	if (!f)
+		return 0; /* predates leco: the first read or write picks it up */
+
+	f->state = newstate;
+	f->last_ns = now;
+	if (newstate == TCP_ESTABLISHED) {
+		/* Outgoing connect completed: now the local port is known. */
+		f->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+		if (f->family == AF_INET) {
+			__be32 l = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+
+			__builtin_memcpy(f->laddr, &l, 4);
+		} else {
+			BPF_CORE_READ_INTO(&f->laddr, sk, __sk_common.skc_v6_rcv_saddr);
+		}
+		f->flags |= LECO_F_ESTABLISHED | LECO_F_ANNOUNCED;
+		f->last_emit_ns = now;
+		emit(LECO_NEW, cookie, f, now);
+		return 0;
+	}
+	if (newstate == TCP_CLOSE) {
+		int err = BPF_CORE_READ(sk, sk_err);
+
+		if (err)
+			f->error = err;
+		emit(f->error ? LECO_FAILED : LECO_CLOSED, cookie, f, now);
+		bpf_map_delete_elem(&flows, &key);
+	}
+	return 0;
+}
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret)
+{
+	if (ret < 0)
+		return 0;
+	long nr = LECO_SYSCALL_NR(regs);
+	if (nr != LECO_NR_ACCEPT && nr != LECO_NR_ACCEPT4)
+		return 0;
+
+	/* accept(2) returned fd `ret`: find its socket and give the flow to
+	 * the process that accepted it. */
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	unsigned int max_fds = BPF_CORE_READ(fdt, max_fds);
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *file = NULL;
+
+	if ((unsigned long)ret >= max_fds)
+		return 0;
+	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[ret]) || !file)
+		return 0;
+
+	struct socket *sock = BPF_CORE_READ(file, private_data);
+	struct sock *sk = BPF_CORE_READ(sock, sk);
+	/* Cookies are generated on first use; ours was, at establish. */
+	struct leco_flow_key key = { .cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter) };
+	struct leco_flow *f;
+
+	if (!key.cookie)
+		return 0;
+	f = bpf_map_lookup_elem(&flows, &key);
+	if (!f || f->proto != IPPROTO_TCP)
+		return 0;
+
+	owner_from_current(&f->owner);
+	f->flags &= ~LECO_F_PROVISIONAL;
+	if (!(f->flags & LECO_F_ANNOUNCED)) {
+		__u64 now = bpf_ktime_get_boot_ns();
+
+		f->flags |= LECO_F_ANNOUNCED;
+		f->last_emit_ns = now;
+		emit(LECO_NEW, key.cookie, f, now);
+	}
+	return 0;
+}
+
+/* ---- bytes ------------------------------------------------------------- */
+
+static __always_inline int account(struct sock *sk, int bytes, bool tx)
+{
+	if (bytes <= 0 || !is_inet(sk))
+		return 0;
+
+	__u16 proto = BPF_CORE_READ(sk, sk_protocol);
+
+	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
+		return 0;
+
+	__u64 cookie = bpf_get_socket_cookie(sk);
+	__u64 now = bpf_ktime_get_boot_ns();
+	struct leco_flow_key key = { .cookie = cookie };
+	struct leco_udp_peer *peer = NULL;
+	__u8 peer_family = 0;
+
+	if (proto == IPPROTO_UDP) {
+		/* One flow per peer. An unconnected socket's peer was left by
+		 * the sock_addr hook earlier in this very syscall. */
+		__u64 pid_tgid = bpf_get_current_pid_tgid();
+
+		peer = bpf_map_lookup_elem(&udp_peers, &pid_tgid);
+		if (peer && peer->cookie == cookie) {
+			__builtin_memcpy(key.raddr, peer->addr, sizeof(key.raddr));
+			key.rport = peer->port;
+			peer_family = peer->family;
+			bpf_map_delete_elem(&udp_peers, &pid_tgid);
+		} else if (BPF_CORE_READ(sk, __sk_common.skc_family) == AF_INET) {
+			__be32 r = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+
+			__builtin_memcpy(key.raddr, &r, 4);
+			key.rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+		} else {
+			BPF_CORE_READ_INTO(&key.raddr, sk, __sk_common.skc_v6_daddr);
+			key.rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+		}
+	}
+
+	struct leco_flow *f = bpf_map_lookup_elem(&flows, &key);
+
+	if (!f) {
+		/* First sight: a UDP flow, or a TCP connection older than leco.
+		 * Either way this is process context and current owns it. */
+		struct leco_flow nf = {};
+
+		nf.id = next_flow_id();
+		owner_from_current(&nf.owner);
+		flow_addrs_from_sock(&nf, sk);
+		nf.first_ns = now;
+		nf.last_ns = now;
+		nf.last_emit_ns = now;
+		nf.proto = proto;
+		nf.flags = LECO_F_ANNOUNCED;
+		if (proto == IPPROTO_UDP) {
+			__builtin_memcpy(nf.raddr, key.raddr, sizeof(nf.raddr));
+			nf.rport = key.rport;
+			/* An IPv4 peer seen through sendmsg4 on an IPv6 socket
+			 * cannot happen; the reverse can (dual-stack): the
+			 * peer's family wins. */
+			if (peer_family)
+				nf.family = peer_family;
+			nf.direction = tx ? LECO_DIR_OUT : LECO_DIR_IN;
+		} else {
+			nf.state = BPF_CORE_READ(sk, __sk_common.skc_state);
+			nf.flags |= LECO_F_ESTABLISHED;
+		}
+		if (tx)
+			nf.tx_bytes = bytes;
+		else
+			nf.rx_bytes = bytes;
+		if (bpf_map_update_elem(&flows, &key, &nf, BPF_NOEXIST) == 0) {
+			emit(LECO_NEW, cookie, &nf, now);
+			return 0;
+		}
+		/* Another CPU created it first: count on that one. */
+		f = bpf_map_lookup_elem(&flows, &key);
+		if (!f)
+			return 0;
+	}
+
+	if (tx)
+		__sync_fetch_and_add(&f->tx_bytes, bytes);
+	else
+		__sync_fetch_and_add(&f->rx_bytes, bytes);
+	f->last_ns = now;
+
+	if (f->flags & LECO_F_PROVISIONAL) {
+		/* Accepted some way other than accept(2) (io_uring, ...): the
+		 * first process to use it is its owner. */
+		owner_from_current(&f->owner);
+		f->flags &= ~LECO_F_PROVISIONAL;
+	}
+	if (!(f->flags & LECO_F_ANNOUNCED)) {
+		f->flags |= LECO_F_ANNOUNCED;
+		f->last_emit_ns = now;
+		emit(LECO_NEW, cookie, f, now);
+	} else if (now - f->last_emit_ns >= update_interval_ns) {
+		f->last_emit_ns = now;
+		emit(LECO_UPDATE, cookie, f, now);
+	}
+	return 0;
+}
+
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(on_sock_send_length, struct sock *sk, int ret, int flags)
+{
+	return account(sk, ret, true);
+}
+
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(on_sock_recv_length, struct sock *sk, int ret, int flags)
+{
+	if (flags & MSG_PEEK)
+		return 0; /* the same bytes will be read again */
+	return account(sk, ret, false);
+}
+
+/* ---- errors ------------------------------------------------------------ */
+
+SEC("tp_btf/inet_sk_error_report")
+int BPF_PROG(on_inet_sk_error_report, struct sock *sk)
+{
+	if (!is_inet(sk))
+		return 0;
+
+	__u16 proto = BPF_CORE_READ(sk, sk_protocol);
+	int err = BPF_CORE_READ(sk, sk_err);
+	struct leco_flow_key key = { .cookie = bpf_get_socket_cookie(sk) };
+	struct leco_flow *f;
+
+	if (!err || (proto != IPPROTO_TCP && proto != IPPROTO_UDP))
+		return 0;
+	if (proto == IPPROTO_UDP) {
+		/* Errors reach connected UDP sockets only: the peer is the
+		 * socket's own. */
+		if (BPF_CORE_READ(sk, __sk_common.skc_family) == AF_INET) {
+			__be32 r = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+
+			__builtin_memcpy(key.raddr, &r, 4);
+		} else {
+			BPF_CORE_READ_INTO(&key.raddr, sk, __sk_common.skc_v6_daddr);
+		}
+		key.rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	}
+	f = bpf_map_lookup_elem(&flows, &key);
+	if (!f)
+		return 0;
+	if (proto == IPPROTO_UDP && f->error != err) {
+		__u64 now = bpf_ktime_get_boot_ns();
+
+		f->error = err;
+		f->last_emit_ns = now;
+		emit(LECO_FAILED, key.cookie, f, now);
+		return 0;
+	}
+	/* TCP: reported with the close that follows. */
+	f->error = err;
+	return 0;
+}
+
+/* ---- unconnected UDP peers ---------------------------------------------- */
+
+static __always_inline int remember_peer4(struct bpf_sock_addr *ctx)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct leco_udp_peer p = {
+		.cookie = bpf_get_socket_cookie(ctx),
+		.port = bpf_ntohs((__u16)ctx->user_port),
+		.family = AF_INET,
+	};
+	__u32 ip = ctx->user_ip4;
+
+	__builtin_memcpy(p.addr, &ip, 4);
+	bpf_map_update_elem(&udp_peers, &pid_tgid, &p, BPF_ANY);
+	return 1; /* observe only: never block */
+}
+
+static __always_inline int remember_peer6(struct bpf_sock_addr *ctx)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct leco_udp_peer p = {
+		.cookie = bpf_get_socket_cookie(ctx),
+		.port = bpf_ntohs((__u16)ctx->user_port),
+		.family = AF_INET6,
+	};
+	__u32 ip[4];
+
+	/* The verifier wants one 4-byte load per word of the context. */
+	ip[0] = ctx->user_ip6[0];
+	ip[1] = ctx->user_ip6[1];
+	ip[2] = ctx->user_ip6[2];
+	ip[3] = ctx->user_ip6[3];
+	__builtin_memcpy(p.addr, ip, 16);
+	bpf_map_update_elem(&udp_peers, &pid_tgid, &p, BPF_ANY);
+	return 1;
+}
+
+SEC("cgroup/sendmsg4")
+int on_sendmsg4(struct bpf_sock_addr *ctx)
+{
+	return remember_peer4(ctx);
+}
+
+SEC("cgroup/recvmsg4")
+int on_recvmsg4(struct bpf_sock_addr *ctx)
+{
+	return remember_peer4(ctx);
+}
+
+SEC("cgroup/sendmsg6")
+int on_sendmsg6(struct bpf_sock_addr *ctx)
+{
+	return remember_peer6(ctx);
+}
+
+SEC("cgroup/recvmsg6")
+int on_recvmsg6(struct bpf_sock_addr *ctx)
+{
+	return remember_peer6(ctx);
+}
+
+SEC("cgroup/sock_release")
+int on_sock_release(struct bpf_sock *ctx)
+{
+	if (ctx->protocol == IPPROTO_UDP &&
+	    (ctx->family == AF_INET || ctx->family == AF_INET6))
+		emit(LECO_RELEASED, bpf_get_socket_cookie(ctx), NULL, bpf_ktime_get_boot_ns());
+	return 1;
+}

@@ -1,0 +1,328 @@
+//! What the kernel programs report, decoded into safe Rust types.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
+
+use crate::skel::types;
+
+/// Why a record was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    /// A flow is seen for the first time (TCP: once established and owned).
+    New,
+    /// Traffic on a known flow, at most once per update interval.
+    Update,
+    /// A TCP flow ended without an error.
+    Closed,
+    /// A TCP flow ended with an error, or a UDP peer reported one.
+    Failed,
+    /// A UDP socket was closed: every flow of its cookie has ended.
+    Released,
+}
+
+/// Transport protocol of a flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Proto {
+    /// TCP: one flow per socket.
+    Tcp,
+    /// UDP: one flow per (socket, peer).
+    Udp,
+}
+
+/// Who started the flow, as far as the kernel knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// This host connected or sent first.
+    Out,
+    /// A peer connected to a listener here, or sent first.
+    In,
+    /// The flow predates leco; callers may guess from the port numbers.
+    Unknown,
+}
+
+/// The process that owns a flow, captured in the kernel when it was known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    /// Thread id.
+    pub tid: u32,
+    /// Process id (thread group id); 0 when no process is known yet.
+    pub pid: u32,
+    /// Real user id.
+    pub uid: u32,
+    /// Real group id.
+    pub gid: u32,
+    /// cgroup v2 id (inode number of the cgroup's directory).
+    pub cgroup_id: u64,
+    /// `comm`, raw bytes up to the first NUL: not necessarily UTF-8.
+    pub comm: Vec<u8>,
+}
+
+/// Identity of a flow in the kernel's table: the socket cookie plus, for UDP,
+/// the peer. Used to look the flow up again or to forget it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    cookie: u64,
+    peer: [u8; 16],
+    peer_port: u16,
+}
+
+impl FlowKey {
+    /// The socket cookie: unique per socket for the life of the kernel.
+    pub fn cookie(&self) -> u64 {
+        self.cookie
+    }
+
+    pub(crate) fn from_raw(k: &types::leco_flow_key) -> FlowKey {
+        FlowKey {
+            cookie: k.cookie,
+            peer: k.raddr,
+            peer_port: k.rport,
+        }
+    }
+
+    pub(crate) fn to_raw(self) -> types::leco_flow_key {
+        types::leco_flow_key {
+            cookie: self.cookie,
+            raddr: self.peer,
+            rport: self.peer_port,
+            ..Default::default()
+        }
+    }
+}
+
+/// One flow as the kernel sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Flow {
+    /// Unique per boot, never reused; equal across service restarts.
+    pub id: u64,
+    /// Key in the kernel's flow table.
+    pub key: FlowKey,
+    /// The owning process.
+    pub owner: Owner,
+    /// TCP or UDP.
+    pub proto: Proto,
+    /// Out, in or unknown.
+    pub direction: Direction,
+    /// Local address; IPv4-mapped IPv6 addresses are given as IPv4.
+    pub local: IpAddr,
+    /// Local port (0 while a TCP connect has not bound one yet).
+    pub local_port: u16,
+    /// Remote address; unspecified when unknown.
+    pub remote: IpAddr,
+    /// Remote port.
+    pub remote_port: u16,
+    /// Network namespace inode.
+    pub netns: u32,
+    /// TCP state (`tcp_states.h` numbering), `None` for UDP.
+    pub tcp_state: Option<u8>,
+    /// Whether the TCP handshake completed.
+    pub established: bool,
+    /// Error number (errno), if the flow failed.
+    pub error: Option<i32>,
+    /// First seen, CLOCK_BOOTTIME.
+    pub first_seen: Duration,
+    /// Last activity, CLOCK_BOOTTIME.
+    pub last_seen: Duration,
+    /// Application bytes received.
+    pub rx_bytes: u64,
+    /// Application bytes sent.
+    pub tx_bytes: u64,
+}
+
+/// One record from the kernel's ring buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Something happened to a flow.
+    Flow {
+        /// What happened.
+        kind: EventKind,
+        /// When, CLOCK_BOOTTIME.
+        at: Duration,
+        /// The flow's state right after it happened.
+        flow: Flow,
+    },
+    /// A UDP socket closed; all its flows have ended.
+    Released {
+        /// Cookie of the closed socket.
+        cookie: u64,
+        /// When, CLOCK_BOOTTIME.
+        at: Duration,
+    },
+}
+
+/// A record the reader could not make sense of (a leco-bpf bug, reported not hidden).
+#[derive(Debug, thiserror::Error)]
+#[error("malformed kernel record: {0}")]
+pub struct DecodeError(String);
+
+const FLOW_SIZE: usize = std::mem::size_of::<types::leco_flow>();
+/// `struct leco_event`: cookie, ts_ns, flow, kind, 7 bytes padding.
+const EVENT_SIZE: usize = 16 + FLOW_SIZE + 8;
+
+impl Event {
+    /// Decodes one ring-buffer record (`struct leco_event` in `leco.h`).
+    pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
+        if bytes.len() != EVENT_SIZE {
+            return Err(DecodeError(format!(
+                "{} bytes, expected {EVENT_SIZE}",
+                bytes.len()
+            )));
+        }
+        let u64_at = |at: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&bytes[at..at + 8]);
+            u64::from_ne_bytes(b)
+        };
+        let cookie = u64_at(0);
+        let at = Duration::from_nanos(u64_at(8));
+        let raw = read_pod::<types::leco_flow>(&bytes[16..16 + FLOW_SIZE]);
+        let kind = match bytes[16 + FLOW_SIZE] {
+            1 => EventKind::New,
+            2 => EventKind::Update,
+            3 => EventKind::Closed,
+            4 => EventKind::Failed,
+            5 => return Ok(Event::Released { cookie, at }),
+            k => return Err(DecodeError(format!("unknown kind {k}"))),
+        };
+        let mut key = FlowKey {
+            cookie,
+            peer: [0; 16],
+            peer_port: 0,
+        };
+        if raw.proto == libc::IPPROTO_UDP as u8 {
+            key.peer = raw.raddr;
+            key.peer_port = raw.rport;
+        }
+        let flow = Flow::from_raw(key, &raw)?;
+        Ok(Event::Flow { kind, at, flow })
+    }
+}
+
+impl Flow {
+    /// Decodes a value of the kernel's flow table.
+    pub(crate) fn from_raw(key: FlowKey, raw: &types::leco_flow) -> Result<Flow, DecodeError> {
+        let proto = match i32::from(raw.proto) {
+            libc::IPPROTO_TCP => Proto::Tcp,
+            libc::IPPROTO_UDP => Proto::Udp,
+            p => return Err(DecodeError(format!("unknown protocol {p}"))),
+        };
+        let family = i32::from(raw.family);
+        let addr = |b: &[u8; 16]| decode_addr(family, b);
+        let o = &raw.owner;
+        let comm: Vec<u8> = o
+            .comm
+            .iter()
+            .map(|&c| c as u8)
+            .take_while(|&c| c != 0)
+            .collect();
+        Ok(Flow {
+            id: raw.id,
+            key,
+            owner: Owner {
+                tid: o.pid,
+                pid: o.tgid,
+                uid: o.uid,
+                gid: o.gid,
+                cgroup_id: o.cgroup_id,
+                comm,
+            },
+            proto,
+            direction: match raw.direction {
+                1 => Direction::Out,
+                2 => Direction::In,
+                _ => Direction::Unknown,
+            },
+            local: addr(&raw.laddr)?,
+            local_port: raw.lport,
+            remote: addr(&raw.raddr)?,
+            remote_port: raw.rport,
+            netns: raw.netns,
+            tcp_state: (proto == Proto::Tcp).then_some(raw.state),
+            established: raw.flags & 4 != 0,
+            error: (raw.error != 0).then_some(i32::from(raw.error)),
+            first_seen: Duration::from_nanos(raw.first_ns),
+            last_seen: Duration::from_nanos(raw.last_ns),
+            rx_bytes: raw.rx_bytes,
+            tx_bytes: raw.tx_bytes,
+        })
+    }
+}
+
+fn decode_addr(family: i32, b: &[u8; 16]) -> Result<IpAddr, DecodeError> {
+    match family {
+        libc::AF_INET => Ok(IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3]))),
+        // Dual-stack sockets carry IPv4 peers as ::ffff:a.b.c.d; show them as IPv4.
+        libc::AF_INET6 => Ok(Ipv6Addr::from(*b).to_canonical()),
+        f => Err(DecodeError(format!("unknown address family {f}"))),
+    }
+}
+
+/// Copies a plain-old-data kernel record out of a byte slice of its exact size.
+pub(crate) fn read_pod<T: Copy>(bytes: &[u8]) -> T {
+    assert_eq!(bytes.len(), std::mem::size_of::<T>(), "record size");
+    // SAFETY: the length matches, read_unaligned tolerates any alignment, and
+    // T is only ever one of the skeleton's C structs of integers and integer
+    // arrays, for which every bit pattern is a valid value.
+    unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) }
+}
+
+/// Raw bytes of a plain-old-data kernel record, for map keys.
+pub(crate) fn pod_bytes<T: Copy>(v: &T) -> &[u8] {
+    // SAFETY: T is one of the skeleton's padding-free C structs (explicit
+    // `_pad` members), so all of its bytes are initialised.
+    unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), std::mem::size_of::<T>()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(kind: u8, f: &types::leco_flow) -> Vec<u8> {
+        let mut v = Vec::new();
+        v.extend_from_slice(&42u64.to_ne_bytes());
+        v.extend_from_slice(&7_000u64.to_ne_bytes());
+        v.extend_from_slice(pod_bytes(f));
+        v.push(kind);
+        v.extend_from_slice(&[0; 7]);
+        v
+    }
+
+    #[test]
+    fn decodes_a_v4_mapped_udp_flow_as_ipv4() {
+        let mut f = types::leco_flow {
+            proto: libc::IPPROTO_UDP as u8,
+            family: libc::AF_INET6 as u8,
+            rport: 53,
+            ..Default::default()
+        };
+        f.raddr[10] = 0xff;
+        f.raddr[11] = 0xff;
+        f.raddr[12..].copy_from_slice(&[127, 0, 0, 53]);
+        f.owner.comm[..4].copy_from_slice(&[b'd' as i8, b'i' as i8, b'g' as i8, 0]);
+        let Event::Flow { kind, at, flow } = Event::decode(&record(1, &f)).expect("decodes") else {
+            panic!("not a flow event");
+        };
+        assert_eq!(kind, EventKind::New);
+        assert_eq!(at, Duration::from_nanos(7_000));
+        assert_eq!(flow.remote, "127.0.0.53".parse::<IpAddr>().expect("addr"));
+        assert_eq!(flow.remote_port, 53);
+        assert_eq!(flow.owner.comm, b"dig");
+        assert_eq!(flow.key.peer_port, 53, "UDP keys carry the peer");
+        assert_eq!(flow.tcp_state, None);
+    }
+
+    #[test]
+    fn rejects_records_of_the_wrong_size_or_kind() {
+        assert!(Event::decode(&[0; 10]).is_err());
+        let f = types::leco_flow {
+            proto: libc::IPPROTO_TCP as u8,
+            family: libc::AF_INET as u8,
+            ..Default::default()
+        };
+        assert!(Event::decode(&record(9, &f)).is_err());
+        assert!(matches!(
+            Event::decode(&record(5, &f)),
+            Ok(Event::Released { cookie: 42, .. })
+        ));
+    }
+}

@@ -1,0 +1,392 @@
+//! Loading and attaching the programs: the one privileged step.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, AsRawFd};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::{Link, OpenObject, PrintLevel};
+
+use crate::caps;
+use crate::error::LoadError;
+use crate::maps::KernelMaps;
+use crate::skel::{LecoSkel, LecoSkelBuilder};
+
+/// Settings fixed at load time.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Minimum time between two traffic updates of one flow.
+    pub update_interval: Duration,
+    /// Capacity of the kernel's flow table (LRU: the least recently used
+    /// flow makes room when it is full).
+    pub max_flows: u32,
+    /// Root of the cgroup v2 hierarchy to attach the UDP peer hooks to;
+    /// found in /proc/self/mountinfo when `None`.
+    pub cgroup_root: Option<PathBuf>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            update_interval: Duration::from_secs(1),
+            max_flows: 32_768,
+            cgroup_root: None,
+        }
+    }
+}
+
+/// A tracepoint hook: program name, tracepoint, and what provides it.
+struct Hook {
+    program: &'static str,
+    tracepoint: &'static str,
+    needs: &'static str,
+}
+
+const TRACEPOINTS: &[Hook] = &[
+    Hook {
+        program: "on_inet_sock_set_state",
+        tracepoint: "sock/inet_sock_set_state",
+        needs: "Linux 4.16+ with CONFIG_INET",
+    },
+    Hook {
+        program: "on_sock_send_length",
+        tracepoint: "sock/sock_send_length",
+        needs: "Linux 6.3+",
+    },
+    Hook {
+        program: "on_sock_recv_length",
+        tracepoint: "sock/sock_recv_length",
+        needs: "Linux 6.3+",
+    },
+    Hook {
+        program: "on_inet_sk_error_report",
+        tracepoint: "sock/inet_sk_error_report",
+        needs: "Linux 5.15+",
+    },
+    Hook {
+        program: "on_sys_exit",
+        tracepoint: "raw_syscalls/sys_exit",
+        needs: "CONFIG_FTRACE_SYSCALLS",
+    },
+];
+
+const CGROUP_HOOKS: &[(&str, &str)] = &[
+    ("on_sendmsg4", "cgroup/sendmsg4"),
+    ("on_sendmsg6", "cgroup/sendmsg6"),
+    ("on_recvmsg4", "cgroup/recvmsg4"),
+    ("on_recvmsg6", "cgroup/recvmsg6"),
+    ("on_sock_release", "cgroup/sock_release"),
+];
+
+/// The loaded and attached programs. Dropping it detaches everything and,
+/// unless maps are held elsewhere, frees the kernel state.
+pub struct Capture {
+    skel: LecoSkel<'static>,
+    _links: Vec<Link>,
+    degraded: Vec<String>,
+}
+
+impl std::fmt::Debug for Capture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Capture")
+            .field("degraded", &self.degraded)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Capture {
+    /// Loads the embedded programs into the kernel and attaches them.
+    pub fn load(opts: &Options) -> Result<Capture, LoadError> {
+        let missing = caps::missing_for_load();
+        if !missing.is_empty() {
+            return Err(LoadError::NotPrivileged {
+                missing: missing.join(", "),
+            });
+        }
+        if !Path::new("/sys/kernel/btf/vmlinux").exists() {
+            return Err(LoadError::NoBtf);
+        }
+        capture_libbpf_log();
+
+        // The skeleton borrows its open-object storage for as long as it
+        // lives; a Capture lives about as long as the process, so leak the
+        // few bytes rather than make Capture self-referential.
+        let storage: &'static mut MaybeUninit<OpenObject> = Box::leak(Box::new(MaybeUninit::uninit()));
+        let mut open = LecoSkelBuilder::default()
+            .open(storage)
+            .map_err(|source| LoadError::Libbpf {
+                context: "opening the embedded eBPF object",
+                source,
+            })?;
+        if let Some(ro) = open.maps.rodata_data.as_deref_mut() {
+            ro.update_interval_ns = u64::try_from(opts.update_interval.as_nanos()).unwrap_or(u64::MAX);
+        }
+        open.maps
+            .flows
+            .set_max_entries(opts.max_flows.max(64))
+            .map_err(|source| LoadError::Libbpf {
+                context: "sizing the flow table",
+                source,
+            })?;
+        let skel = open.load().map_err(|source| diagnose_load(source, take_log()))?;
+
+        let mut links = Vec::new();
+        for hook in TRACEPOINTS {
+            let prog = program(&skel, hook.program);
+            let link = prog.attach().map_err(|source| LoadError::Attach {
+                program: hook.program,
+                hook: hook.tracepoint,
+                source,
+            })?;
+            links.push(link);
+        }
+        let mut degraded = Vec::new();
+        match attach_cgroup_hooks(&skel, opts.cgroup_root.as_deref()) {
+            Ok(mut l) => links.append(&mut l),
+            Err(why) => degraded.push(format!(
+                "unconnected UDP peers and UDP socket closes are not seen ({why}); \
+                 UDP flows end by idle timeout"
+            )),
+        }
+        Ok(Capture {
+            skel,
+            _links: links,
+            degraded,
+        })
+    }
+
+    /// What works less well than it should on this machine, one sentence each.
+    pub fn degraded(&self) -> &[String] {
+        &self.degraded
+    }
+
+    /// Handles to the kernel's maps (their own file descriptors): the
+    /// reading side of leco, which needs no privileges once it has them.
+    pub fn maps(&self) -> Result<KernelMaps, LoadError> {
+        KernelMaps::from_skel(&self.skel).map_err(|source| LoadError::Libbpf {
+            context: "duplicating map handles",
+            source,
+        })
+    }
+
+    /// Ids of the loaded programs, for `bpftool prog show id N` and the
+    /// benchmark's per-hook cost (`bpf_stats`).
+    pub fn program_ids(&self) -> Vec<(String, u32)> {
+        let p = &self.skel.progs;
+        [
+            &p.on_inet_sock_set_state,
+            &p.on_sock_send_length,
+            &p.on_sock_recv_length,
+            &p.on_inet_sk_error_report,
+            &p.on_sys_exit,
+            &p.on_sendmsg4,
+            &p.on_sendmsg6,
+            &p.on_recvmsg4,
+            &p.on_recvmsg6,
+            &p.on_sock_release,
+        ]
+        .into_iter()
+        .filter_map(|prog| {
+            let id = libbpf_rs::Program::id_from_fd(prog.as_fd()).ok()?;
+            Some((prog.name().to_string_lossy().into_owned(), id))
+        })
+        .collect()
+    }
+}
+
+fn program<'a>(skel: &'a LecoSkel<'static>, name: &str) -> &'a libbpf_rs::ProgramMut<'static> {
+    let p = &skel.progs;
+    match name {
+        "on_inet_sock_set_state" => &p.on_inet_sock_set_state,
+        "on_sock_send_length" => &p.on_sock_send_length,
+        "on_sock_recv_length" => &p.on_sock_recv_length,
+        "on_inet_sk_error_report" => &p.on_inet_sk_error_report,
+        "on_sys_exit" => &p.on_sys_exit,
+        "on_sendmsg4" => &p.on_sendmsg4,
+        "on_sendmsg6" => &p.on_sendmsg6,
+        "on_recvmsg4" => &p.on_recvmsg4,
+        "on_recvmsg6" => &p.on_recvmsg6,
+        "on_sock_release" => &p.on_sock_release,
+        other => unreachable!("no program {other} in leco.bpf.c"),
+    }
+}
+
+fn attach_cgroup_hooks(skel: &LecoSkel<'static>, root: Option<&Path>) -> Result<Vec<Link>, String> {
+    let root = match root {
+        Some(r) => r.to_path_buf(),
+        None => cgroup2_root().ok_or("no cgroup v2 hierarchy is mounted")?,
+    };
+    let dir = File::open(&root).map_err(|e| format!("opening {}: {e}", root.display()))?;
+    CGROUP_HOOKS
+        .iter()
+        .map(|(name, hook)| {
+            program(skel, name)
+                .attach_cgroup(dir.as_raw_fd())
+                .map_err(|e| format!("attaching {hook} to {}: {e}", root.display()))
+        })
+        .collect()
+}
+
+/// Mount point of the cgroup v2 hierarchy, from /proc/self/mountinfo.
+pub fn cgroup2_root() -> Option<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    parse_cgroup2_mount(&info)
+}
+
+fn parse_cgroup2_mount(mountinfo: &str) -> Option<PathBuf> {
+    mountinfo.lines().find_map(|line| {
+        let (mount, fs) = line.split_once(" - ")?;
+        if fs.split_whitespace().next()? != "cgroup2" {
+            return None;
+        }
+        mount.split_whitespace().nth(4).map(PathBuf::from)
+    })
+}
+
+// ---- turning libbpf's log into one readable line -------------------------
+
+static LIBBPF_LOG: Mutex<VecDeque<String>> = Mutex::new(VecDeque::new());
+const LOG_LINES: usize = 400;
+
+fn capture_libbpf_log() {
+    fn sink(level: PrintLevel, msg: String) {
+        let msg = msg.trim_end().to_owned();
+        match level {
+            PrintLevel::Warn => tracing::debug!(target: "libbpf", "{msg}"),
+            _ => tracing::trace!(target: "libbpf", "{msg}"),
+        }
+        if let Ok(mut log) = LIBBPF_LOG.lock() {
+            if log.len() == LOG_LINES {
+                log.pop_front();
+            }
+            log.push_back(msg);
+        }
+    }
+    if let Ok(mut log) = LIBBPF_LOG.lock() {
+        log.clear();
+    }
+    libbpf_rs::set_print(Some((PrintLevel::Debug, sink)));
+}
+
+fn take_log() -> Vec<String> {
+    LIBBPF_LOG
+        .lock()
+        .map(|mut l| l.drain(..).flat_map(|m| m.lines().map(str::to_owned).collect::<Vec<_>>()).collect())
+        .unwrap_or_default()
+}
+
+/// Reads libbpf's log after a failed load and names what the kernel refused.
+fn diagnose_load(source: libbpf_rs::Error, log: Vec<String>) -> LoadError {
+    // "failed to find kernel BTF type ID of 'sock_send_length'": a missing tracepoint.
+    for line in &log {
+        if let Some(rest) = line.split("BTF type ID of '").nth(1) {
+            let name = rest.split('\'').next().unwrap_or_default();
+            if let Some(h) = TRACEPOINTS
+                .iter()
+                .find(|h| h.tracepoint.rsplit('/').next() == Some(name))
+            {
+                return LoadError::MissingTracepoint {
+                    tracepoint: h.tracepoint,
+                    needs: h.needs,
+                };
+            }
+        }
+    }
+    // "prog 'on_x': failed to load: -22" (+ the verifier's log before it).
+    let failed = log.iter().enumerate().find_map(|(i, line)| {
+        let rest = line.split("prog '").nth(1)?;
+        let (name, tail) = rest.split_once('\'')?;
+        tail.contains("failed to load").then(|| (i, name.to_owned(), tail.to_owned()))
+    });
+    let Some((at, program, tail)) = failed else {
+        return LoadError::Libbpf {
+            context: "loading the eBPF object",
+            source,
+        };
+    };
+    let hook = TRACEPOINTS
+        .iter()
+        .find(|h| h.program == program)
+        .map(|h| h.tracepoint)
+        .or_else(|| CGROUP_HOOKS.iter().find(|(p, _)| *p == program).map(|(_, h)| *h))
+        .unwrap_or("?")
+        .to_owned();
+    // The verifier's verdict is the last line before "-- END PROG LOAD LOG --"
+    // that is not an instruction dump or statistics.
+    let verdict = log[..at]
+        .iter()
+        .rev()
+        .map(|l| l.trim())
+        .filter(|l| {
+            !l.is_empty()
+                && !l.starts_with("--")
+                && !l.starts_with("processed ")
+                && !l.starts_with(';')
+                && !l.chars().next().is_some_and(|c| c.is_ascii_digit())
+                && !l.starts_with("libbpf: prog")
+        })
+        .next()
+        .map(str::to_owned);
+    let reason = match verdict {
+        Some(v) if tail.trim_end().ends_with(": -1") => {
+            format!("{v} (operation not permitted: is the kernel locked down, or bpf restricted?)")
+        }
+        Some(v) => v,
+        None => tail.trim_start_matches(':').trim().to_owned(),
+    };
+    LoadError::Rejected {
+        program,
+        hook,
+        reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_cgroup2_mount_in_a_hybrid_layout() {
+        let info = "25 1 0:23 / /sys/fs/cgroup ro - tmpfs tmpfs ro,mode=755\n\
+                    31 25 0:27 / /sys/fs/cgroup/unified rw,nosuid - cgroup2 cgroup2 rw\n";
+        assert_eq!(parse_cgroup2_mount(info), Some(PathBuf::from("/sys/fs/cgroup/unified")));
+        assert_eq!(parse_cgroup2_mount("25 1 0:23 / /x rw - tmpfs tmpfs rw\n"), None);
+    }
+
+    #[test]
+    fn names_a_missing_tracepoint() {
+        let log = vec!["libbpf: prog 'on_sock_send_length': failed to find kernel BTF type ID of 'sock_send_length': -3".into()];
+        let err = diagnose_load(libbpf_rs::Error::from_raw_os_error(3), log);
+        assert_eq!(
+            err.to_string(),
+            "the kernel has no tracepoint sock/sock_send_length (needs Linux 6.3+)"
+        );
+    }
+
+    #[test]
+    fn names_a_rejected_program_with_the_verifier_verdict() {
+        let log = [
+            "libbpf: prog 'on_sys_exit': BPF program load failed: Permission denied",
+            "libbpf: prog 'on_sys_exit': -- BEGIN PROG LOAD LOG --",
+            "0: R1=ctx() R10=fp0",
+            "; if (ret < 0) @ leco.bpf.c:200",
+            "12: (85) call bpf_probe_read_kernel#113",
+            "R2 min value is negative, either use unsigned or 'var &= const'",
+            "processed 13 insns (limit 1000000)",
+            "-- END PROG LOAD LOG --",
+            "libbpf: prog 'on_sys_exit': failed to load: -13",
+        ]
+        .map(String::from)
+        .to_vec();
+        let err = diagnose_load(libbpf_rs::Error::from_raw_os_error(13), log);
+        assert_eq!(
+            err.to_string(),
+            "the kernel refused eBPF program on_sys_exit (for raw_syscalls/sys_exit): \
+             R2 min value is negative, either use unsigned or 'var &= const'"
+        );
+    }
+}

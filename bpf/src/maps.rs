@@ -1,0 +1,155 @@
+//! The reading side: the event ring buffer and the flow table, through map
+//! file descriptors of their own so that they outlive (or never need) the
+//! loader's privileges.
+
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use libbpf_rs::{MapCore, MapFlags, MapHandle, RingBuffer, RingBufferBuilder};
+
+use crate::event::{pod_bytes, read_pod, DecodeError, Event, Flow, FlowKey};
+use crate::skel::{types, LecoSkel};
+
+/// Counters kept by the kernel programs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KernelCounters {
+    /// Records lost because the ring buffer was full. Never silently: the
+    /// flows themselves are still in the flow table.
+    pub ringbuf_drops: u64,
+    /// Flows ever created (the last flow id handed out).
+    pub flows_created: u64,
+}
+
+/// File descriptors of the maps user space reads.
+#[derive(Debug)]
+pub struct KernelMaps {
+    events: MapHandle,
+    flows: MapHandle,
+    bss: MapHandle,
+}
+
+impl KernelMaps {
+    pub(crate) fn from_skel(skel: &LecoSkel<'static>) -> libbpf_rs::Result<KernelMaps> {
+        Ok(KernelMaps {
+            events: MapHandle::try_from(&skel.maps.events)?,
+            flows: MapHandle::try_from(&skel.maps.flows)?,
+            bss: MapHandle::try_from(&skel.maps.bss)?,
+        })
+    }
+
+    /// A reader of the event ring buffer.
+    pub fn reader(&self) -> libbpf_rs::Result<EventReader> {
+        let pending: Arc<Mutex<Vec<Result<Event, DecodeError>>>> = Arc::default();
+        let sink = Arc::clone(&pending);
+        let mut builder = RingBufferBuilder::new();
+        builder.add(&self.events, move |bytes: &[u8]| {
+            sink.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(Event::decode(bytes));
+            0
+        })?;
+        Ok(EventReader {
+            ring: builder.build()?,
+            pending,
+        })
+    }
+
+    /// The kernel's counters.
+    pub fn counters(&self) -> libbpf_rs::Result<KernelCounters> {
+        let value = self
+            .bss
+            .lookup(&0u32.to_ne_bytes(), MapFlags::ANY)?
+            .unwrap_or_default();
+        if value.len() < std::mem::size_of::<types::bss>() {
+            return Ok(KernelCounters::default());
+        }
+        let bss = read_pod::<types::bss>(&value[..std::mem::size_of::<types::bss>()]);
+        Ok(KernelCounters {
+            ringbuf_drops: bss.ringbuf_drops,
+            flows_created: bss.flow_seq,
+        })
+    }
+
+    /// The kernel's current view of one flow, if it still has it.
+    pub fn flow(&self, key: &FlowKey) -> libbpf_rs::Result<Option<Flow>> {
+        let raw_key = key.to_raw();
+        let Some(value) = self.flows.lookup(pod_bytes(&raw_key), MapFlags::ANY)? else {
+            return Ok(None);
+        };
+        Ok(decode_flow(&raw_key, &value))
+    }
+
+    /// Every flow in the kernel's table, for a client that (re)starts or lost
+    /// records: the table is the truth the ring buffer only reports on.
+    pub fn flows(&self) -> Vec<Flow> {
+        self.flows
+            .keys()
+            .filter_map(|k| {
+                let raw_key = read_pod::<types::leco_flow_key>(&k);
+                let value = self.flows.lookup(&k, MapFlags::ANY).ok()??;
+                decode_flow(&raw_key, &value)
+            })
+            .collect()
+    }
+
+    /// Removes a flow the caller knows has ended (a released UDP socket).
+    pub fn forget(&self, key: &FlowKey) {
+        // ENOENT: the kernel already dropped it (TCP close, LRU), fine.
+        let _ = self.flows.delete(pod_bytes(&key.to_raw()));
+    }
+}
+
+fn decode_flow(raw_key: &types::leco_flow_key, value: &[u8]) -> Option<Flow> {
+    if value.len() != std::mem::size_of::<types::leco_flow>() {
+        return None;
+    }
+    let raw = read_pod::<types::leco_flow>(value);
+    Flow::from_raw(FlowKey::from_raw(raw_key), &raw).ok()
+}
+
+/// Reads decoded events from the ring buffer, without busy polling: wait for
+/// [`EventReader::as_raw_fd`] to become readable (epoll, tokio `AsyncFd`),
+/// then [`EventReader::drain`].
+pub struct EventReader {
+    ring: RingBuffer<'static>,
+    pending: Arc<Mutex<Vec<Result<Event, DecodeError>>>>,
+}
+
+impl std::fmt::Debug for EventReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventReader").finish_non_exhaustive()
+    }
+}
+
+impl EventReader {
+    /// Moves every record available now into `out`; returns how many.
+    pub fn drain(&mut self, out: &mut Vec<Result<Event, DecodeError>>) -> libbpf_rs::Result<usize> {
+        self.ring.consume()?;
+        self.take(out)
+    }
+
+    /// Waits up to `timeout` for records, then moves them into `out`.
+    pub fn poll(
+        &mut self,
+        timeout: Duration,
+        out: &mut Vec<Result<Event, DecodeError>>,
+    ) -> libbpf_rs::Result<usize> {
+        self.ring.poll(timeout)?;
+        self.take(out)
+    }
+
+    fn take(&mut self, out: &mut Vec<Result<Event, DecodeError>>) -> libbpf_rs::Result<usize> {
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = pending.len();
+        out.append(&mut pending);
+        Ok(n)
+    }
+}
+
+impl AsRawFd for EventReader {
+    /// An epoll descriptor that is readable when records are waiting.
+    fn as_raw_fd(&self) -> RawFd {
+        self.ring.epoll_fd()
+    }
+}
