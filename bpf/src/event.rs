@@ -67,6 +67,15 @@ pub struct FlowKey {
 }
 
 impl FlowKey {
+    /// The key of a TCP flow: its socket cookie alone.
+    pub fn tcp(cookie: u64) -> FlowKey {
+        FlowKey {
+            cookie,
+            peer: [0; 16],
+            peer_port: 0,
+        }
+    }
+
     /// The socket cookie: unique per socket for the life of the kernel.
     pub fn cookie(&self) -> u64 {
         self.cookie

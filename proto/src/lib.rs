@@ -1,1 +1,16 @@
-//! placeholder
+//! What crosses leco's bus: the connection record and its keys, the event
+//! kinds, the D-Bus names, and the formatting every client shares.
+//!
+//! The keys of [`Connection`] are a contract: clients outside this project
+//! (scripts, notification bridges, `busctl monitor` readers) rely on them. A
+//! key that is absent means "unknown"; keys are only ever added.
+
+mod connection;
+mod format;
+mod names;
+mod text;
+
+pub use connection::{Connection, Direction, EventKind, Proto};
+pub use format::{classic_line, human_bytes, TRAFFIC_THRESHOLD};
+pub use names::{BUS_NAME, INTERFACE, OBJECT_PATH};
+pub use text::sanitize;

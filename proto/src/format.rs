@@ -1,0 +1,144 @@
+//! Formatting shared by every client: bytes in human units and the classic
+//! leco line.
+
+use crate::connection::Connection;
+
+/// Traffic is shown only once rx + tx reaches this many bytes (5 KiB).
+pub const TRAFFIC_THRESHOLD: u64 = 5 * 1024;
+
+/// Bytes in short human units: `58B`, `5.1K`, `230K`, `1.2M`, `17G`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "K", "M", "G", "T", "P"];
+    if n < 1024 {
+        return format!("{n}B");
+    }
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if v < 10.0 {
+        format!("{v:.1}{}", UNITS[unit])
+    } else {
+        format!("{:.0}{}", v.floor(), UNITS[unit])
+    }
+}
+
+/// The classic leco line:
+/// `HH:MM :: user :: comm [unit] :: addr port/proto :: v 58B / 26B ^`.
+/// `hhmm` is the local time to show; the traffic part appears once rx + tx
+/// passes `threshold`; an error is appended after `!!`.
+pub fn classic_line(c: &Connection, hhmm: &str, threshold: u64) -> String {
+    let user = c
+        .user
+        .clone()
+        .or_else(|| c.uid.map(|u| u.to_string()))
+        .unwrap_or_else(|| "?".into());
+    let comm = c.comm.as_deref().unwrap_or("?");
+    let mut line = format!("{hhmm} :: {user} :: {comm}");
+    if let Some(unit) = &c.unit {
+        line.push_str(&format!(" [{unit}]"));
+    }
+    line.push_str(&format!(
+        " :: {} {}/{}",
+        c.remote_addr,
+        c.remote_port,
+        c.proto.as_str()
+    ));
+    if c.rx_bytes + c.tx_bytes >= threshold {
+        line.push_str(&format!(
+            " :: v {} / {} ^",
+            human_bytes(c.rx_bytes),
+            human_bytes(c.tx_bytes)
+        ));
+    }
+    if let Some(e) = &c.error {
+        line.push_str(&format!(" !! {e}"));
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Direction, Proto};
+
+    fn conn() -> Connection {
+        Connection {
+            id: 1,
+            proto: Proto::Tcp,
+            family: 4,
+            direction: Some(Direction::Out),
+            state: "established".into(),
+            local_addr: "10.0.0.2".into(),
+            local_port: 40000,
+            remote_addr: "93.184.216.34".into(),
+            remote_port: 443,
+            pid: Some(42),
+            comm: Some("curl".into()),
+            exe: None,
+            cmdline: None,
+            uid: Some(1000),
+            user: Some("alice".into()),
+            cgroup: None,
+            unit: Some("session-2.scope".into()),
+            container: None,
+            app_id: None,
+            first_seen_us: 0,
+            last_seen_us: 0,
+            rx_bytes: 58,
+            tx_bytes: 26,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn human_units() {
+        assert_eq!(human_bytes(0), "0B");
+        assert_eq!(human_bytes(58), "58B");
+        assert_eq!(human_bytes(1023), "1023B");
+        assert_eq!(human_bytes(5 * 1024 + 100), "5.1K");
+        assert_eq!(human_bytes(230 * 1024), "230K");
+        assert_eq!(human_bytes(1_300_000), "1.2M");
+        assert_eq!(human_bytes(17 * 1024 * 1024 * 1024), "17G");
+    }
+
+    #[test]
+    fn classic_line_hides_small_traffic() {
+        assert_eq!(
+            classic_line(&conn(), "17:02", TRAFFIC_THRESHOLD),
+            "17:02 :: alice :: curl [session-2.scope] :: 93.184.216.34 443/tcp"
+        );
+        let mut c = conn();
+        c.rx_bytes = 6000;
+        c.tx_bytes = 26;
+        assert_eq!(
+            classic_line(&c, "17:02", TRAFFIC_THRESHOLD),
+            "17:02 :: alice :: curl [session-2.scope] :: 93.184.216.34 443/tcp :: v 5.9K / 26B ^"
+        );
+    }
+
+    #[test]
+    fn classic_line_without_unit_or_user_and_with_error() {
+        let mut c = conn();
+        c.unit = None;
+        c.user = None;
+        c.error = Some("connection refused".into());
+        assert_eq!(
+            classic_line(&c, "09:15", TRAFFIC_THRESHOLD),
+            "09:15 :: 1000 :: curl :: 93.184.216.34 443/tcp !! connection refused"
+        );
+    }
+
+    #[test]
+    fn json_leaves_unknown_keys_out() {
+        let mut c = conn();
+        c.comm = None;
+        let v = serde_json::to_value(&c).expect("serializes");
+        assert_eq!(v["proto"], "tcp");
+        assert_eq!(v["direction"], "out");
+        assert!(v.get("comm").is_none());
+        assert!(v.get("exe").is_none());
+    }
+}

@@ -1,0 +1,135 @@
+//! A kernel flow plus what /proc says, as the connection record clients get.
+
+use std::net::IpAddr;
+
+use leco_bpf::{Direction as KDirection, Flow, Proto as KProto};
+use leco_proto::{sanitize, Connection, Direction, Proto};
+
+use crate::clock::WallClock;
+use crate::enrich::Enrichment;
+
+/// The local port range (ip_local_port_range): a flow that predates leco
+/// and uses a local port in it was most likely opened from here.
+#[derive(Debug, Clone, Copy)]
+pub struct EphemeralPorts(pub u16, pub u16);
+
+impl EphemeralPorts {
+    /// Reads `/proc/sys/net/ipv4/ip_local_port_range` (Linux default if unreadable).
+    pub fn read() -> EphemeralPorts {
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .ok()
+            .and_then(|s| {
+                let mut it = s.split_whitespace().map(|p| p.parse::<u16>());
+                Some(EphemeralPorts(it.next()?.ok()?, it.next()?.ok()?))
+            })
+            .unwrap_or(EphemeralPorts(32768, 60999))
+    }
+
+    fn guess(&self, f: &Flow) -> Direction {
+        let ephemeral = |p: u16| (self.0..=self.1).contains(&p);
+        if ephemeral(f.local_port) && !ephemeral(f.remote_port) {
+            Direction::Out
+        } else {
+            Direction::In
+        }
+    }
+}
+
+/// TCP state names (include/net/tcp_states.h), as on the bus.
+pub fn tcp_state_name(state: u8) -> &'static str {
+    match state {
+        1 => "established",
+        2 => "syn_sent",
+        3 => "syn_recv",
+        4 => "fin_wait1",
+        5 => "fin_wait2",
+        6 => "time_wait",
+        7 => "closed",
+        8 => "close_wait",
+        9 => "last_ack",
+        10 => "listen",
+        11 => "closing",
+        12 => "new_syn_recv",
+        _ => "unknown",
+    }
+}
+
+/// Words for the errors connections end with; others as the C library says.
+pub fn error_text(errno: i32) -> String {
+    match errno {
+        libc::ECONNREFUSED => "connection refused".into(),
+        libc::ECONNRESET => "connection reset".into(),
+        libc::ETIMEDOUT => "timed out".into(),
+        libc::EHOSTUNREACH => "host unreachable".into(),
+        libc::ENETUNREACH => "network unreachable".into(),
+        libc::EPIPE => "broken pipe".into(),
+        libc::ECONNABORTED => "connection aborted".into(),
+        libc::EPERM | libc::EACCES => "blocked".into(),
+        e => {
+            let s = std::io::Error::from_raw_os_error(e).to_string();
+            s.split(" (os error").next().unwrap_or(&s).to_lowercase()
+        }
+    }
+}
+
+/// Builds the record clients see.
+pub fn connection(f: &Flow, e: &Enrichment, wall: &WallClock, ports: &EphemeralPorts, ended: bool) -> Connection {
+    let family = |a: &IpAddr| if a.is_ipv4() { 4 } else { 6 };
+    let state = match f.tcp_state {
+        Some(s) => tcp_state_name(s).to_owned(),
+        None if ended => "closed".to_owned(),
+        None => "open".to_owned(),
+    };
+    let known = |v: u32| (f.owner.pid != 0).then_some(v);
+    Connection {
+        id: f.id,
+        proto: match f.proto {
+            KProto::Tcp => Proto::Tcp,
+            KProto::Udp => Proto::Udp,
+        },
+        family: family(&f.remote),
+        direction: Some(match f.direction {
+            KDirection::Out => Direction::Out,
+            KDirection::In => Direction::In,
+            KDirection::Unknown => ports.guess(f),
+        }),
+        state,
+        local_addr: f.local.to_string(),
+        local_port: f.local_port,
+        remote_addr: f.remote.to_string(),
+        remote_port: f.remote_port,
+        pid: known(f.owner.pid),
+        comm: (!f.owner.comm.is_empty()).then(|| sanitize(&f.owner.comm)),
+        exe: e.proc.exe.clone(),
+        cmdline: e.proc.cmdline.clone(),
+        uid: Some(f.owner.uid),
+        user: e.user.clone(),
+        cgroup: e.cgroup.as_ref().map(|c| c.path.clone()),
+        unit: e.cgroup.as_ref().and_then(|c| c.unit.clone()),
+        container: e.cgroup.as_ref().and_then(|c| c.container.clone()),
+        app_id: e.cgroup.as_ref().and_then(|c| c.app_id.clone()),
+        first_seen_us: wall.realtime_us(f.first_seen),
+        last_seen_us: wall.realtime_us(f.last_seen),
+        rx_bytes: f.rx_bytes,
+        tx_bytes: f.tx_bytes,
+        error: f.error.map(error_text),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_words() {
+        assert_eq!(error_text(libc::ECONNREFUSED), "connection refused");
+        assert_eq!(error_text(libc::ENOBUFS), "no buffer space available");
+    }
+
+    #[test]
+    fn states() {
+        assert_eq!(tcp_state_name(1), "established");
+        assert_eq!(tcp_state_name(7), "closed");
+        assert_eq!(tcp_state_name(99), "unknown");
+    }
+}

@@ -1,0 +1,241 @@
+//! The service's core loop: kernel records in, enriched connection events
+//! out, the table kept current. Standalone mode prints what comes out; the
+//! bus publishes it.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use leco_bpf::{Event, EventKind as KKind, EventReader, Flow, KernelMaps};
+use leco_proto::{Connection, EventKind};
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+
+use crate::clock::WallClock;
+use crate::convert::{connection, EphemeralPorts};
+use crate::enrich::Enricher;
+use crate::table::{Limits, Outcome, Table};
+
+/// Where connection events go.
+pub trait Sink {
+    /// Publishes one event. An error stops the monitor (e.g. a closed pipe).
+    fn publish(&mut self, kind: EventKind, conn: &Connection) -> std::io::Result<()>;
+    /// Called after each batch.
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Tunables of the loop.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// The kernel's per-flow update interval; also the refresh tick.
+    pub update_interval: Duration,
+    /// Table bounds.
+    pub limits: Limits,
+}
+
+/// What the service has done, for the final report and (later) the bus.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counters {
+    /// Events published.
+    pub events: u64,
+    /// Records the kernel could not queue (ring buffer full).
+    pub ringbuf_drops: u64,
+    /// Records that could not be decoded.
+    pub decode_errors: u64,
+    /// Times the table was rebuilt from the kernel's flow table after drops.
+    pub resyncs: u64,
+}
+
+/// The loop's state.
+#[derive(Debug)]
+pub struct Monitor {
+    maps: KernelMaps,
+    enricher: Enricher,
+    table: Table,
+    ports: EphemeralPorts,
+    wall: WallClock,
+    settings: Settings,
+    counters: Counters,
+}
+
+impl Monitor {
+    /// A monitor reading `maps`.
+    pub fn new(maps: KernelMaps, settings: Settings) -> Monitor {
+        Monitor {
+            maps,
+            enricher: Enricher::new(leco_bpf::cgroup2_root()),
+            table: Table::new(settings.limits),
+            ports: EphemeralPorts::read(),
+            wall: WallClock::now(),
+            settings,
+            counters: Counters::default(),
+        }
+    }
+
+    /// Counters so far.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// The table.
+    pub fn table(&self) -> &Table {
+        &self.table
+    }
+
+    /// Runs until `shutdown` completes or the sink fails.
+    pub async fn run(
+        mut self,
+        reader: EventReader,
+        sink: &mut impl Sink,
+        shutdown: impl Future<Output = ()>,
+    ) -> std::io::Result<Monitor> {
+        // SAFETY: the epoll fd belongs to the ring buffer the reader owns:
+        // it stays open, and the same, for as long as the AsyncFd holds it.
+        let mut fd = unsafe { AsyncFd::register_with_interest(reader, Interest::READABLE) }
+            .map_err(|e| e.into_parts().1)?;
+        let mut tick = tokio::time::interval(self.settings.update_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut batch = Vec::new();
+        // Flows that predate this reader (a restart) are in the kernel's table.
+        self.resync(sink)?;
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                ready = fd.readable_mut() => {
+                    let mut guard = ready?;
+                    guard.get_inner_mut().drain(&mut batch).map_err(std::io::Error::other)?;
+                    guard.clear_ready();
+                    self.handle(&mut batch, sink)?;
+                }
+                _ = tick.tick() => {
+                    // Also drain here: cheap, and a safety net for wake-ups.
+                    fd.get_mut().drain(&mut batch).map_err(std::io::Error::other)?;
+                    self.handle(&mut batch, sink)?;
+                    self.tick(sink)?;
+                }
+            }
+        }
+        fd.get_mut().drain(&mut batch).map_err(std::io::Error::other)?;
+        self.handle(&mut batch, sink)?;
+        Ok(self)
+    }
+
+    fn handle(
+        &mut self,
+        batch: &mut Vec<Result<Event, leco_bpf::DecodeError>>,
+        sink: &mut impl Sink,
+    ) -> std::io::Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let now = Instant::now();
+        for ev in batch.drain(..) {
+            match ev {
+                Ok(Event::Flow { kind, flow, .. }) => {
+                    let kind = match kind {
+                        KKind::New => EventKind::New,
+                        KKind::Update => EventKind::Update,
+                        KKind::Closed => EventKind::Closed,
+                        KKind::Failed => EventKind::Failed,
+                        KKind::Released => continue,
+                    };
+                    self.apply(kind, &flow, now, sink)?;
+                }
+                Ok(Event::Released { cookie, at }) => {
+                    let out = self.table.release(cookie, now, self.wall.realtime_us(at));
+                    self.finish(out, sink)?;
+                }
+                Err(e) => {
+                    self.counters.decode_errors += 1;
+                    tracing::warn!("{e}");
+                }
+            }
+        }
+        sink.flush()
+    }
+
+    fn apply(&mut self, kind: EventKind, flow: &Flow, now: Instant, sink: &mut impl Sink) -> std::io::Result<()> {
+        // Enrich once per connection (and again if its owner changed, as
+        // when an accepted connection passes from listener to acceptor).
+        let known = self
+            .table
+            .get(flow.id)
+            .filter(|c| flow.owner.pid == 0 || c.pid == Some(flow.owner.pid))
+            .cloned();
+        let ended = kind.is_final();
+        let conn = match known {
+            Some(mut c) => {
+                let fresh = connection(flow, &Default::default(), &self.wall, &self.ports, ended);
+                c.state = fresh.state;
+                c.last_seen_us = fresh.last_seen_us;
+                c.rx_bytes = fresh.rx_bytes;
+                c.tx_bytes = fresh.tx_bytes;
+                c.error = fresh.error;
+                c.local_addr = fresh.local_addr;
+                c.local_port = fresh.local_port;
+                c
+            }
+            None => {
+                let e = self.enricher.enrich(&flow.owner, flow.first_seen);
+                connection(flow, &e, &self.wall, &self.ports, ended)
+            }
+        };
+        let (kind, conn) = self.table.apply(kind, conn, flow.key, now);
+        self.counters.events += 1;
+        sink.publish(kind, &conn)
+    }
+
+    fn finish(&mut self, out: Outcome, sink: &mut impl Sink) -> std::io::Result<()> {
+        for key in &out.forget {
+            self.maps.forget(key);
+        }
+        for (kind, conn) in &out.events {
+            self.counters.events += 1;
+            sink.publish(*kind, conn)?;
+        }
+        Ok(())
+    }
+
+    /// Periodic work: wall clock, trailing counters, idle UDP flows, drops.
+    fn tick(&mut self, sink: &mut impl Sink) -> std::io::Result<()> {
+        let now = Instant::now();
+        self.wall = WallClock::now();
+        // The kernel sends at most one update per interval and none after
+        // a burst ends: re-read flows it reported on lately.
+        let window = self.settings.update_interval * 2 + Duration::from_millis(100);
+        for (id, key) in self.table.recently_reported(now, window) {
+            let Ok(Some(flow)) = self.maps.flow(&key) else { continue };
+            let Some(c) = self.table.get(id) else { continue };
+            if flow.id == id && (flow.rx_bytes, flow.tx_bytes) != (c.rx_bytes, c.tx_bytes) {
+                self.apply(EventKind::Update, &flow, now, sink)?;
+            }
+        }
+        let out = self.table.expire(now);
+        self.finish(out, sink)?;
+        if let Ok(k) = self.maps.counters() {
+            if k.ringbuf_drops > self.counters.ringbuf_drops {
+                tracing::warn!(
+                    dropped = k.ringbuf_drops - self.counters.ringbuf_drops,
+                    "kernel ring buffer was full; records lost, recovering flows from the kernel's table"
+                );
+                self.counters.ringbuf_drops = k.ringbuf_drops;
+                self.counters.resyncs += 1;
+                self.resync(sink)?;
+            }
+        }
+        sink.flush()
+    }
+
+    /// Adds every kernel flow the table lacks.
+    fn resync(&mut self, sink: &mut impl Sink) -> std::io::Result<()> {
+        let now = Instant::now();
+        for flow in self.maps.flows() {
+            if !self.table.contains(flow.id) {
+                self.apply(EventKind::New, &flow, now, sink)?;
+            }
+        }
+        sink.flush()
+    }
+}

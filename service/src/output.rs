@@ -1,0 +1,70 @@
+//! Standalone mode's output: one human line or one JSON object per event.
+
+use std::io::{BufWriter, Stdout, Write};
+
+use leco_proto::{classic_line, Connection, EventKind, TRAFFIC_THRESHOLD};
+use serde::Serialize;
+
+use crate::clock::local_hms;
+use crate::monitor::Sink;
+
+/// Prints events on stdout.
+#[derive(Debug)]
+pub struct Terminal {
+    out: BufWriter<Stdout>,
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct JsonLine<'a> {
+    kind: &'static str,
+    #[serde(flatten)]
+    conn: &'a Connection,
+}
+
+impl Terminal {
+    /// Human lines, or JSON lines when `json`.
+    pub fn new(json: bool) -> Terminal {
+        Terminal {
+            out: BufWriter::new(std::io::stdout()),
+            json,
+        }
+    }
+}
+
+/// The mark before a human line: `+` new, `~` update, `-` closed, `!` failed.
+fn mark(kind: EventKind) -> char {
+    match kind {
+        EventKind::New => '+',
+        EventKind::Update => '~',
+        EventKind::Closed => '-',
+        EventKind::Failed => '!',
+    }
+}
+
+/// One human line: the mark, then the classic leco line with seconds.
+pub fn human_line(kind: EventKind, conn: &Connection) -> String {
+    let time = local_hms(conn.last_seen_us);
+    format!("{} {}", mark(kind), classic_line(conn, &time, TRAFFIC_THRESHOLD))
+}
+
+impl Sink for Terminal {
+    fn publish(&mut self, kind: EventKind, conn: &Connection) -> std::io::Result<()> {
+        if self.json {
+            serde_json::to_writer(
+                &mut self.out,
+                &JsonLine {
+                    kind: kind.as_str(),
+                    conn,
+                },
+            )?;
+            self.out.write_all(b"\n")
+        } else {
+            writeln!(self.out, "{}", human_line(kind, conn))
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
