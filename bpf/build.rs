@@ -9,7 +9,8 @@ use libbpf_cargo::SkeletonBuilder;
 const SRC: &str = "src/bpf/leco.bpf.c";
 
 fn main() {
-    let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("leco.skel.rs");
+    let out =
+        PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("leco.skel.rs");
     SkeletonBuilder::new()
         .source(SRC)
         .clang_args(["-Wall", "-Werror", "-O2", "-g"])

@@ -115,15 +115,18 @@ impl Capture {
         // The skeleton borrows its open-object storage for as long as it
         // lives; a Capture lives about as long as the process, so leak the
         // few bytes rather than make Capture self-referential.
-        let storage: &'static mut MaybeUninit<OpenObject> = Box::leak(Box::new(MaybeUninit::uninit()));
-        let mut open = LecoSkelBuilder::default()
-            .open(storage)
-            .map_err(|source| LoadError::Libbpf {
-                context: "opening the embedded eBPF object",
-                source,
-            })?;
+        let storage: &'static mut MaybeUninit<OpenObject> =
+            Box::leak(Box::new(MaybeUninit::uninit()));
+        let mut open =
+            LecoSkelBuilder::default()
+                .open(storage)
+                .map_err(|source| LoadError::Libbpf {
+                    context: "opening the embedded eBPF object",
+                    source,
+                })?;
         if let Some(ro) = open.maps.rodata_data.as_deref_mut() {
-            ro.update_interval_ns = u64::try_from(opts.update_interval.as_nanos()).unwrap_or(u64::MAX);
+            ro.update_interval_ns =
+                u64::try_from(opts.update_interval.as_nanos()).unwrap_or(u64::MAX);
         }
         open.maps
             .flows
@@ -132,7 +135,9 @@ impl Capture {
                 context: "sizing the flow table",
                 source,
             })?;
-        let skel = open.load().map_err(|source| diagnose_load(source, take_log()))?;
+        let skel = open
+            .load()
+            .map_err(|source| diagnose_load(source, take_log()))?;
 
         let mut links = Vec::new();
         for hook in TRACEPOINTS {
@@ -275,7 +280,11 @@ fn capture_libbpf_log() {
 fn take_log() -> Vec<String> {
     LIBBPF_LOG
         .lock()
-        .map(|mut l| l.drain(..).flat_map(|m| m.lines().map(str::to_owned).collect::<Vec<_>>()).collect())
+        .map(|mut l| {
+            l.drain(..)
+                .flat_map(|m| m.lines().map(str::to_owned).collect::<Vec<_>>())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -300,7 +309,8 @@ fn diagnose_load(source: libbpf_rs::Error, log: Vec<String>) -> LoadError {
     let failed = log.iter().enumerate().find_map(|(i, line)| {
         let rest = line.split("prog '").nth(1)?;
         let (name, tail) = rest.split_once('\'')?;
-        tail.contains("failed to load").then(|| (i, name.to_owned(), tail.to_owned()))
+        tail.contains("failed to load")
+            .then(|| (i, name.to_owned(), tail.to_owned()))
     });
     let Some((at, program, tail)) = failed else {
         return LoadError::Libbpf {
@@ -312,7 +322,12 @@ fn diagnose_load(source: libbpf_rs::Error, log: Vec<String>) -> LoadError {
         .iter()
         .find(|h| h.program == program)
         .map(|h| h.tracepoint)
-        .or_else(|| CGROUP_HOOKS.iter().find(|(p, _)| *p == program).map(|(_, h)| *h))
+        .or_else(|| {
+            CGROUP_HOOKS
+                .iter()
+                .find(|(p, _)| *p == program)
+                .map(|(_, h)| *h)
+        })
         .unwrap_or("?")
         .to_owned();
     // The verifier's verdict is the last line before "-- END PROG LOAD LOG --"
@@ -321,7 +336,7 @@ fn diagnose_load(source: libbpf_rs::Error, log: Vec<String>) -> LoadError {
         .iter()
         .rev()
         .map(|l| l.trim())
-        .filter(|l| {
+        .find(|l| {
             !l.is_empty()
                 && !l.starts_with("--")
                 && !l.starts_with("processed ")
@@ -329,7 +344,6 @@ fn diagnose_load(source: libbpf_rs::Error, log: Vec<String>) -> LoadError {
                 && !l.chars().next().is_some_and(|c| c.is_ascii_digit())
                 && !l.starts_with("libbpf: prog")
         })
-        .next()
         .map(str::to_owned);
     let reason = match verdict {
         Some(v) if tail.trim_end().ends_with(": -1") => {
@@ -353,8 +367,14 @@ mod tests {
     fn finds_the_cgroup2_mount_in_a_hybrid_layout() {
         let info = "25 1 0:23 / /sys/fs/cgroup ro - tmpfs tmpfs ro,mode=755\n\
                     31 25 0:27 / /sys/fs/cgroup/unified rw,nosuid - cgroup2 cgroup2 rw\n";
-        assert_eq!(parse_cgroup2_mount(info), Some(PathBuf::from("/sys/fs/cgroup/unified")));
-        assert_eq!(parse_cgroup2_mount("25 1 0:23 / /x rw - tmpfs tmpfs rw\n"), None);
+        assert_eq!(
+            parse_cgroup2_mount(info),
+            Some(PathBuf::from("/sys/fs/cgroup/unified"))
+        );
+        assert_eq!(
+            parse_cgroup2_mount("25 1 0:23 / /x rw - tmpfs tmpfs rw\n"),
+            None
+        );
     }
 
     #[test]

@@ -20,7 +20,11 @@ struct Probe {
 impl Probe {
     fn load() -> Probe {
         let capture = Capture::load(&Options::default()).expect("load eBPF programs");
-        assert!(capture.degraded().is_empty(), "degraded: {:?}", capture.degraded());
+        assert!(
+            capture.degraded().is_empty(),
+            "degraded: {:?}",
+            capture.degraded()
+        );
         let reader = capture.maps().expect("maps").reader().expect("reader");
         Probe {
             _capture: capture,
@@ -39,7 +43,12 @@ impl Probe {
     ) -> Vec<(EventKind, Flow)> {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            let mine: Vec<_> = self.events.iter().filter(|(_, f)| keep(f)).cloned().collect();
+            let mine: Vec<_> = self
+                .events
+                .iter()
+                .filter(|(_, f)| keep(f))
+                .cloned()
+                .collect();
             if done(&mine) {
                 return mine;
             }
@@ -65,7 +74,10 @@ impl Probe {
     fn wait_released(&mut self, cookie: u64) {
         let deadline = Instant::now() + Duration::from_secs(5);
         while !self.released.contains(&cookie) {
-            assert!(Instant::now() < deadline, "socket release of {cookie} not reported");
+            assert!(
+                Instant::now() < deadline,
+                "socket release of {cookie} not reported"
+            );
             self.pump();
         }
     }
@@ -76,7 +88,11 @@ fn kinds(events: &[(EventKind, Flow)]) -> Vec<EventKind> {
 }
 
 fn last(events: &[(EventKind, Flow)], kind: EventKind) -> Option<&Flow> {
-    events.iter().rev().find(|(k, _)| *k == kind).map(|(_, f)| f)
+    events
+        .iter()
+        .rev()
+        .find(|(k, _)| *k == kind)
+        .map(|(_, f)| f)
 }
 
 fn ended(events: &[(EventKind, Flow)]) -> bool {
@@ -95,7 +111,9 @@ const ANSWERED: usize = 40_000;
 /// A server child that accepts one connection on `listener`, reads SENT
 /// bytes, answers ANSWERED bytes and closes.
 fn serve_once(listener: &TcpListener) -> i32 {
-    let Ok((mut s, _)) = listener.accept() else { return 2 };
+    let Ok((mut s, _)) = listener.accept() else {
+        return 2;
+    };
     let mut buf = vec![0u8; SENT];
     if s.read_exact(&mut buf).is_err() || s.write_all(&vec![7u8; ANSWERED]).is_err() {
         return 3;
@@ -104,7 +122,9 @@ fn serve_once(listener: &TcpListener) -> i32 {
 }
 
 fn connect_and_talk(to: SocketAddr) -> i32 {
-    let Ok(mut s) = TcpStream::connect(to) else { return 2 };
+    let Ok(mut s) = TcpStream::connect(to) else {
+        return 2;
+    };
     // 1 KiB writes, as an application would.
     for chunk in vec![1u8; SENT].chunks(1024) {
         if s.write_all(chunk).is_err() {
@@ -121,7 +141,9 @@ fn connect_and_talk(to: SocketAddr) -> i32 {
 fn tcp_round_trip(bind: &str) {
     let mut probe = Probe::load();
     let mut server = spawn_named("leco-t-srv", |p| {
-        let Ok(l) = TcpListener::bind(bind) else { return 1 };
+        let Ok(l) = TcpListener::bind(bind) else {
+            return 1;
+        };
         p.send(u64::from(l.local_addr().map(|a| a.port()).unwrap_or(0)));
         serve_once(&l)
     });
@@ -144,11 +166,20 @@ fn tcp_round_trip(bind: &str) {
 
     let inb = probe.until(|f| f.proto == Proto::Tcp && f.local_port == port, ended);
     let new = last(&inb, EventKind::New).expect("accepted flow announced");
-    assert_eq!((new.owner.pid, comm(new).as_str()), (spid, "leco-t-srv"), "owned by the acceptor");
+    assert_eq!(
+        (new.owner.pid, comm(new).as_str()),
+        (spid, "leco-t-srv"),
+        "owned by the acceptor"
+    );
     let fin = last(&inb, EventKind::Closed).expect("server flow closed");
     assert_eq!(fin.direction, Direction::In);
     assert_eq!((fin.rx_bytes, fin.tx_bytes), (SENT as u64, ANSWERED as u64));
-    assert_eq!(fin.remote_port, last(&out, EventKind::Closed).map(|f| f.local_port).unwrap_or(0));
+    assert_eq!(
+        fin.remote_port,
+        last(&out, EventKind::Closed)
+            .map(|f| f.local_port)
+            .unwrap_or(0)
+    );
 }
 
 #[test]
@@ -173,7 +204,9 @@ fn accepted_connection_belongs_to_the_acceptor_not_the_listener() {
     let mut probe = Probe::load();
     // Pre-fork server: one process listens, a worker it forked accepts.
     let mut master = spawn_named("leco-t-master", |p| {
-        let Ok(l) = TcpListener::bind("127.0.0.1:0") else { return 1 };
+        let Ok(l) = TcpListener::bind("127.0.0.1:0") else {
+            return 1;
+        };
         let worker = spawn_named("leco-t-worker", |w| {
             w.send(0);
             serve_once(&l)
@@ -193,7 +226,10 @@ fn accepted_connection_belongs_to_the_acceptor_not_the_listener() {
     assert_eq!(master.wait(), 0);
     let inb = probe.until(|f| f.proto == Proto::Tcp && f.local_port == port, ended);
     let new = last(&inb, EventKind::New).expect("announced");
-    assert_eq!((new.owner.pid, comm(new).as_str()), (worker_pid, "leco-t-worker"));
+    assert_eq!(
+        (new.owner.pid, comm(new).as_str()),
+        (worker_pid, "leco-t-worker")
+    );
 }
 
 #[test]
@@ -214,9 +250,15 @@ fn refused_connect_is_a_failure_with_its_error() {
     let out = probe.until(|f| f.owner.pid == pid, ended);
     let failed = last(&out, EventKind::Failed).expect("failure reported");
     assert_eq!(failed.error, Some(libc::ECONNREFUSED));
-    assert_eq!((failed.remote_port, comm(failed).as_str()), (port, "leco-t-refused"));
+    assert_eq!(
+        (failed.remote_port, comm(failed).as_str()),
+        (port, "leco-t-refused")
+    );
     assert!(!failed.established);
-    assert!(!kinds(&out).contains(&EventKind::New), "never established: {out:#?}");
+    assert!(
+        !kinds(&out).contains(&EventKind::New),
+        "never established: {out:#?}"
+    );
 }
 
 #[test]
@@ -237,7 +279,10 @@ fn a_process_that_exits_right_after_connecting_is_still_named() {
     let pid = child.pid();
     assert_eq!(child.wait(), 0);
     // The process is gone before anyone could read /proc: the kernel named it.
-    let out = probe.until(|f| f.remote_port == port, |e| kinds(e).contains(&EventKind::New));
+    let out = probe.until(
+        |f| f.remote_port == port,
+        |e| kinds(e).contains(&EventKind::New),
+    );
     let new = last(&out, EventKind::New).expect("new");
     assert_eq!((new.owner.pid, comm(new).as_str()), (pid, "leco-t-blink"));
     drop(listener);
@@ -256,7 +301,9 @@ fn unconnected_udp_to_two_peers_is_two_flows_that_end_on_close() {
         b.local_addr().expect("b").port(),
     );
     let child = spawn_named("leco-t-udp", move |_| {
-        let Ok(s) = UdpSocket::bind("127.0.0.1:0") else { return 1 };
+        let Ok(s) = UdpSocket::bind("127.0.0.1:0") else {
+            return 1;
+        };
         for _ in 0..3 {
             if s.send_to(&[1u8; 100], ("127.0.0.1", pa)).is_err() {
                 return 2;
@@ -274,7 +321,8 @@ fn unconnected_udp_to_two_peers_is_two_flows_that_end_on_close() {
     let out = probe.until(
         |f| f.owner.pid == pid && f.proto == Proto::Udp,
         |e| {
-            let ports: std::collections::HashSet<u16> = e.iter().map(|(_, f)| f.remote_port).collect();
+            let ports: std::collections::HashSet<u16> =
+                e.iter().map(|(_, f)| f.remote_port).collect();
             ports.contains(&pa) && ports.contains(&pb)
         },
     );
@@ -284,7 +332,9 @@ fn unconnected_udp_to_two_peers_is_two_flows_that_end_on_close() {
         .map(|(_, f)| f)
         .collect();
     assert_eq!(new.len(), 2, "one flow per peer: {out:#?}");
-    assert!(new.iter().all(|f| comm(f) == "leco-t-udp" && f.direction == Direction::Out));
+    assert!(new
+        .iter()
+        .all(|f| comm(f) == "leco-t-udp" && f.direction == Direction::Out));
     assert_ne!(new[0].id, new[1].id);
     assert_eq!(new[0].key.cookie(), new[1].key.cookie(), "same socket");
     let cookie = new[0].key.cookie();
@@ -315,7 +365,9 @@ fn udp_byte_counts_reach_the_flow_table() {
     let peer = UdpSocket::bind("[::1]:0").expect("bind");
     let port = peer.local_addr().expect("addr").port();
     let mut child = spawn_named("leco-t-udp6", move |p| {
-        let Ok(s) = UdpSocket::bind("[::1]:0") else { return 1 };
+        let Ok(s) = UdpSocket::bind("[::1]:0") else {
+            return 1;
+        };
         if s.connect(("::1", port)).is_err() {
             return 2;
         }
@@ -336,7 +388,10 @@ fn udp_byte_counts_reach_the_flow_table() {
     let flow = maps.flow(&key).expect("lookup").expect("flow in the table");
     assert_eq!(flow.tx_bytes, 10 * 512);
     assert_eq!(flow.remote, "::1".parse::<IpAddr>().expect("ip"));
-    assert!(maps.flows().iter().any(|f| f.id == flow.id), "iteration sees it");
+    assert!(
+        maps.flows().iter().any(|f| f.id == flow.id),
+        "iteration sees it"
+    );
     drop(child);
 }
 
@@ -347,8 +402,11 @@ fn a_process_in_a_cgroup_carries_its_id() {
     }
     let mut probe = Probe::load();
     let root = leco_bpf::cgroup2_root().expect("cgroup2 mounted");
-    let cg = ScratchCgroup::create(&root, &format!("leco-test.slice/leco-test-{}.scope", std::process::id()))
-        .expect("create cgroup");
+    let cg = ScratchCgroup::create(
+        &root,
+        &format!("leco-test.slice/leco-test-{}.scope", std::process::id()),
+    )
+    .expect("create cgroup");
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
     let cgref = &cg;
@@ -370,10 +428,23 @@ fn counters_are_readable() {
         return;
     }
     let probe = Probe::load();
-    let before = probe._capture.maps().expect("maps").counters().expect("counters");
+    let before = probe
+        ._capture
+        .maps()
+        .expect("maps")
+        .counters()
+        .expect("counters");
     let l = TcpListener::bind("127.0.0.1:0").expect("bind");
     let _c = TcpStream::connect(l.local_addr().expect("addr")).expect("connect");
-    let after = probe._capture.maps().expect("maps").counters().expect("counters");
-    assert!(after.flows_created > before.flows_created, "{before:?} -> {after:?}");
+    let after = probe
+        ._capture
+        .maps()
+        .expect("maps")
+        .counters()
+        .expect("counters");
+    assert!(
+        after.flows_created > before.flows_created,
+        "{before:?} -> {after:?}"
+    );
     assert!(!probe._capture.program_ids().is_empty());
 }

@@ -145,7 +145,9 @@ fn walk_for(root: &Path, id: u64) -> Option<String> {
     let mut stack = vec![root.to_path_buf()];
     let mut seen = 0;
     while let Some(dir) = stack.pop() {
-        let Ok(entries) = fs::read_dir(&dir) else { continue };
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
         for e in entries.flatten() {
             let Ok(ft) = e.file_type() else { continue };
             if !ft.is_dir() {
@@ -207,7 +209,10 @@ mod tests {
         assert_eq!(k8s.container.as_deref(), Some("containerd:0123456789ab"));
         let cgroupfs = CgroupInfo::from_path(&format!("/docker/{id}"));
         assert_eq!(cgroupfs.container.as_deref(), Some("docker:0123456789ab"));
-        assert_eq!(CgroupInfo::from_path("/system.slice/docker.service").container, None);
+        assert_eq!(
+            CgroupInfo::from_path("/system.slice/docker.service").container,
+            None
+        );
     }
 
     #[test]
@@ -221,8 +226,14 @@ mod tests {
         assert_eq!(walked.path, "/a.slice/b.scope");
         assert_eq!(walked.unit.as_deref(), Some("b.scope"));
         let mut r = CgroupResolver::new(Some(tmp.clone()));
-        assert_eq!(r.resolve(id, Some("/a.slice/b.scope")).map(|i| i.path), Some("/a.slice/b.scope".into()));
-        assert_eq!(r.resolve(id, Some("/wrong")).map(|i| i.path), Some("/a.slice/b.scope".into()));
+        assert_eq!(
+            r.resolve(id, Some("/a.slice/b.scope")).map(|i| i.path),
+            Some("/a.slice/b.scope".into())
+        );
+        assert_eq!(
+            r.resolve(id, Some("/wrong")).map(|i| i.path),
+            Some("/a.slice/b.scope".into())
+        );
         fs::remove_dir_all(&tmp).expect("cleanup");
     }
 }

@@ -73,7 +73,13 @@ pub fn error_text(errno: i32) -> String {
 }
 
 /// Builds the record clients see.
-pub fn connection(f: &Flow, e: &Enrichment, wall: &WallClock, ports: &EphemeralPorts, ended: bool) -> Connection {
+pub fn connection(
+    f: &Flow,
+    e: &Enrichment,
+    wall: &WallClock,
+    ports: &EphemeralPorts,
+    ended: bool,
+) -> Connection {
     let family = |a: &IpAddr| if a.is_ipv4() { 4 } else { 6 };
     let state = match f.tcp_state {
         Some(s) => tcp_state_name(s).to_owned(),

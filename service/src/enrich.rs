@@ -134,7 +134,8 @@ impl Enricher {
             .and_then(|s| unified_cgroup(&s));
         if self.procs.len() >= PROC_CACHE {
             // Crude but bounded: forget the oldest half.
-            let mut by_age: Vec<(u32, Instant)> = self.procs.iter().map(|(p, c)| (*p, c.checked)).collect();
+            let mut by_age: Vec<(u32, Instant)> =
+                self.procs.iter().map(|(p, c)| (*p, c.checked)).collect();
             by_age.sort_by_key(|(_, t)| *t);
             for (p, _) in by_age.into_iter().take(PROC_CACHE / 2) {
                 self.procs.remove(&p);
@@ -187,7 +188,9 @@ fn split_cmdline(bytes: &[u8]) -> Vec<String> {
 
 /// The cgroup v2 line (`0::/path`) of /proc/PID/cgroup.
 fn unified_cgroup(s: &str) -> Option<String> {
-    s.lines().find_map(|l| l.strip_prefix("0::")).map(str::to_owned)
+    s.lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .map(str::to_owned)
 }
 
 #[cfg(test)]
@@ -196,14 +199,18 @@ mod tests {
 
     #[test]
     fn start_time_survives_odd_process_names() {
-        let stat = "42 (we ird) (x)) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98765 1000 200";
+        let stat =
+            "42 (we ird) (x)) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98765 1000 200";
         assert_eq!(parse_start_ticks(stat), Some(98765));
         assert_eq!(parse_start_ticks("garbage"), None);
     }
 
     #[test]
     fn cmdline_and_cgroup_parsing() {
-        assert_eq!(split_cmdline(b"curl\0-s\0https://x\0"), ["curl", "-s", "https://x"]);
+        assert_eq!(
+            split_cmdline(b"curl\0-s\0https://x\0"),
+            ["curl", "-s", "https://x"]
+        );
         assert_eq!(split_cmdline(b"bad\xff\0"), ["bad\u{FFFD}"]);
         assert_eq!(
             unified_cgroup("12:cpu:/x\n0::/user.slice/a.scope\n").as_deref(),
@@ -224,7 +231,10 @@ mod tests {
         };
         let later = Duration::from_secs(10 * 365 * 86_400);
         let got = e.enrich(&me, later);
-        assert!(got.proc.exe.as_deref().is_some_and(|x| x.contains('/')), "{got:?}");
+        assert!(
+            got.proc.exe.as_deref().is_some_and(|x| x.contains('/')),
+            "{got:?}"
+        );
         assert!(got.proc.cmdline.as_ref().is_some_and(|c| !c.is_empty()));
         assert_eq!(got.user.as_deref(), Some("root"));
         // A flow that started before this process did cannot be its.

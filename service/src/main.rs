@@ -74,7 +74,9 @@ struct Cli {
 }
 
 fn seconds(s: &str) -> Result<Duration, String> {
-    let v: f64 = s.parse().map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
     if !(0.01..=86_400.0).contains(&v) {
         return Err(format!("{v} s is out of range (0.01 to 86400)"));
     }
@@ -89,7 +91,9 @@ fn main() -> ExitCode {
         _ => "trace",
     };
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level)))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level)),
+        )
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
@@ -117,6 +121,12 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     for d in capture.degraded() {
         tracing::warn!("{d}");
     }
+    let ids: Vec<String> = capture
+        .program_ids()
+        .into_iter()
+        .map(|(name, id)| format!("{name}={id}"))
+        .collect();
+    tracing::debug!("attached programs: {}", ids.join(" "));
     let maps = capture.maps()?;
     let reader = maps.reader().context("opening the event ring buffer")?;
     let settings = Settings {
@@ -127,12 +137,12 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             ..Limits::default()
         },
     };
-    if !cli.json {
-        eprintln!(
-            "leco-service: watching TCP and UDP connections \
-             (+ new, ~ update, - closed, ! failed); Ctrl-C stops"
-        );
-    }
+    // On stderr, so it never mixes with --json output; also the readiness
+    // line scripts and tests wait for.
+    eprintln!(
+        "leco-service: watching TCP and UDP connections \
+         (+ new, ~ update, - closed, ! failed); Ctrl-C stops"
+    );
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -166,7 +176,10 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
 /// Completes on SIGINT or SIGTERM.
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         // Without handlers the default action (exit) still stops us.
         return std::future::pending().await;
     };

@@ -117,7 +117,9 @@ impl Monitor {
                 }
             }
         }
-        fd.get_mut().drain(&mut batch).map_err(std::io::Error::other)?;
+        fd.get_mut()
+            .drain(&mut batch)
+            .map_err(std::io::Error::other)?;
         self.handle(&mut batch, sink)?;
         Ok(self)
     }
@@ -156,7 +158,13 @@ impl Monitor {
         sink.flush()
     }
 
-    fn apply(&mut self, kind: EventKind, flow: &Flow, now: Instant, sink: &mut impl Sink) -> std::io::Result<()> {
+    fn apply(
+        &mut self,
+        kind: EventKind,
+        flow: &Flow,
+        now: Instant,
+        sink: &mut impl Sink,
+    ) -> std::io::Result<()> {
         // Enrich once per connection (and again if its owner changed, as
         // when an accepted connection passes from listener to acceptor).
         let known = self
@@ -206,8 +214,12 @@ impl Monitor {
         // a burst ends: re-read flows it reported on lately.
         let window = self.settings.update_interval * 2 + Duration::from_millis(100);
         for (id, key) in self.table.recently_reported(now, window) {
-            let Ok(Some(flow)) = self.maps.flow(&key) else { continue };
-            let Some(c) = self.table.get(id) else { continue };
+            let Ok(Some(flow)) = self.maps.flow(&key) else {
+                continue;
+            };
+            let Some(c) = self.table.get(id) else {
+                continue;
+            };
             if flow.id == id && (flow.rx_bytes, flow.tx_bytes) != (c.rx_bytes, c.tx_bytes) {
                 self.apply(EventKind::Update, &flow, now, sink)?;
             }

@@ -45,7 +45,11 @@ fn mark(kind: EventKind) -> char {
 /// One human line: the mark, then the classic leco line with seconds.
 pub fn human_line(kind: EventKind, conn: &Connection) -> String {
     let time = local_hms(conn.last_seen_us);
-    format!("{} {}", mark(kind), classic_line(conn, &time, TRAFFIC_THRESHOLD))
+    format!(
+        "{} {}",
+        mark(kind),
+        classic_line(conn, &time, TRAFFIC_THRESHOLD)
+    )
 }
 
 impl Sink for Terminal {

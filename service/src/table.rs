@@ -103,7 +103,13 @@ impl Table {
     /// Applies a kernel report about `conn`; returns the event to publish.
     /// A report about an unknown connection is published as `new` (its first
     /// record was lost or predates us); a final one moves it to the backlog.
-    pub fn apply(&mut self, kind: EventKind, conn: Connection, key: FlowKey, now: Instant) -> (EventKind, Connection) {
+    pub fn apply(
+        &mut self,
+        kind: EventKind,
+        conn: Connection,
+        key: FlowKey,
+        now: Instant,
+    ) -> (EventKind, Connection) {
         let id = conn.id;
         if kind.is_final() {
             self.remove_live(id);
@@ -132,13 +138,21 @@ impl Table {
     fn insert(&mut self, conn: Connection, key: FlowKey, now: Instant) {
         if self.live.len() >= self.limits.max_live {
             // Rare (the kernel's own table is smaller): a linear scan is fine.
-            if let Some(oldest) = self.live.values().min_by_key(|l| l.active).map(|l| l.conn.id) {
+            if let Some(oldest) = self
+                .live
+                .values()
+                .min_by_key(|l| l.active)
+                .map(|l| l.conn.id)
+            {
                 self.remove_live(oldest);
                 self.evicted += 1;
             }
         }
         if conn.proto == Proto::Udp {
-            self.by_cookie.entry(key.cookie()).or_default().push(conn.id);
+            self.by_cookie
+                .entry(key.cookie())
+                .or_default()
+                .push(conn.id);
         }
         self.live.insert(
             conn.id,
@@ -191,7 +205,9 @@ impl Table {
         let idle: Vec<u64> = self
             .live
             .values()
-            .filter(|l| l.conn.proto == Proto::Udp && now.duration_since(l.active) >= self.limits.udp_idle)
+            .filter(|l| {
+                l.conn.proto == Proto::Udp && now.duration_since(l.active) >= self.limits.udp_idle
+            })
             .map(|l| l.conn.id)
             .collect();
         let mut out = Outcome::default();
@@ -286,13 +302,28 @@ mod tests {
         let mut t = Table::new(limits());
         let now = Instant::now();
         let key = FlowKey::tcp(9);
-        assert_eq!(t.apply(EventKind::New, conn(1, Proto::Tcp), key, now).0, EventKind::New);
-        assert_eq!(t.apply(EventKind::Update, conn(1, Proto::Tcp), key, now).0, EventKind::Update);
+        assert_eq!(
+            t.apply(EventKind::New, conn(1, Proto::Tcp), key, now).0,
+            EventKind::New
+        );
+        assert_eq!(
+            t.apply(EventKind::Update, conn(1, Proto::Tcp), key, now).0,
+            EventKind::Update
+        );
         // A repeated "new" for a known flow is news only as an update.
-        assert_eq!(t.apply(EventKind::New, conn(1, Proto::Tcp), key, now).0, EventKind::Update);
+        assert_eq!(
+            t.apply(EventKind::New, conn(1, Proto::Tcp), key, now).0,
+            EventKind::Update
+        );
         // An update for an unknown flow (its "new" was lost) is published as new.
-        assert_eq!(t.apply(EventKind::Update, conn(2, Proto::Tcp), key, now).0, EventKind::New);
-        assert_eq!(t.apply(EventKind::Closed, conn(1, Proto::Tcp), key, now).0, EventKind::Closed);
+        assert_eq!(
+            t.apply(EventKind::Update, conn(2, Proto::Tcp), key, now).0,
+            EventKind::New
+        );
+        assert_eq!(
+            t.apply(EventKind::Closed, conn(1, Proto::Tcp), key, now).0,
+            EventKind::Closed
+        );
         assert_eq!((t.live_len(), t.backlog_len()), (1, 1));
         let ids: Vec<u64> = t.snapshot().iter().map(|c| c.id).collect();
         assert_eq!(ids, [2, 1], "live first, then the backlog");
@@ -303,13 +334,26 @@ mod tests {
         let mut t = Table::new(limits());
         let t0 = Instant::now();
         for id in 1..=5 {
-            t.apply(EventKind::New, conn(id, Proto::Tcp), FlowKey::tcp(id), t0 + Duration::from_millis(id));
+            t.apply(
+                EventKind::New,
+                conn(id, Proto::Tcp),
+                FlowKey::tcp(id),
+                t0 + Duration::from_millis(id),
+            );
         }
         assert_eq!(t.live_len(), 3);
         assert_eq!(t.evicted(), 2);
-        assert!(!t.contains(1) && !t.contains(2) && t.contains(5), "least recently active went first");
+        assert!(
+            !t.contains(1) && !t.contains(2) && t.contains(5),
+            "least recently active went first"
+        );
         for id in 3..=5 {
-            t.apply(EventKind::Closed, conn(id, Proto::Tcp), FlowKey::tcp(id), t0);
+            t.apply(
+                EventKind::Closed,
+                conn(id, Proto::Tcp),
+                FlowKey::tcp(id),
+                t0,
+            );
         }
         assert_eq!(t.backlog_len(), 2);
         t.expire(t0 + Duration::from_secs(11));
@@ -326,10 +370,16 @@ mod tests {
         let out = t.release(7, t0, 0);
         assert_eq!(out.events.len(), 2);
         assert_eq!(out.forget.len(), 2);
-        assert!(out.events.iter().all(|(k, c)| *k == EventKind::Closed && c.state == "closed"));
+        assert!(out
+            .events
+            .iter()
+            .all(|(k, c)| *k == EventKind::Closed && c.state == "closed"));
         assert!(t.expire(t0 + Duration::from_secs(1)).events.is_empty());
         let idle = t.expire(t0 + Duration::from_secs(6));
-        assert_eq!(idle.events.iter().map(|(_, c)| c.id).collect::<Vec<_>>(), [3]);
+        assert_eq!(
+            idle.events.iter().map(|(_, c)| c.id).collect::<Vec<_>>(),
+            [3]
+        );
         assert_eq!(t.live_len(), 0);
     }
 }

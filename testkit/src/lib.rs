@@ -11,7 +11,6 @@ use std::io::{Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-
 /// Whether a test that needs root may run. Outside CI, a non-root run skips
 /// loudly; in CI (`CI` set) nothing of ours may be skipped, so it fails.
 pub fn require_root(test: &str) -> bool {
@@ -20,7 +19,9 @@ pub fn require_root(test: &str) -> bool {
         return true;
     }
     if std::env::var_os("CI").is_some() {
-        panic!("{test}: needs root (CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN) and CI must run every test");
+        panic!(
+            "{test}: needs root (CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN) and CI must run every test"
+        );
     }
     eprintln!(
         "\n*** SKIPPED {test}: needs root (it loads eBPF programs: CAP_BPF, CAP_PERFMON, \
@@ -99,7 +100,11 @@ impl Drop for Child {
 pub fn spawn_named(name: &str, work: impl FnOnce(&mut Parent) -> i32) -> Child {
     let mut fds = [0; 2];
     // SAFETY: fds is a valid array of two ints.
-    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0, "pipe2");
+    assert_eq!(
+        unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) },
+        0,
+        "pipe2"
+    );
     // SAFETY: both fds were just created and are owned here alone.
     let (rx, tx) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
     let mut cname = [0u8; 16];
