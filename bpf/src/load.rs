@@ -21,6 +21,10 @@ use crate::skel::{LecoSkel, LecoSkelBuilder};
 pub struct Options {
     /// Minimum time between two traffic updates of one flow.
     pub update_interval: Duration,
+    /// Longest time a record may wait in the ring buffer before the reader
+    /// is woken: the kernel wakes it at most once per this interval, and the
+    /// reader drains again after it (see [`crate::EventReader`]).
+    pub wakeup_latency: Duration,
     /// Capacity of the kernel's flow table (LRU: the least recently used
     /// flow makes room when it is full).
     pub max_flows: u32,
@@ -33,6 +37,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             update_interval: Duration::from_secs(1),
+            wakeup_latency: Duration::from_millis(2),
             max_flows: 32_768,
             cgroup_root: None,
         }

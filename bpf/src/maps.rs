@@ -111,6 +111,12 @@ fn decode_flow(raw_key: &types::leco_flow_key, value: &[u8]) -> Option<Flow> {
 /// Reads decoded events from the ring buffer, without busy polling: wait for
 /// [`EventReader::as_raw_fd`] to become readable (epoll, tokio `AsyncFd`),
 /// then [`EventReader::drain`].
+///
+/// The kernel wakes the reader at most once per `Options::wakeup_latency`
+/// (waking costs more than recording). Records that arrive within that
+/// interval after a wake-up do not wake it again, so after a drain that
+/// returned records, drain again once the interval has passed, until a
+/// drain returns none; only then wait for readability again.
 pub struct EventReader {
     ring: RingBuffer<'static>,
     pending: Arc<Mutex<Vec<Result<Event, DecodeError>>>>,

@@ -113,11 +113,12 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
              to see connections in this terminal"
         );
     }
-    let capture = leco_bpf::Capture::load(&leco_bpf::Options {
+    let options = leco_bpf::Options {
         update_interval: cli.update_interval,
         max_flows: cli.max_flows,
-        cgroup_root: None,
-    })?;
+        ..leco_bpf::Options::default()
+    };
+    let capture = leco_bpf::Capture::load(&options)?;
     for d in capture.degraded() {
         tracing::warn!("{d}");
     }
@@ -131,6 +132,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     let reader = maps.reader().context("opening the event ring buffer")?;
     let settings = Settings {
         update_interval: cli.update_interval,
+        wakeup_latency: options.wakeup_latency,
         limits: Limits {
             udp_idle: cli.udp_idle,
             backlog_age: cli.backlog,

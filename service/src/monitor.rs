@@ -30,6 +30,9 @@ pub trait Sink {
 pub struct Settings {
     /// The kernel's per-flow update interval; also the refresh tick.
     pub update_interval: Duration,
+    /// The kernel's wake-up coalescing interval: after records arrive, drain
+    /// again this much later (see `leco_bpf::EventReader`).
+    pub wakeup_latency: Duration,
     /// Table bounds.
     pub limits: Limits,
 }
@@ -100,14 +103,25 @@ impl Monitor {
         // Flows that predate this reader (a restart) are in the kernel's table.
         self.resync(sink)?;
         tokio::pin!(shutdown);
+        let linger = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(linger);
+        let mut lingering = false;
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
-                ready = fd.readable_mut() => {
+                ready = fd.readable_mut(), if !lingering => {
                     let mut guard = ready?;
                     guard.get_inner_mut().drain(&mut batch).map_err(std::io::Error::other)?;
                     guard.clear_ready();
+                    lingering = !batch.is_empty();
                     self.handle(&mut batch, sink)?;
+                    linger.as_mut().reset(tokio::time::Instant::now() + self.settings.wakeup_latency);
+                }
+                () = &mut linger, if lingering => {
+                    fd.get_mut().drain(&mut batch).map_err(std::io::Error::other)?;
+                    lingering = !batch.is_empty();
+                    self.handle(&mut batch, sink)?;
+                    linger.as_mut().reset(tokio::time::Instant::now() + self.settings.wakeup_latency);
                 }
                 _ = tick.tick() => {
                     // Also drain here: cheap, and a safety net for wake-ups.

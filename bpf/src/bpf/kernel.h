@@ -32,6 +32,22 @@ enum bpf_map_type {
 	BPF_MAP_TYPE_PERCPU_ARRAY = 6,
 	BPF_MAP_TYPE_LRU_HASH = 9,
 	BPF_MAP_TYPE_RINGBUF = 27,
+	BPF_MAP_TYPE_TASK_STORAGE = 29,
+};
+
+enum {
+	BPF_F_NO_PREALLOC = 1,
+	BPF_F_NO_COMMON_LRU = 2,
+};
+
+enum {
+	BPF_LOCAL_STORAGE_GET_F_CREATE = 1,
+};
+
+/* bpf_ringbuf_submit() flags */
+enum {
+	BPF_RB_NO_WAKEUP = 1,
+	BPF_RB_FORCE_WAKEUP = 2,
 };
 
 enum {
@@ -134,14 +150,14 @@ struct task_struct {
 struct pt_regs {
 	unsigned long orig_ax;
 } __attribute__((preserve_access_index));
-#define LECO_SYSCALL_NR(regs) BPF_CORE_READ(regs, orig_ax)
+#define LECO_SYSCALL_NR(regs) ((regs)->orig_ax)
 #define LECO_NR_ACCEPT 43
 #define LECO_NR_ACCEPT4 288
 #elif defined(__TARGET_ARCH_arm64)
 struct pt_regs {
 	__s32 syscallno;
 } __attribute__((preserve_access_index));
-#define LECO_SYSCALL_NR(regs) BPF_CORE_READ(regs, syscallno)
+#define LECO_SYSCALL_NR(regs) ((regs)->syscallno)
 #define LECO_NR_ACCEPT 202
 #define LECO_NR_ACCEPT4 242
 #else

@@ -23,10 +23,12 @@ char LICENSE[] SEC("license") = "GPL";
 
 /* Set by user space before load. */
 const volatile __u64 update_interval_ns = 1000000000ULL;
+const volatile __u64 wakeup_interval_ns = 2000000ULL;
 
-/* Read by user space through the mmapped .bss. */
+/* Read by user space through the .bss map. */
 __u64 ringbuf_drops = 0;
 __u64 flow_seq = 0;
+__u64 last_wakeup_ns = 0;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -47,10 +49,13 @@ struct {
 	__type(value, struct leco_owner);
 } listeners SEC(".maps");
 
+/* Per-thread scratch: the peer of the UDP datagram this thread is sending or
+ * receiving right now. Task storage is found through the task itself, so
+ * it costs less than a hash lookup, and it dies with the thread. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 8192);
-	__type(key, __u64); /* pid_tgid */
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
 	__type(value, struct leco_udp_peer);
 } udp_peers SEC(".maps");
 
@@ -67,37 +72,72 @@ static __always_inline void owner_from_current(struct leco_owner *o)
 	bpf_get_current_comm(o->comm, sizeof(o->comm));
 }
 
+/*
+ * Socket fields are read directly, not with BPF_CORE_READ: a tp_btf
+ * argument is a BTF pointer, so the verifier allows plain (still CO-RE
+ * relocated) loads, which cost far less than a bpf_probe_read_kernel()
+ * call each. These helpers take only such pointers.
+ */
 static __always_inline __u32 sock_netns(const struct sock *sk)
 {
-	return BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	return sk->__sk_common.skc_net.net->ns.inum;
+}
+
+static __always_inline void read_local_addr(__u8 dst[16], const struct sock *sk, __u16 family)
+{
+	if (family == AF_INET) {
+		__be32 a = sk->__sk_common.skc_rcv_saddr;
+
+		__builtin_memcpy(dst, &a, 4);
+	} else {
+		__builtin_memcpy(dst, &sk->__sk_common.skc_v6_rcv_saddr, 16);
+	}
+}
+
+static __always_inline void read_remote_addr(__u8 dst[16], const struct sock *sk, __u16 family)
+{
+	if (family == AF_INET) {
+		__be32 a = sk->__sk_common.skc_daddr;
+
+		__builtin_memcpy(dst, &a, 4);
+	} else {
+		__builtin_memcpy(dst, &sk->__sk_common.skc_v6_daddr, 16);
+	}
 }
 
 /* Addresses, ports and namespace of a socket as the kernel has them now. */
 static __always_inline void flow_addrs_from_sock(struct leco_flow *f, const struct sock *sk)
 {
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	__u16 family = sk->__sk_common.skc_family;
 
 	f->family = family;
-	if (family == AF_INET) {
-		__be32 l = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
-		__be32 r = BPF_CORE_READ(sk, __sk_common.skc_daddr);
-
-		__builtin_memcpy(f->laddr, &l, 4);
-		__builtin_memcpy(f->raddr, &r, 4);
-	} else {
-		BPF_CORE_READ_INTO(&f->laddr, sk, __sk_common.skc_v6_rcv_saddr);
-		BPF_CORE_READ_INTO(&f->raddr, sk, __sk_common.skc_v6_daddr);
-	}
-	f->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
-	f->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	read_local_addr(f->laddr, sk, family);
+	read_remote_addr(f->raddr, sk, family);
+	f->lport = sk->__sk_common.skc_num;
+	f->rport = bpf_ntohs(sk->__sk_common.skc_dport);
 	f->netns = sock_netns(sk);
 }
 
 static __always_inline bool is_inet(const struct sock *sk)
 {
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	__u16 family = sk->__sk_common.skc_family;
 
 	return family == AF_INET || family == AF_INET6;
+}
+
+/*
+ * Waking the reader costs an irq_work (a self-IPI: microseconds in a VM),
+ * more than everything else a hook does. So the kernel wakes it at most once
+ * per wakeup_interval_ns; the reader, once woken, drains again after that
+ * interval until a drain comes back empty. Latency stays under the interval
+ * and the wake-ups per second under its inverse, at any event rate.
+ */
+static __always_inline __u64 wakeup_flag(__u64 now)
+{
+	if (now - last_wakeup_ns < wakeup_interval_ns)
+		return BPF_RB_NO_WAKEUP;
+	last_wakeup_ns = now;
+	return 0; /* the default: wake if the reader has caught up */
 }
 
 static __always_inline void emit(__u8 kind, __u64 cookie, const struct leco_flow *f, __u64 now)
@@ -116,7 +156,7 @@ static __always_inline void emit(__u8 kind, __u64 cookie, const struct leco_flow
 		__builtin_memset(&e->flow, 0, sizeof(e->flow));
 	e->kind = kind;
 	__builtin_memset(e->_pad, 0, sizeof(e->_pad));
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, wakeup_flag(now));
 }
 
 static __always_inline __u64 next_flow_id(void)
@@ -130,7 +170,7 @@ static __always_inline void tcp_listen(const struct sock *sk, int newstate)
 {
 	struct leco_listen_key lk = {
 		.netns = sock_netns(sk),
-		.port = BPF_CORE_READ(sk, __sk_common.skc_num),
+		.port = sk->__sk_common.skc_num,
 	};
 
 	if (newstate == TCP_LISTEN) {
@@ -171,14 +211,14 @@ static __always_inline void tcp_passive_established(struct sock *sk, __u64 cooki
 	struct leco_flow f = {};
 	struct leco_listen_key lk = {
 		.netns = sock_netns(sk),
-		.port = BPF_CORE_READ(sk, __sk_common.skc_num),
+		.port = sk->__sk_common.skc_num,
 	};
 	struct leco_owner *lo = bpf_map_lookup_elem(&listeners, &lk);
 
 	if (lo)
 		__builtin_memcpy(&f.owner, lo, sizeof(f.owner));
 	else
-		f.owner.uid = BPF_CORE_READ(sk, sk_uid.val);
+		f.owner.uid = sk->sk_uid.val;
 	f.id = next_flow_id();
 	flow_addrs_from_sock(&f, sk);
 	f.first_ns = now;
@@ -193,14 +233,25 @@ static __always_inline void tcp_passive_established(struct sock *sk, __u64 cooki
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(on_inet_sock_set_state, struct sock *sk, int oldstate, int newstate)
 {
-	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP || !is_inet(sk))
+	if (sk->sk_protocol != IPPROTO_TCP || !is_inet(sk))
 		return 0;
 
-	if (newstate == TCP_LISTEN || oldstate == TCP_LISTEN) {
-		/* A child socket is cloned from its listener, so it "leaves"
-		 * LISTEN too: only a listener's own transitions count. */
-		if (newstate == TCP_LISTEN || newstate == TCP_CLOSE)
+	/* Only these transitions matter; the rest (FIN_WAIT*, CLOSE_WAIT, the
+	 * clone of a child from its listener, ...) return before any lookup. */
+	switch (newstate) {
+	case TCP_LISTEN:
+		tcp_listen(sk, newstate);
+		return 0;
+	case TCP_SYN_SENT:
+	case TCP_ESTABLISHED:
+		break;
+	case TCP_CLOSE:
+		if (oldstate == TCP_LISTEN) {
 			tcp_listen(sk, newstate);
+			return 0;
+		}
+		break;
+	default:
 		return 0;
 	}
 
@@ -226,21 +277,15 @@ int BPF_PROG(on_inet_sock_set_state, struct sock *sk, int oldstate, int newstate
 	f->last_ns = now;
 	if (newstate == TCP_ESTABLISHED) {
 		/* Outgoing connect completed: now the local port is known. */
-		f->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
-		if (f->family == AF_INET) {
-			__be32 l = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
-
-			__builtin_memcpy(f->laddr, &l, 4);
-		} else {
-			BPF_CORE_READ_INTO(&f->laddr, sk, __sk_common.skc_v6_rcv_saddr);
-		}
+		f->lport = sk->__sk_common.skc_num;
+		read_local_addr(f->laddr, sk, f->family);
 		f->flags |= LECO_F_ESTABLISHED | LECO_F_ANNOUNCED;
 		f->last_emit_ns = now;
 		emit(LECO_NEW, cookie, f, now);
 		return 0;
 	}
 	if (newstate == TCP_CLOSE) {
-		int err = BPF_CORE_READ(sk, sk_err);
+		int err = sk->sk_err;
 
 		if (err)
 			f->error = err;
@@ -255,7 +300,7 @@ int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret)
 {
 	if (ret < 0)
 		return 0;
-	long nr = LECO_SYSCALL_NR(regs);
+	long nr = LECO_SYSCALL_NR(regs); /* the hot path: every syscall */
 	if (nr != LECO_NR_ACCEPT && nr != LECO_NR_ACCEPT4)
 		return 0;
 
@@ -303,7 +348,7 @@ static __always_inline int account(struct sock *sk, int bytes, bool tx)
 	if (bytes <= 0 || !is_inet(sk))
 		return 0;
 
-	__u16 proto = BPF_CORE_READ(sk, sk_protocol);
+	__u16 proto = sk->sk_protocol;
 
 	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
 		return 0;
@@ -317,22 +362,15 @@ static __always_inline int account(struct sock *sk, int bytes, bool tx)
 	if (proto == IPPROTO_UDP) {
 		/* One flow per peer. An unconnected socket's peer was left by
 		 * the sock_addr hook earlier in this very syscall. */
-		__u64 pid_tgid = bpf_get_current_pid_tgid();
-
-		peer = bpf_map_lookup_elem(&udp_peers, &pid_tgid);
+		peer = bpf_task_storage_get(&udp_peers, bpf_get_current_task_btf(), NULL, 0);
 		if (peer && peer->cookie == cookie) {
 			__builtin_memcpy(key.raddr, peer->addr, sizeof(key.raddr));
 			key.rport = peer->port;
 			peer_family = peer->family;
-			bpf_map_delete_elem(&udp_peers, &pid_tgid);
-		} else if (BPF_CORE_READ(sk, __sk_common.skc_family) == AF_INET) {
-			__be32 r = BPF_CORE_READ(sk, __sk_common.skc_daddr);
-
-			__builtin_memcpy(key.raddr, &r, 4);
-			key.rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+			peer->cookie = 0; /* used up */
 		} else {
-			BPF_CORE_READ_INTO(&key.raddr, sk, __sk_common.skc_v6_daddr);
-			key.rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+			read_remote_addr(key.raddr, sk, sk->__sk_common.skc_family);
+			key.rport = bpf_ntohs(sk->__sk_common.skc_dport);
 		}
 	}
 
@@ -361,7 +399,7 @@ static __always_inline int account(struct sock *sk, int bytes, bool tx)
 				nf.family = peer_family;
 			nf.direction = tx ? LECO_DIR_OUT : LECO_DIR_IN;
 		} else {
-			nf.state = BPF_CORE_READ(sk, __sk_common.skc_state);
+			nf.state = sk->__sk_common.skc_state;
 			nf.flags |= LECO_F_ESTABLISHED;
 		}
 		if (tx)
@@ -423,8 +461,8 @@ int BPF_PROG(on_inet_sk_error_report, struct sock *sk)
 	if (!is_inet(sk))
 		return 0;
 
-	__u16 proto = BPF_CORE_READ(sk, sk_protocol);
-	int err = BPF_CORE_READ(sk, sk_err);
+	__u16 proto = sk->sk_protocol;
+	int err = sk->sk_err;
 	struct leco_flow_key key = { .cookie = bpf_get_socket_cookie(sk) };
 	struct leco_flow *f;
 
@@ -433,14 +471,8 @@ int BPF_PROG(on_inet_sk_error_report, struct sock *sk)
 	if (proto == IPPROTO_UDP) {
 		/* Errors reach connected UDP sockets only: the peer is the
 		 * socket's own. */
-		if (BPF_CORE_READ(sk, __sk_common.skc_family) == AF_INET) {
-			__be32 r = BPF_CORE_READ(sk, __sk_common.skc_daddr);
-
-			__builtin_memcpy(key.raddr, &r, 4);
-		} else {
-			BPF_CORE_READ_INTO(&key.raddr, sk, __sk_common.skc_v6_daddr);
-		}
-		key.rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+		read_remote_addr(key.raddr, sk, sk->__sk_common.skc_family);
+		key.rport = bpf_ntohs(sk->__sk_common.skc_dport);
 	}
 	f = bpf_map_lookup_elem(&flows, &key);
 	if (!f)
@@ -460,38 +492,43 @@ int BPF_PROG(on_inet_sk_error_report, struct sock *sk)
 
 /* ---- unconnected UDP peers ---------------------------------------------- */
 
+static __always_inline struct leco_udp_peer *peer_slot(void)
+{
+	return bpf_task_storage_get(&udp_peers, bpf_get_current_task_btf(), NULL,
+				    BPF_LOCAL_STORAGE_GET_F_CREATE);
+}
+
 static __always_inline int remember_peer4(struct bpf_sock_addr *ctx)
 {
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	struct leco_udp_peer p = {
-		.cookie = bpf_get_socket_cookie(ctx),
-		.port = bpf_ntohs((__u16)ctx->user_port),
-		.family = AF_INET,
-	};
+	struct leco_udp_peer *p = peer_slot();
 	__u32 ip = ctx->user_ip4;
 
-	__builtin_memcpy(p.addr, &ip, 4);
-	bpf_map_update_elem(&udp_peers, &pid_tgid, &p, BPF_ANY);
+	if (p) {
+		p->cookie = bpf_get_socket_cookie(ctx);
+		p->port = bpf_ntohs((__u16)ctx->user_port);
+		p->family = AF_INET;
+		__builtin_memset(p->addr, 0, sizeof(p->addr));
+		__builtin_memcpy(p->addr, &ip, 4);
+	}
 	return 1; /* observe only: never block */
 }
 
 static __always_inline int remember_peer6(struct bpf_sock_addr *ctx)
 {
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	struct leco_udp_peer p = {
-		.cookie = bpf_get_socket_cookie(ctx),
-		.port = bpf_ntohs((__u16)ctx->user_port),
-		.family = AF_INET6,
-	};
+	struct leco_udp_peer *p = peer_slot();
 	__u32 ip[4];
 
+	if (!p)
+		return 1;
 	/* The verifier wants one 4-byte load per word of the context. */
 	ip[0] = ctx->user_ip6[0];
 	ip[1] = ctx->user_ip6[1];
 	ip[2] = ctx->user_ip6[2];
 	ip[3] = ctx->user_ip6[3];
-	__builtin_memcpy(p.addr, ip, 16);
-	bpf_map_update_elem(&udp_peers, &pid_tgid, &p, BPF_ANY);
+	p->cookie = bpf_get_socket_cookie(ctx);
+	p->port = bpf_ntohs((__u16)ctx->user_port);
+	p->family = AF_INET6;
+	__builtin_memcpy(p->addr, ip, 16);
 	return 1;
 }
 

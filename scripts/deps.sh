@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs what leco needs on Debian/Ubuntu: `deps.sh build` for building and
+# running, `deps.sh test` for the test suite as well. Idempotent; uses sudo
+# when not root.
+set -euo pipefail
+
+want=${1:-build}
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  sudo="sudo"
+fi
+
+# clang builds the eBPF programs; libelf/zlib/pkg-config build the vendored libbpf.
+pkgs=(clang llvm libelf-dev zlib1g-dev build-essential pkg-config ca-certificates curl)
+if [ "$want" = test ]; then
+  # bpftool checks that programs are gone after exit.
+  pkgs+=(bpftool)
+fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "deps: installing ${missing[*]}"
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Rust: the workspace needs a recent stable toolchain (see Cargo.toml's rust-version).
+if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
+  export PATH="$HOME/.cargo/bin:$PATH"
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "deps: no cargo found; installing rustup"
+  if ! $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rustup >/dev/null 2>&1; then
+    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+  fi
+  export PATH="$HOME/.cargo/bin:$PATH"
+  rustup default stable
+fi
+if [ "$want" = test ]; then
+  rustup component add rustfmt clippy >/dev/null 2>&1 || true
+fi
+cargo --version
