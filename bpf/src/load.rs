@@ -25,6 +25,9 @@ pub struct Options {
     /// is woken: the kernel wakes it at most once per this interval, and the
     /// reader drains again after it (see [`crate::EventReader`]).
     pub wakeup_latency: Duration,
+    /// Size of the event ring buffer in bytes: a power of two, at least one
+    /// page. Records are about 180 bytes.
+    pub ring_bytes: u32,
     /// Capacity of the kernel's flow table (LRU: the least recently used
     /// flow makes room when it is full).
     pub max_flows: u32,
@@ -38,6 +41,7 @@ impl Default for Options {
         Options {
             update_interval: Duration::from_secs(1),
             wakeup_latency: Duration::from_millis(2),
+            ring_bytes: 2 * 1024 * 1024,
             max_flows: 32_768,
             cgroup_root: None,
         }
@@ -117,32 +121,24 @@ impl Capture {
         }
         capture_libbpf_log();
 
-        // The skeleton borrows its open-object storage for as long as it
-        // lives; a Capture lives about as long as the process, so leak the
-        // few bytes rather than make Capture self-referential.
-        let storage: &'static mut MaybeUninit<OpenObject> =
-            Box::leak(Box::new(MaybeUninit::uninit()));
-        let mut open =
-            LecoSkelBuilder::default()
-                .open(storage)
-                .map_err(|source| LoadError::Libbpf {
-                    context: "opening the embedded eBPF object",
-                    source,
-                })?;
-        if let Some(ro) = open.maps.rodata_data.as_deref_mut() {
-            ro.update_interval_ns =
-                u64::try_from(opts.update_interval.as_nanos()).unwrap_or(u64::MAX);
-        }
-        open.maps
-            .flows
-            .set_max_entries(opts.max_flows.max(64))
-            .map_err(|source| LoadError::Libbpf {
-                context: "sizing the flow table",
-                source,
-            })?;
-        let skel = open
-            .load()
-            .map_err(|source| diagnose_load(source, take_log()))?;
+        let mut degraded = Vec::new();
+        let (skel, cgroup_hooks) = match open_and_load(opts, true) {
+            Ok(skel) => (skel, true),
+            // The UDP peer hooks are the newest features used (cgroup
+            // sock_addr programs with task storage): a kernel that refuses
+            // them still gets everything else.
+            Err(LoadError::Rejected {
+                program, reason, ..
+            }) if CGROUP_HOOKS.iter().any(|(p, _)| *p == program) => {
+                degraded.push(format!(
+                    "the kernel refused {program} ({reason}): unconnected UDP peers and UDP \
+                     socket closes are not seen; UDP flows end by idle timeout"
+                ));
+                capture_libbpf_log();
+                (open_and_load(opts, false)?, false)
+            }
+            Err(e) => return Err(e),
+        };
 
         let mut links = Vec::new();
         for hook in TRACEPOINTS {
@@ -154,13 +150,14 @@ impl Capture {
             })?;
             links.push(link);
         }
-        let mut degraded = Vec::new();
-        match attach_cgroup_hooks(&skel, opts.cgroup_root.as_deref()) {
-            Ok(mut l) => links.append(&mut l),
-            Err(why) => degraded.push(format!(
-                "unconnected UDP peers and UDP socket closes are not seen ({why}); \
-                 UDP flows end by idle timeout"
-            )),
+        if cgroup_hooks {
+            match attach_cgroup_hooks(&skel, opts.cgroup_root.as_deref()) {
+                Ok(mut l) => links.append(&mut l),
+                Err(why) => degraded.push(format!(
+                    "unconnected UDP peers and UDP socket closes are not seen ({why}); \
+                     UDP flows end by idle timeout"
+                )),
+            }
         }
         Ok(Capture {
             skel,
@@ -206,6 +203,52 @@ impl Capture {
         })
         .collect()
     }
+}
+
+/// Opens the embedded object, applies `opts`, and loads it; without the
+/// cgroup programs unless `with_cgroup`.
+fn open_and_load(opts: &Options, with_cgroup: bool) -> Result<LecoSkel<'static>, LoadError> {
+    // The skeleton borrows its open-object storage for as long as it lives;
+    // a Capture lives about as long as the process, so leak the few bytes
+    // rather than make Capture self-referential.
+    let storage: &'static mut MaybeUninit<OpenObject> = Box::leak(Box::new(MaybeUninit::uninit()));
+    let mut open =
+        LecoSkelBuilder::default()
+            .open(storage)
+            .map_err(|source| LoadError::Libbpf {
+                context: "opening the embedded eBPF object",
+                source,
+            })?;
+    if let Some(ro) = open.maps.rodata_data.as_deref_mut() {
+        let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        ro.update_interval_ns = ns(opts.update_interval);
+        ro.wakeup_interval_ns = ns(opts.wakeup_latency);
+    }
+    let sized = |context| move |source| LoadError::Libbpf { context, source };
+    open.maps
+        .flows
+        .set_max_entries(opts.max_flows.max(64))
+        .map_err(sized("sizing the flow table"))?;
+    open.maps
+        .events
+        .set_max_entries(opts.ring_bytes)
+        .map_err(sized(
+            "sizing the ring buffer (a power of two, at least one page)",
+        ))?;
+    if !with_cgroup {
+        let p = &mut open.progs;
+        for prog in [
+            &mut p.on_sendmsg4,
+            &mut p.on_sendmsg6,
+            &mut p.on_recvmsg4,
+            &mut p.on_recvmsg6,
+            &mut p.on_sock_release,
+        ] {
+            prog.set_autoload(false);
+        }
+    }
+    open.load()
+        .map_err(|source| diagnose_load(source, take_log()))
 }
 
 fn program<'a>(skel: &'a LecoSkel<'static>, name: &str) -> &'a libbpf_rs::ProgramMut<'static> {

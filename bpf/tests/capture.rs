@@ -448,3 +448,81 @@ fn counters_are_readable() {
     );
     assert!(!probe._capture.program_ids().is_empty());
 }
+
+#[test]
+fn a_full_ring_buffer_counts_drops_and_the_flow_table_keeps_every_flow() {
+    if !require_root("a_full_ring_buffer_counts_drops_and_the_flow_table_keeps_every_flow") {
+        return;
+    }
+    // One page holds about twenty records; nobody reads it.
+    let capture = Capture::load(&Options {
+        ring_bytes: 4096,
+        ..Options::default()
+    })
+    .expect("load");
+    let maps = capture.maps().expect("maps");
+    const PEERS: u16 = 500;
+    let mut child = spawn_named("leco-t-burst", |p| {
+        let Ok(s) = UdpSocket::bind("127.0.0.1:0") else {
+            return 1;
+        };
+        for port in 0..PEERS {
+            if s.send_to(b"x", ("127.0.0.1", 20_000 + port)).is_err() {
+                return 2;
+            }
+        }
+        p.send(1);
+        std::thread::sleep(Duration::from_secs(5));
+        0
+    });
+    child.recv();
+    let pid = child.pid();
+    let counters = maps.counters().expect("counters");
+    assert!(counters.ringbuf_drops > 0, "{counters:?}");
+    let flows: std::collections::HashSet<u16> = maps
+        .flows()
+        .into_iter()
+        .filter(|f| f.owner.pid == pid)
+        .map(|f| f.remote_port)
+        .collect();
+    assert_eq!(
+        flows.len(),
+        usize::from(PEERS),
+        "every flow is in the table"
+    );
+}
+
+#[test]
+fn a_reset_established_connection_fails_with_the_reset() {
+    if !require_root("a_reset_established_connection_fails_with_the_reset") {
+        return;
+    }
+    let mut probe = Probe::load();
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let mut child = spawn_named("leco-t-reset", move |p| {
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+            return 1;
+        };
+        if s.write_all(b"unread").is_err() {
+            return 2;
+        }
+        p.send(1);
+        // Wait for the peer's reset.
+        let mut buf = [0u8; 8];
+        match s.read(&mut buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => 0,
+            _ => 3,
+        }
+    });
+    let (conn, _) = listener.accept().expect("accept");
+    child.recv();
+    // Closing with unread data sends a reset instead of a FIN.
+    drop(conn);
+    let pid = child.pid();
+    assert_eq!(child.wait(), 0);
+    let out = probe.until(|f| f.owner.pid == pid, ended);
+    let failed = last(&out, EventKind::Failed).expect("failed");
+    assert_eq!(failed.error, Some(libc::ECONNRESET));
+    assert!(failed.established);
+}

@@ -63,6 +63,11 @@ struct Cli {
     #[arg(long, value_name = "SECS", default_value = "300", value_parser = seconds)]
     backlog: Duration,
 
+    /// Size of the kernel's event ring buffer in KiB (a power of two, at
+    /// least 4). Raise it if the service reports dropped records.
+    #[arg(long, value_name = "KIB", default_value_t = 2048, value_parser = ring_kib)]
+    ring_buffer_kib: u32,
+
     /// Capacity of the kernel's flow table (least recently used flows make
     /// room when it is full).
     #[arg(long, value_name = "N", default_value_t = 32_768)]
@@ -81,6 +86,16 @@ fn seconds(s: &str) -> Result<Duration, String> {
         return Err(format!("{v} s is out of range (0.01 to 86400)"));
     }
     Ok(Duration::from_secs_f64(v))
+}
+
+fn ring_kib(s: &str) -> Result<u32, String> {
+    let v: u32 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of KiB"))?;
+    if !(4..=1 << 20).contains(&v) || !v.is_power_of_two() {
+        return Err(format!("{v} KiB: must be a power of two from 4 to 1048576"));
+    }
+    Ok(v)
 }
 
 fn main() -> ExitCode {
@@ -116,6 +131,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     let options = leco_bpf::Options {
         update_interval: cli.update_interval,
         max_flows: cli.max_flows,
+        ring_bytes: cli.ring_buffer_kib * 1024,
         ..leco_bpf::Options::default()
     };
     let capture = leco_bpf::Capture::load(&options)?;

@@ -254,12 +254,25 @@ impl Monitor {
         sink.flush()
     }
 
-    /// Adds every kernel flow the table lacks.
+    /// Reconciles the table with the kernel's flow table, the truth the
+    /// ring buffer only reports on: flows the table lacks are added (their
+    /// records were lost, or predate this process), and live connections
+    /// the kernel no longer has are closed (their end was lost).
     fn resync(&mut self, sink: &mut impl Sink) -> std::io::Result<()> {
         let now = Instant::now();
-        for flow in self.maps.flows() {
+        let kernel = self.maps.flows();
+        let in_kernel: std::collections::HashSet<u64> = kernel.iter().map(|f| f.id).collect();
+        for id in self.table.live_ids() {
+            if !in_kernel.contains(&id) {
+                if let Some(conn) = self.table.close_unreported(id, now) {
+                    self.counters.events += 1;
+                    sink.publish(EventKind::Closed, &conn)?;
+                }
+            }
+        }
+        for flow in &kernel {
             if !self.table.contains(flow.id) {
-                self.apply(EventKind::New, &flow, now, sink)?;
+                self.apply(EventKind::New, flow, now, sink)?;
             }
         }
         sink.flush()

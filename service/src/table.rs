@@ -183,6 +183,20 @@ impl Table {
         self.backlog.push_back((now, conn));
     }
 
+    /// Ids of the live connections.
+    pub fn live_ids(&self) -> Vec<u64> {
+        self.live.keys().copied().collect()
+    }
+
+    /// Ends connection `id` whose end was not reported (a lost record):
+    /// moves it to the backlog as closed.
+    pub fn close_unreported(&mut self, id: u64, now: Instant) -> Option<Connection> {
+        let mut conn = self.remove_live(id)?.conn;
+        conn.state = "closed".into();
+        self.push_backlog(now, conn.clone());
+        Some(conn)
+    }
+
     /// A UDP socket closed: all its flows end.
     pub fn release(&mut self, cookie: u64, now: Instant, last_seen_us: u64) -> Outcome {
         let ids = self.by_cookie.get(&cookie).cloned().unwrap_or_default();

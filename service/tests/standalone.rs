@@ -333,3 +333,38 @@ fn bad_arguments_are_refused_with_a_reason() {
         "{help}"
     );
 }
+
+#[test]
+fn lost_records_are_recovered_from_the_kernel_table() {
+    if !require_root("lost_records_are_recovered_from_the_kernel_table") {
+        return;
+    }
+    // A one-page ring buffer overflows under a burst: the service must say so
+    // and still report every flow, from the kernel's table.
+    let mut svc = Service::start(&["--standalone", "--json", "--ring-buffer-kib", "4"]);
+    const PEERS: u16 = 2000;
+    let mut child = spawn_named("leco-t-storm", |p| {
+        let Ok(s) = UdpSocket::bind("127.0.0.1:0") else {
+            return 1;
+        };
+        for port in 0..PEERS {
+            if s.send_to(b"x", ("127.0.0.1", 30_000 + port)).is_err() {
+                return 2;
+            }
+        }
+        p.send(1);
+        std::thread::sleep(Duration::from_secs(8));
+        0
+    });
+    child.recv();
+    let pid = child.pid();
+    let mut ports = std::collections::HashSet::new();
+    svc.wait_line(|l| {
+        let v: Value = serde_json::from_str(l).expect("JSON");
+        if v["kind"] == "new" && v["pid"] == pid {
+            ports.insert(v["remote_port"].as_u64().unwrap_or(0));
+        }
+        (ports.len() == usize::from(PEERS)).then_some(())
+    });
+    svc.wait_stderr("ring buffer was full");
+}
