@@ -526,3 +526,65 @@ fn a_reset_established_connection_fails_with_the_reset() {
     assert_eq!(failed.error, Some(libc::ECONNRESET));
     assert!(failed.established);
 }
+
+#[test]
+fn ipv4_mapped_addresses_are_shown_as_ipv4() {
+    if !require_root("ipv4_mapped_addresses_are_shown_as_ipv4") {
+        return;
+    }
+    let mut probe = Probe::load();
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    // An IPv6 socket talking to an IPv4 peer (dual stack).
+    let child = spawn_named("leco-t-mapped", move |_| {
+        i32::from(TcpStream::connect(format!("[::ffff:127.0.0.1]:{port}")).is_err())
+    });
+    let pid = child.pid();
+    assert_eq!(child.wait(), 0);
+    let out = probe.until(|f| f.owner.pid == pid, |e| !e.is_empty());
+    assert_eq!(out[0].1.remote, IpAddr::from([127, 0, 0, 1]));
+    assert_eq!(out[0].1.local, IpAddr::from([127, 0, 0, 1]));
+}
+
+#[test]
+fn traffic_updates_are_rate_limited_per_flow() {
+    if !require_root("traffic_updates_are_rate_limited_per_flow") {
+        return;
+    }
+    let capture = Capture::load(&Options {
+        update_interval: Duration::from_millis(200),
+        ..Options::default()
+    })
+    .expect("load");
+    let mut probe = Probe {
+        reader: capture.maps().expect("maps").reader().expect("reader"),
+        _capture: capture,
+        events: Vec::new(),
+        released: Vec::new(),
+    };
+    let peer = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let port = peer.local_addr().expect("addr").port();
+    // 50 datagrams over one second: without the limit, 50 updates.
+    let child = spawn_named("leco-t-rate", move |_| {
+        let Ok(s) = UdpSocket::bind("127.0.0.1:0") else {
+            return 1;
+        };
+        for _ in 0..50 {
+            if s.send_to(&[0u8; 100], ("127.0.0.1", port)).is_err() {
+                return 2;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        0
+    });
+    let pid = child.pid();
+    assert_eq!(child.wait(), 0);
+    // The child has exited; whatever was emitted is in the ring by now.
+    for _ in 0..3 {
+        probe.pump();
+    }
+    let out = probe.until(|f| f.owner.pid == pid, |_| true);
+    let updates = out.iter().filter(|(k, _)| *k == EventKind::Update).count();
+    // About one per 200 ms over ~1 s (timing on a busy machine varies a little).
+    assert!((3..=7).contains(&updates), "{updates} updates: {out:#?}");
+}
