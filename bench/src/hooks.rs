@@ -8,13 +8,16 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
+use crate::signals;
+
 /// Every program leco-service loads.
-pub const PROGRAMS: [&str; 10] = [
+pub const PROGRAMS: [&str; 11] = [
     "on_inet_sock_set_state",
     "on_sock_send_length",
     "on_sock_recv_length",
     "on_inet_sk_error_report",
-    "on_sys_exit",
+    "on_getpeername4",
+    "on_getpeername6",
     "on_sendmsg4",
     "on_sendmsg6",
     "on_recvmsg4",
@@ -37,6 +40,9 @@ pub struct Prog {
     pub run_time_ns: u64,
     /// Number of runs, counted likewise.
     pub run_cnt: u64,
+    /// Runs skipped because the program was already running on that CPU
+    /// (counted whatever the sysctl says).
+    pub recursion_misses: u64,
     /// Processes holding the program open, when bpftool can tell.
     pub pids: Option<Vec<u32>>,
 }
@@ -51,9 +57,10 @@ impl Prog {
 
 /// The leco program called `name`, or whose name was cut to `name`.
 pub fn canonical_name(name: &str) -> Option<&'static str> {
-    PROGRAMS.iter().copied().find(|p| {
-        *p == name || (name.len() == KERNEL_NAME_LEN && p.starts_with(name))
-    })
+    PROGRAMS
+        .iter()
+        .copied()
+        .find(|p| *p == name || (name.len() == KERNEL_NAME_LEN && p.starts_with(name)))
 }
 
 /// Parses `bpftool prog show -j`, in which zero counters are left out.
@@ -83,6 +90,7 @@ pub fn parse_progs(json: &str) -> Result<Vec<Prog>> {
                 .to_owned(),
             run_time_ns: count("run_time_ns"),
             run_cnt: count("run_cnt"),
+            recursion_misses: count("recursion_misses"),
             pids,
         });
     }
@@ -137,6 +145,9 @@ pub struct HookCost {
     pub calls: u64,
     /// Time spent running it during the window.
     pub run_time_ns: u64,
+    /// Runs skipped during the window because it was already running on
+    /// that CPU: events leco did not see.
+    pub recursion_misses: u64,
 }
 
 impl HookCost {
@@ -158,6 +169,7 @@ pub fn deltas(before: &[Prog], after: &[Prog]) -> Vec<HookCost> {
                 name,
                 calls: a.run_cnt.saturating_sub(b.run_cnt),
                 run_time_ns: a.run_time_ns.saturating_sub(b.run_time_ns),
+                recursion_misses: a.recursion_misses.saturating_sub(b.recursion_misses),
             })
         })
         .collect();
@@ -167,8 +179,16 @@ pub fn deltas(before: &[Prog], after: &[Prog]) -> Vec<HookCost> {
 
 const STATS_SYSCTL: &str = "/proc/sys/kernel/bpf_stats_enabled";
 
+/// Whether run-time statistics are on now, `None` if unreadable.
+pub fn stats_enabled() -> Option<bool> {
+    fs::read_to_string(STATS_SYSCTL)
+        .ok()
+        .map(|v| v.trim() != "0")
+}
+
 /// `kernel.bpf_stats_enabled` set to 1 for as long as this lives; the old
-/// value comes back on drop, on error paths and panics too.
+/// value comes back on drop (so on error paths and panics too), and on
+/// SIGINT, SIGTERM or SIGHUP through [`crate::signals`].
 #[derive(Debug)]
 pub struct StatsEnabled {
     old: String,
@@ -181,18 +201,21 @@ impl StatsEnabled {
             .with_context(|| format!("cannot read {STATS_SYSCTL}"))?
             .trim()
             .to_owned();
+        signals::stats_changed(&old);
+        let stats = StatsEnabled { old };
         fs::write(STATS_SYSCTL, "1").with_context(|| format!("cannot write {STATS_SYSCTL}"))?;
-        Ok(StatsEnabled { old })
+        Ok(stats)
     }
 }
 
 impl Drop for StatsEnabled {
     fn drop(&mut self) {
-        if let Err(e) = fs::write(STATS_SYSCTL, &self.old) {
-            eprintln!(
+        match fs::write(STATS_SYSCTL, &self.old) {
+            Ok(()) => signals::stats_restored(),
+            Err(e) => eprintln!(
                 "leco-bench: could not restore {STATS_SYSCTL} to {}: {e}",
                 self.old
-            );
+            ),
         }
     }
 }
@@ -201,8 +224,8 @@ impl Drop for StatsEnabled {
 mod tests {
     use super::*;
 
-    const SHOW: &str = r#"[{"id":248,"type":"tracing","name":"on_inet_sock_set_state","tag":"d5b8","gpl_compatible":true,"run_time_ns":5000,"run_cnt":50,"pids":[{"pid":77,"comm":"leco-service"}]},
-        {"id":250,"type":"tracing","name":"on_sys_exit","run_time_ns":900,"run_cnt":9},
+    const SHOW: &str = r#"[{"id":248,"type":"tracing","name":"on_inet_sock_set_state","tag":"d5b8","gpl_compatible":true,"run_time_ns":5000,"run_cnt":50,"recursion_misses":2,"pids":[{"pid":77,"comm":"leco-service"}]},
+        {"id":250,"type":"tracing","name":"on_getpeername4","run_time_ns":900,"run_cnt":9},
         {"id":251,"type":"tracing","name":"on_sock_send_le"},
         {"id":3,"type":"cgroup_skb","name":"sd_fw_egress","pids":[{"pid":1,"comm":"systemd"}]}]"#;
 
@@ -212,6 +235,7 @@ mod tests {
         assert_eq!(p.len(), 4);
         assert_eq!(p[0].id, 248);
         assert_eq!((p[0].run_time_ns, p[0].run_cnt), (5000, 50));
+        assert_eq!((p[0].recursion_misses, p[1].recursion_misses), (2, 0));
         assert_eq!(p[0].pids, Some(vec![77]));
         assert_eq!((p[2].run_time_ns, p[2].run_cnt), (0, 0));
         assert_eq!(p[1].pids, None);
@@ -226,7 +250,7 @@ mod tests {
 
     #[test]
     fn names_cut_by_the_kernel_still_match() {
-        assert_eq!(canonical_name("on_sys_exit"), Some("on_sys_exit"));
+        assert_eq!(canonical_name("on_getpeername4"), Some("on_getpeername4"));
         assert_eq!(
             canonical_name("on_inet_sock_se"),
             Some("on_inet_sock_set_state")
@@ -260,8 +284,8 @@ mod tests {
     fn lists_missing_programs() {
         let p = parse_progs(SHOW).expect("valid JSON");
         let m = missing(&p);
-        assert_eq!(m.len(), 7);
-        assert!(!m.contains(&"on_sys_exit"));
+        assert_eq!(m.len(), 8, "11 programs, 3 present");
+        assert!(!m.contains(&"on_getpeername4"));
         assert!(!m.contains(&"on_sock_send_length"));
         assert!(m.contains(&"on_sock_recv_length"));
     }
@@ -272,6 +296,7 @@ mod tests {
         let mut after = before.clone();
         after[0].run_cnt += 10;
         after[0].run_time_ns += 1500;
+        after[0].recursion_misses += 3;
         after[1].run_cnt += 4;
         after[1].run_time_ns += 400;
         after.swap(0, 1);
@@ -280,9 +305,10 @@ mod tests {
         assert_eq!(d[0].name, "on_inet_sock_set_state");
         assert_eq!((d[0].calls, d[0].run_time_ns), (10, 1500));
         assert_eq!(d[0].mean_ns(), Some(150.0));
+        assert_eq!(d[0].recursion_misses, 3);
         assert_eq!(d[1].name, "on_sock_send_length");
         assert_eq!(d[1].mean_ns(), None);
-        assert_eq!(d[2].name, "on_sys_exit");
+        assert_eq!(d[2].name, "on_getpeername4");
         assert_eq!(d[2].mean_ns(), Some(100.0));
     }
 }

@@ -1,1 +1,489 @@
-fn main(){}
+//! leco-bench: measures, in one run, loopback workloads with and without
+//! leco attached, the kernel cost of each leco hook, and the CPU and memory
+//! of leco-service under paced connection churn, then writes a Markdown
+//! report.
+
+mod hooks;
+mod report;
+mod service;
+mod signals;
+mod workloads;
+
+use std::collections::{BTreeSet, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+
+use crate::hooks::StatsEnabled;
+use crate::report::{Header, Hooks, Report, ServiceRun, Throughput};
+use crate::service::{Service, Stopped};
+
+/// How long leco-service gets to load its programs.
+const LOAD_TIMEOUT: Duration = Duration::from_secs(20);
+/// Paced churn rates of the service cost section, connections/s.
+const PACED_RATES: [f64; 2] = [report::CPU_TARGET_RATE, report::DROPS_TARGET_RATE];
+
+/// Benchmark leco on loopback traffic and write a Markdown report.
+///
+/// Runs bulk TCP, connection churn and small UDP datagrams on 127.0.0.1 in
+/// alternating rounds without and with leco-service attached and reports
+/// the medians as slowdowns against the same run's baseline; then the
+/// per-hook kernel cost (with kernel.bpf_stats_enabled=1, restored after)
+/// and leco-service's CPU, memory and ring-buffer drops under paced
+/// connection churn. Needs root. A full run takes about two minutes.
+#[derive(Debug, Parser)]
+#[command(name = "leco-bench", version)]
+struct Cli {
+    /// leco-service binary to measure [default: leco-service next to this
+    /// executable]
+    #[arg(long, value_name = "PATH")]
+    service: Option<PathBuf>,
+
+    /// Where to write the Markdown report (it is also printed)
+    #[arg(long, value_name = "FILE", default_value = "bench/RESULTS.md")]
+    out: PathBuf,
+
+    /// Smoke test: 1 round, 1 s per workload and paced window; the figures
+    /// are too short to mean anything
+    #[arg(long)]
+    quick: bool,
+
+    /// Baseline/with-leco round pairs [default: 3, or 1 with --quick]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=20))]
+    rounds: Option<u32>,
+}
+
+/// Durations and repetitions of one run.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    rounds: usize,
+    workload: Duration,
+    paced: Duration,
+    warmup: Option<Duration>,
+    /// Pause between the service being attached and the paced window, so
+    /// that its start-up work is not billed to the window.
+    idle: Duration,
+}
+
+impl Plan {
+    fn new(cli: &Cli) -> Plan {
+        let mut plan = if cli.quick {
+            Plan {
+                rounds: 1,
+                workload: Duration::from_secs(1),
+                paced: Duration::from_secs(1),
+                warmup: None,
+                idle: Duration::from_millis(200),
+            }
+        } else {
+            Plan {
+                rounds: 3,
+                workload: Duration::from_secs(3),
+                paced: Duration::from_secs(5),
+                warmup: Some(Duration::from_millis(500)),
+                idle: Duration::from_secs(1),
+            }
+        };
+        if let Some(n) = cli.rounds {
+            plan.rounds = n as usize;
+        }
+        plan
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = run(&cli) {
+        // {:#} keeps the whole context chain on one line.
+        eprintln!("leco-bench: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: &Cli) -> Result<()> {
+    let started = Instant::now();
+    let plan = Plan::new(cli);
+    let service = preflight(cli)?;
+    signals::install();
+
+    let mut r = Report {
+        header: Header {
+            date: command_line("date", &["-u"]),
+            kernel: command_line("uname", &["-r"]),
+            nproc: command_line("nproc", &[]),
+            service: service.display().to_string(),
+            command: std::env::args().collect::<Vec<_>>().join(" "),
+            quick: cli.quick,
+            rounds: plan.rounds,
+            workload: plan.workload,
+            paced: plan.paced,
+        },
+        ..Report::default()
+    };
+
+    // Fail in a second, not after the first baseline round, if the service
+    // cannot start.
+    let check = start_service(&service, &[], "start check", &mut r.notes)?;
+    stop_service(check, "start check", &mut r.notes)?;
+
+    throughput(&service, &plan, &mut r)?;
+    let hooks = hook_costs(&service, &plan, &mut r)?;
+    r.hooks = Some(hooks);
+    for rate in PACED_RATES {
+        let run = service_cost(&service, &plan, rate, &mut r)?;
+        r.service.push(run);
+    }
+    r.notes.push(format!(
+        "The whole bench took {:.0} s.",
+        started.elapsed().as_secs_f64()
+    ));
+
+    let md = report::render(&r);
+    std::fs::write(&cli.out, &md)
+        .with_context(|| format!("cannot write the report to {}", cli.out.display()))?;
+    print!("{md}");
+    eprintln!("leco-bench: report written to {}", cli.out.display());
+    Ok(())
+}
+
+/// Checks everything that would otherwise fail minutes into the run.
+fn preflight(cli: &Cli) -> Result<PathBuf> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("must run as root: leco-service loads eBPF programs and the bench sets kernel.bpf_stats_enabled");
+    }
+    let service = match &cli.service {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()
+            .context("cannot find the bench's own executable")?
+            .with_file_name("leco-service"),
+    };
+    if !service.is_file() {
+        bail!(
+            "leco-service not found at {}: build it (cargo build --release -p leco-service) or pass --service PATH",
+            service.display()
+        );
+    }
+    let dir = match cli.out.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        bail!(
+            "cannot write the report to {}: no directory {} (run from the workspace root or pass --out FILE)",
+            cli.out.display(),
+            dir.display()
+        );
+    }
+    let loaded = foreign_leco_progs(&HashSet::new())?;
+    if !loaded.is_empty() {
+        bail!(
+            "leco programs are already loaded (ids {}): stop the other leco first, the baseline would include it",
+            report::fmt_ids(&loaded)
+        );
+    }
+    Ok(service)
+}
+
+/// Ids of leco programs loaded now, other than `ours`.
+fn foreign_leco_progs(ours: &HashSet<u32>) -> Result<BTreeSet<u32>> {
+    Ok(hooks::list_progs()?
+        .iter()
+        .filter(|p| p.leco_name().is_some() && !ours.contains(&p.id))
+        .map(|p| p.id)
+        .collect())
+}
+
+/// What can make a round unfair: leco programs the bench did not start,
+/// and run-time statistics left on by someone else (they slow every eBPF
+/// program).
+#[derive(Debug, Default)]
+struct Interference {
+    foreign: BTreeSet<u32>,
+    stats_on: bool,
+}
+
+impl Interference {
+    /// Adds what is visible now, with `ours` being the bench's own programs.
+    fn look(&mut self, ours: &HashSet<u32>) -> Result<()> {
+        self.foreign.extend(foreign_leco_progs(ours)?);
+        self.stats_on |= hooks::stats_enabled() == Some(true);
+        Ok(())
+    }
+
+    fn note(&self, what: &str, r: &mut Report) {
+        let mut seen = Vec::new();
+        if !self.foreign.is_empty() {
+            seen.push(format!(
+                "leco programs not started by the bench (ids {})",
+                report::fmt_ids(&self.foreign)
+            ));
+        }
+        if self.stats_on {
+            seen.push("kernel.bpf_stats_enabled=1".to_owned());
+        }
+        if !seen.is_empty() {
+            r.unclean.push(format!("{what}: {}", seen.join(" and ")));
+        }
+    }
+}
+
+/// First line of a command's output, or why there is none.
+fn command_line(cmd: &str, args: &[&str]) -> String {
+    match Command::new(cmd).args(args).output() {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_owned(),
+        Ok(o) => format!("unknown (`{cmd}` exited with {})", o.status),
+        Err(e) => format!("unknown (`{cmd}`: {e})"),
+    }
+}
+
+/// One figure per workload from one pass over the three.
+#[derive(Debug, Clone, Copy)]
+struct Figures {
+    bulk_mib_s: f64,
+    churn_per_s: f64,
+    udp_sent_per_s: f64,
+    udp_received_per_s: f64,
+}
+
+impl Figures {
+    fn summary(&self) -> String {
+        format!(
+            "bulk {} MiB/s, churn {} conn/s, udp {} sent/s {} delivered/s",
+            report::fmt_num(self.bulk_mib_s, 1),
+            report::fmt_num(self.churn_per_s, 0),
+            report::fmt_num(self.udp_sent_per_s, 0),
+            report::fmt_num(self.udp_received_per_s, 0),
+        )
+    }
+}
+
+fn run_workloads(d: Duration) -> Result<Figures> {
+    let bulk = workloads::bulk_tcp(d)?;
+    let churn = workloads::churn(d, None)?;
+    let udp = workloads::udp(d)?;
+    Ok(Figures {
+        bulk_mib_s: bulk.mib_per_s(),
+        churn_per_s: churn.per_s(),
+        udp_sent_per_s: udp.sent_per_s(),
+        udp_received_per_s: udp.received_per_s(),
+    })
+}
+
+/// Starts leco-service and records what about its start is worth noting.
+fn start_service(
+    path: &Path,
+    extra: &[&str],
+    what: &str,
+    notes: &mut Vec<String>,
+) -> Result<Service> {
+    eprintln!("leco-bench: {what}: starting leco-service");
+    let svc = Service::start(path, extra, LOAD_TIMEOUT).with_context(|| what.to_owned())?;
+    eprintln!(
+        "leco-bench: {what}: leco-service pid {} has {} programs loaded after {:.1} s",
+        svc.pid(),
+        svc.progs().len(),
+        svc.ready_after().as_secs_f64()
+    );
+    if !svc.missing().is_empty() {
+        notes.push(format!(
+            "{what}: leco-service did not load {} within {} s; measured without them.",
+            svc.missing().join(", "),
+            LOAD_TIMEOUT.as_secs()
+        ));
+    }
+    Ok(svc)
+}
+
+/// Stops leco-service and notes anything other than a clean exit.
+fn stop_service(svc: Service, what: &str, notes: &mut Vec<String>) -> Result<Stopped> {
+    let stopped = svc
+        .stop()
+        .with_context(|| format!("{what}: stopping leco-service"))?;
+    if stopped.killed {
+        notes.push(format!(
+            "{what}: leco-service ignored SIGTERM and was killed."
+        ));
+    } else if !stopped.status.success() {
+        notes.push(format!(
+            "{what}: leco-service exited with {}.",
+            stopped.status
+        ));
+    }
+    match &stopped.counters {
+        None => notes.push(format!(
+            "{what}: leco-service printed no `final counters` line on stderr; events and drops unknown."
+        )),
+        Some(c) => match c.ringbuf_drops() {
+            Some(0) => {}
+            Some(n) => notes.push(format!(
+                "{what}: {} ring-buffer drops.",
+                report::fmt_num(n as f64, 0)
+            )),
+            None => notes.push(format!("{what}: the final counters line has no ringbuf_drops.")),
+        },
+    }
+    Ok(stopped)
+}
+
+/// Alternating baseline and with-leco rounds of the three workloads.
+fn throughput(service: &Path, plan: &Plan, r: &mut Report) -> Result<()> {
+    if let Some(w) = plan.warmup {
+        eprintln!("leco-bench: warm-up");
+        run_workloads(w)?;
+    }
+    let mut base = Vec::new();
+    let mut floor = Vec::new();
+    let mut with = Vec::new();
+    for round in 1..=plan.rounds {
+        let what = format!("round {round}/{} baseline", plan.rounds);
+        let mut seen = Interference::default();
+        seen.look(&HashSet::new())?;
+        let f = run_workloads(plan.workload)?;
+        seen.look(&HashSet::new())?;
+        seen.note(&what, r);
+        eprintln!("leco-bench: {what}: {}", f.summary());
+        base.push(f);
+
+        // The same programs on the same hooks, each returning at once: what
+        // any eBPF observer on these hooks costs, before doing any work.
+        let what = format!("round {round}/{} hooks only", plan.rounds);
+        let svc = start_service(service, &["--hooks-only"], &what, &mut r.notes)?;
+        let f = run_workloads(plan.workload)?;
+        stop_service(svc, &what, &mut r.notes)?;
+        eprintln!("leco-bench: {what}: {}", f.summary());
+        floor.push(f);
+
+        let what = format!("round {round}/{} with leco", plan.rounds);
+        let mut svc = start_service(service, &[], &what, &mut r.notes)?;
+        let ours: HashSet<u32> = svc.progs().iter().map(|p| p.id).collect();
+        let mut seen = Interference::default();
+        seen.look(&ours)?;
+        let f = run_workloads(plan.workload)?;
+        seen.look(&ours)?;
+        seen.note(&what, r);
+        svc.check_running()?;
+        stop_service(svc, &what, &mut r.notes)?;
+        eprintln!("leco-bench: {what}: {}", f.summary());
+        with.push(f);
+    }
+
+    let row = |name: &str, unit, decimals, target_pct, get: fn(&Figures) -> f64| Throughput {
+        name: name.to_owned(),
+        unit,
+        decimals,
+        baseline: base.iter().map(get).collect(),
+        hooks_only: floor.iter().map(get).collect(),
+        with_leco: with.iter().map(get).collect(),
+        target_pct,
+    };
+    r.throughput = vec![
+        row(
+            &format!("bulk TCP, {} B writes", workloads::BULK_WRITE),
+            "MiB/s",
+            1,
+            Some(report::BULK_TARGET_PCT),
+            |f| f.bulk_mib_s,
+        ),
+        row(
+            "connection churn (connect, accept, close)",
+            "conn/s",
+            0,
+            Some(report::CHURN_TARGET_PCT),
+            |f| f.churn_per_s,
+        ),
+        row(
+            &format!("UDP {} B datagrams sent", workloads::DATAGRAM),
+            "datagrams/s",
+            0,
+            None,
+            |f| f.udp_sent_per_s,
+        ),
+        row(
+            &format!("UDP {} B datagrams delivered", workloads::DATAGRAM),
+            "datagrams/s",
+            0,
+            None,
+            |f| f.udp_received_per_s,
+        ),
+    ];
+    Ok(())
+}
+
+/// Per-program run counts and times over one more pass of the workloads,
+/// with kernel statistics on for just that pass.
+fn hook_costs(service: &Path, plan: &Plan, r: &mut Report) -> Result<Hooks> {
+    let what = "per-hook cost";
+    let mut svc = start_service(service, &[], what, &mut r.notes)?;
+    let ids: HashSet<u32> = svc.progs().iter().map(|p| p.id).collect();
+    let snapshot = || -> Result<Vec<hooks::Prog>> {
+        Ok(hooks::list_progs()?
+            .into_iter()
+            .filter(|p| ids.contains(&p.id))
+            .collect())
+    };
+    let mut seen = Interference::default();
+    let (before, after, window) = {
+        let _stats = StatsEnabled::enable()?;
+        seen.look(&ids)?;
+        let before = snapshot()?;
+        let t0 = Instant::now();
+        run_workloads(plan.workload)?;
+        let after = snapshot()?;
+        seen.look(&ids)?;
+        (before, after, t0.elapsed())
+    };
+    // Statistics are on here on purpose.
+    seen.stats_on = false;
+    seen.note(what, r);
+    svc.check_running()?;
+    stop_service(svc, what, &mut r.notes)?;
+    let costs = hooks::deltas(&before, &after);
+    eprintln!(
+        "leco-bench: {what}: {} programs, {} calls in {:.1} s",
+        costs.len(),
+        costs.iter().map(|c| c.calls).sum::<u64>(),
+        window.as_secs_f64()
+    );
+    Ok(Hooks { costs, window })
+}
+
+/// Service CPU and memory while connections are opened at `rate` per
+/// second.
+fn service_cost(service: &Path, plan: &Plan, rate: f64, r: &mut Report) -> Result<ServiceRun> {
+    let what = format!("service cost at {} conn/s", report::fmt_num(rate, 0));
+    let mut svc = start_service(service, &[], &what, &mut r.notes)?;
+    let ours: HashSet<u32> = svc.progs().iter().map(|p| p.id).collect();
+    thread::sleep(plan.idle);
+    let mut seen = Interference::default();
+    seen.look(&ours)?;
+    let from = svc.sample()?;
+    let churn = workloads::churn(plan.paced, Some(rate))?;
+    // The service may still be draining the window's events.
+    thread::sleep(Duration::from_millis(250));
+    let to = svc.sample()?;
+    seen.look(&ours)?;
+    seen.note(&what, r);
+    svc.check_running()?;
+    let stopped = stop_service(svc, &what, &mut r.notes)?;
+    let run = ServiceRun {
+        target_rate: rate,
+        achieved_rate: churn.per_s(),
+        connections: churn.connections,
+        cpu_pct: service::cpu_percent(&from, &to, service::clock_ticks_per_s()),
+        rss_kib: to.rss_kib,
+        hwm_kib: to.hwm_kib,
+        counters: stopped.counters,
+    };
+    eprintln!(
+        "leco-bench: {what}: {} conn/s reached, service {} of one core, RSS {} KiB",
+        report::fmt_num(run.achieved_rate, 0),
+        report::fmt_pct(run.cpu_pct),
+        run.rss_kib
+    );
+    Ok(run)
+}

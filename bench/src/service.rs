@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context, Result};
 
 use crate::hooks::{self, Prog};
+use crate::signals;
 
 /// How long leco-service gets to exit after SIGTERM before it is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -44,22 +45,24 @@ pub struct Stopped {
 }
 
 impl Service {
-    /// Starts `path --standalone --json` and waits up to `timeout` for its
+    /// Starts `path --standalone --json EXTRA…` and waits up to `timeout` for its
     /// programs to be loaded; fails with its stderr if it exits first or
     /// loads none of them in time.
-    pub fn start(path: &Path, timeout: Duration) -> Result<Service> {
+    pub fn start(path: &Path, extra: &[&str], timeout: Duration) -> Result<Service> {
         let before: HashSet<u32> = hooks::list_progs()?.iter().map(|p| p.id).collect();
         let started = Instant::now();
         // Events go to /dev/null: draining them here would put the reader's
         // CPU time on the cores the workloads measure.
         let mut child = Command::new(path)
             .args(["--standalone", "--json"])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .with_context(|| format!("cannot start {}", path.display()))?;
         let pid = child.id();
+        signals::service_started(pid);
         let mut pipe = child.stderr.take().expect("stderr was set to piped");
         // Read continuously so that a chatty service never blocks on a
         // full pipe.
@@ -82,7 +85,12 @@ impl Service {
         Ok(svc)
     }
 
-    fn wait_loaded(&mut self, before: &HashSet<u32>, started: Instant, timeout: Duration) -> Result<()> {
+    fn wait_loaded(
+        &mut self,
+        before: &HashSet<u32>,
+        started: Instant,
+        timeout: Duration,
+    ) -> Result<()> {
         loop {
             self.check_running()?;
             let ours = hooks::leco_progs_of(&hooks::list_progs()?, self.pid, before);
@@ -153,7 +161,8 @@ impl Service {
         let deadline = Instant::now() + Duration::from_secs(5);
         // Programs are freed asynchronously once their last fd and link
         // are closed.
-        while Instant::now() < deadline && hooks::list_progs()?.iter().any(|p| ids.contains(&p.id)) {
+        while Instant::now() < deadline && hooks::list_progs()?.iter().any(|p| ids.contains(&p.id))
+        {
             thread::sleep(POLL);
         }
         Ok(Stopped {
@@ -172,6 +181,7 @@ impl Service {
             .ok_or_else(|| anyhow!("leco-service was already stopped"))?;
         if let Some(status) = child.try_wait()? {
             self.child = None;
+            signals::service_gone();
             return Ok((status, false));
         }
         // SAFETY: kill(2) on our own child, not yet reaped (try_wait above
@@ -191,6 +201,7 @@ impl Service {
             thread::sleep(Duration::from_millis(20));
         };
         self.child = None;
+        signals::service_gone();
         Ok((status, killed))
     }
 
@@ -327,7 +338,8 @@ impl ProcSample {
             .with_context(|| format!("cannot read /proc/{pid}/stat"))?;
         let status = fs::read_to_string(format!("/proc/{pid}/status"))
             .with_context(|| format!("cannot read /proc/{pid}/status"))?;
-        let field = |k| status_kib(&status, k).ok_or_else(|| anyhow!("/proc/{pid}/status has no {k}"));
+        let field =
+            |k| status_kib(&status, k).ok_or_else(|| anyhow!("/proc/{pid}/status has no {k}"));
         Ok(ProcSample {
             at,
             cpu_ticks: cpu_ticks(&stat).ok_or_else(|| anyhow!("cannot parse /proc/{pid}/stat"))?,
@@ -380,7 +392,8 @@ mod tests {
 
     #[test]
     fn parses_proc_status_kib_fields() {
-        let status = "Name:\tleco-service\nVmPeak:\t  20000 kB\nVmHWM:\t    9000 kB\nVmRSS:\t    8123 kB\n";
+        let status =
+            "Name:\tleco-service\nVmPeak:\t  20000 kB\nVmHWM:\t    9000 kB\nVmRSS:\t    8123 kB\n";
         assert_eq!(status_kib(status, "VmRSS"), Some(8123));
         assert_eq!(status_kib(status, "VmHWM"), Some(9000));
         assert_eq!(status_kib(status, "VmSwap"), None);

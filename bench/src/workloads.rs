@@ -92,21 +92,22 @@ fn join<T>(handle: JoinHandle<io::Result<T>>, what: &str) -> Result<T> {
 pub fn bulk_tcp(duration: Duration) -> Result<Bulk> {
     let listener = TcpListener::bind("127.0.0.1:0").context("bulk: bind")?;
     let addr = listener.local_addr()?;
-    let server = thread::Builder::new()
-        .name("bulk-server".into())
-        .spawn(move || -> io::Result<u64> {
-            let (mut s, _) = listener.accept()?;
-            let mut buf = vec![0u8; 64 * 1024];
-            let mut total = 0u64;
-            loop {
-                match s.read(&mut buf) {
-                    Ok(0) => return Ok(total),
-                    Ok(n) => total += n as u64,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
+    let server =
+        thread::Builder::new()
+            .name("bulk-server".into())
+            .spawn(move || -> io::Result<u64> {
+                let (mut s, _) = listener.accept()?;
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut total = 0u64;
+                loop {
+                    match s.read(&mut buf) {
+                        Ok(0) => return Ok(total),
+                        Ok(n) => total += n as u64,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(e),
+                    }
                 }
-            }
-        })?;
+            })?;
 
     let mut client = TcpStream::connect(addr).context("bulk: connect")?;
     let chunk = [0x5au8; BULK_WRITE];

@@ -28,6 +28,9 @@ pub struct Options {
     /// Size of the event ring buffer in bytes: a power of two, at least one
     /// page. Records are about 180 bytes.
     pub ring_bytes: u32,
+    /// Benchmarks only: attach every program but make each return at once,
+    /// to measure what the hooks alone cost. Nothing is recorded.
+    pub hooks_only: bool,
     /// Capacity of the kernel's flow table (LRU: the least recently used
     /// flow makes room when it is full).
     pub max_flows: u32,
@@ -42,6 +45,7 @@ impl Default for Options {
             update_interval: Duration::from_secs(1),
             wakeup_latency: Duration::from_millis(2),
             ring_bytes: 2 * 1024 * 1024,
+            hooks_only: false,
             max_flows: 32_768,
             cgroup_root: None,
         }
@@ -76,14 +80,11 @@ const TRACEPOINTS: &[Hook] = &[
         tracepoint: "sock/inet_sk_error_report",
         needs: "Linux 5.15+",
     },
-    Hook {
-        program: "on_sys_exit",
-        tracepoint: "raw_syscalls/sys_exit",
-        needs: "CONFIG_FTRACE_SYSCALLS",
-    },
 ];
 
 const CGROUP_HOOKS: &[(&str, &str)] = &[
+    ("on_getpeername4", "cgroup/getpeername4"),
+    ("on_getpeername6", "cgroup/getpeername6"),
     ("on_sendmsg4", "cgroup/sendmsg4"),
     ("on_sendmsg6", "cgroup/sendmsg6"),
     ("on_recvmsg4", "cgroup/recvmsg4"),
@@ -189,7 +190,8 @@ impl Capture {
             &p.on_sock_send_length,
             &p.on_sock_recv_length,
             &p.on_inet_sk_error_report,
-            &p.on_sys_exit,
+            &p.on_getpeername4,
+            &p.on_getpeername6,
             &p.on_sendmsg4,
             &p.on_sendmsg6,
             &p.on_recvmsg4,
@@ -223,6 +225,7 @@ fn open_and_load(opts: &Options, with_cgroup: bool) -> Result<LecoSkel<'static>,
         let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         ro.update_interval_ns = ns(opts.update_interval);
         ro.wakeup_interval_ns = ns(opts.wakeup_latency);
+        ro.hooks_only = opts.hooks_only;
     }
     let sized = |context| move |source| LoadError::Libbpf { context, source };
     open.maps
@@ -238,6 +241,8 @@ fn open_and_load(opts: &Options, with_cgroup: bool) -> Result<LecoSkel<'static>,
     if !with_cgroup {
         let p = &mut open.progs;
         for prog in [
+            &mut p.on_getpeername4,
+            &mut p.on_getpeername6,
             &mut p.on_sendmsg4,
             &mut p.on_sendmsg6,
             &mut p.on_recvmsg4,
@@ -258,7 +263,8 @@ fn program<'a>(skel: &'a LecoSkel<'static>, name: &str) -> &'a libbpf_rs::Progra
         "on_sock_send_length" => &p.on_sock_send_length,
         "on_sock_recv_length" => &p.on_sock_recv_length,
         "on_inet_sk_error_report" => &p.on_inet_sk_error_report,
-        "on_sys_exit" => &p.on_sys_exit,
+        "on_getpeername4" => &p.on_getpeername4,
+        "on_getpeername6" => &p.on_getpeername6,
         "on_sendmsg4" => &p.on_sendmsg4,
         "on_sendmsg6" => &p.on_sendmsg6,
         "on_recvmsg4" => &p.on_recvmsg4,
@@ -438,22 +444,22 @@ mod tests {
     #[test]
     fn names_a_rejected_program_with_the_verifier_verdict() {
         let log = [
-            "libbpf: prog 'on_sys_exit': BPF program load failed: Permission denied",
-            "libbpf: prog 'on_sys_exit': -- BEGIN PROG LOAD LOG --",
+            "libbpf: prog 'on_sock_send_length': BPF program load failed: Permission denied",
+            "libbpf: prog 'on_sock_send_length': -- BEGIN PROG LOAD LOG --",
             "0: R1=ctx() R10=fp0",
             "; if (ret < 0) @ leco.bpf.c:200",
             "12: (85) call bpf_probe_read_kernel#113",
             "R2 min value is negative, either use unsigned or 'var &= const'",
             "processed 13 insns (limit 1000000)",
             "-- END PROG LOAD LOG --",
-            "libbpf: prog 'on_sys_exit': failed to load: -13",
+            "libbpf: prog 'on_sock_send_length': failed to load: -13",
         ]
         .map(String::from)
         .to_vec();
         let err = diagnose_load(libbpf_rs::Error::from_raw_os_error(13), log);
         assert_eq!(
             err.to_string(),
-            "the kernel refused eBPF program on_sys_exit (for raw_syscalls/sys_exit): \
+            "the kernel refused eBPF program on_sock_send_length (for sock/sock_send_length): \
              R2 min value is negative, either use unsigned or 'var &= const'"
         );
     }

@@ -588,3 +588,45 @@ fn traffic_updates_are_rate_limited_per_flow() {
     // About one per 200 ms over ~1 s (timing on a busy machine varies a little).
     assert!((3..=7).contains(&updates), "{updates} updates: {out:#?}");
 }
+
+#[test]
+fn an_accept_without_peer_address_is_owned_at_first_read() {
+    if !require_root("an_accept_without_peer_address_is_owned_at_first_read") {
+        return;
+    }
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let mut probe = Probe::load();
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    // The worker accepts with accept(fd, NULL, NULL): no getpeername hook.
+    let worker = spawn_named("leco-t-noaddr", |_| {
+        // SAFETY: plain accept(2) on a listening socket we own.
+        let fd = unsafe {
+            libc::accept(
+                listener.as_raw_fd(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            )
+        };
+        if fd < 0 {
+            return 1;
+        }
+        // SAFETY: fd was just returned by accept and is ours.
+        let mut s = unsafe { TcpStream::from_raw_fd(fd) };
+        let mut buf = [0u8; 5];
+        i32::from(s.read_exact(&mut buf).is_err())
+    });
+    let wpid = worker.pid();
+    let client = spawn_named("leco-t-cli", move |_| {
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+            return 1;
+        };
+        i32::from(s.write_all(b"hello").is_err())
+    });
+    assert_eq!(client.wait(), 0);
+    assert_eq!(worker.wait(), 0);
+    let inb = probe.until(|f| f.proto == Proto::Tcp && f.local_port == port, ended);
+    let new = last(&inb, EventKind::New).expect("announced");
+    assert_eq!((new.owner.pid, comm(new).as_str()), (wpid, "leco-t-noaddr"));
+    assert_eq!(new.rx_bytes, 5);
+}

@@ -73,6 +73,11 @@ struct Cli {
     #[arg(long, value_name = "N", default_value_t = 32_768)]
     max_flows: u32,
 
+    /// For benchmarks: attach every program but have each return at once, so
+    /// that a benchmark can measure what the hooks alone cost. Shows nothing.
+    #[arg(long, hide = true)]
+    hooks_only: bool,
+
     /// Log more (-v: debug, -vv: trace, including libbpf). RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -132,6 +137,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         update_interval: cli.update_interval,
         max_flows: cli.max_flows,
         ring_bytes: cli.ring_buffer_kib * 1024,
+        hooks_only: cli.hooks_only,
         ..leco_bpf::Options::default()
     };
     let capture = leco_bpf::Capture::load(&options)?;

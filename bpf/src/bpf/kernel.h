@@ -24,6 +24,7 @@ typedef __u32 __be32;
 typedef __u32 __wsum;
 typedef __u32 dev_t;
 typedef _Bool bool;
+struct task_struct;
 enum { false = 0, true = 1 };
 
 enum bpf_map_type {
@@ -125,44 +126,6 @@ struct sock {
 	kuid_t sk_uid;
 } __attribute__((preserve_access_index));
 
-struct socket {
-	struct sock *sk;
-} __attribute__((preserve_access_index));
-
-struct file {
-	void *private_data;
-} __attribute__((preserve_access_index));
-
-struct fdtable {
-	unsigned int max_fds;
-	struct file **fd;
-} __attribute__((preserve_access_index));
-
-struct files_struct {
-	struct fdtable *fdt;
-} __attribute__((preserve_access_index));
-
-struct task_struct {
-	struct files_struct *files;
-} __attribute__((preserve_access_index));
-
-#if defined(__TARGET_ARCH_x86)
-struct pt_regs {
-	unsigned long orig_ax;
-} __attribute__((preserve_access_index));
-#define LECO_SYSCALL_NR(regs) ((regs)->orig_ax)
-#define LECO_NR_ACCEPT 43
-#define LECO_NR_ACCEPT4 288
-#elif defined(__TARGET_ARCH_arm64)
-struct pt_regs {
-	__s32 syscallno;
-} __attribute__((preserve_access_index));
-#define LECO_SYSCALL_NR(regs) ((regs)->syscallno)
-#define LECO_NR_ACCEPT 202
-#define LECO_NR_ACCEPT4 242
-#else
-#error "leco knows the accept syscall numbers of x86_64 and arm64 only"
-#endif
 
 /* UAPI (include/uapi/linux/bpf.h): layout must stay exact. */
 #define __bpf_md_ptr(type, name) \

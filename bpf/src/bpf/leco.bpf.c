@@ -6,7 +6,7 @@
  *
  *   inet_sock_set_state   TCP life cycle: connect (process context), listen,
  *                         passive establish (softirq), close/failure
- *   sys_exit              accept(2)/accept4(2): the accepting process
+ *   cgroup/getpeername{4,6}  inside accept(2): the accepting process
  *   sock_{send,recv}_length  bytes per flow, in process context
  *   inet_sk_error_report  errors (ICMP unreachable on connected UDP, ...)
  *   cgroup/{send,recv}msg{4,6}  peer of unconnected UDP datagrams
@@ -24,6 +24,9 @@ char LICENSE[] SEC("license") = "GPL";
 /* Set by user space before load. */
 const volatile __u64 update_interval_ns = 1000000000ULL;
 const volatile __u64 wakeup_interval_ns = 2000000ULL;
+/* Benchmarks only: attach every program but have it return at once, to
+ * measure what the hooks themselves cost (the floor under leco's work). */
+const volatile bool hooks_only = false;
 
 /* Read by user space through the .bss map. */
 __u64 ringbuf_drops = 0;
@@ -233,6 +236,8 @@ static __always_inline void tcp_passive_established(struct sock *sk, __u64 cooki
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(on_inet_sock_set_state, struct sock *sk, int oldstate, int newstate)
 {
+	if (hooks_only)
+		return 0;
 	if (sk->sk_protocol != IPPROTO_TCP || !is_inet(sk))
 		return 0;
 
@@ -295,40 +300,24 @@ int BPF_PROG(on_inet_sock_set_state, struct sock *sk, int oldstate, int newstate
 	return 0;
 }
 
-SEC("tp_btf/sys_exit")
-int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret)
+/* ---- the accepting process ------------------------------------------------ */
+
+/*
+ * accept(2) asks for the peer's address (almost every server does: std,
+ * Go, Python, nginx...) through inet_getname(), which runs the cgroup
+ * getpeername hook in the accepting process, on the new socket. That names
+ * the acceptor at the moment of accept, for the price of a hook that only
+ * fires on accept and getpeername(2). (A raw_syscalls/sys_exit hook would
+ * do too, but it puts every system call of the machine on the slow path.)
+ * Accepts that ask for no address are named by their first read or write.
+ */
+static __always_inline int claim_accepted(struct bpf_sock_addr *ctx)
 {
-	if (ret < 0)
-		return 0;
-	long nr = LECO_SYSCALL_NR(regs); /* the hot path: every syscall */
-	if (nr != LECO_NR_ACCEPT && nr != LECO_NR_ACCEPT4)
-		return 0;
+	struct leco_flow_key key = { .cookie = bpf_get_socket_cookie(ctx) };
+	struct leco_flow *f = bpf_map_lookup_elem(&flows, &key);
 
-	/* accept(2) returned fd `ret`: find its socket and give the flow to
-	 * the process that accepted it. */
-	struct task_struct *task = bpf_get_current_task_btf();
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-	unsigned int max_fds = BPF_CORE_READ(fdt, max_fds);
-	struct file **fds = BPF_CORE_READ(fdt, fd);
-	struct file *file = NULL;
-
-	if ((unsigned long)ret >= max_fds)
-		return 0;
-	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[ret]) || !file)
-		return 0;
-
-	struct socket *sock = BPF_CORE_READ(file, private_data);
-	struct sock *sk = BPF_CORE_READ(sock, sk);
-	/* Cookies are generated on first use; ours was, at establish. */
-	struct leco_flow_key key = { .cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter) };
-	struct leco_flow *f;
-
-	if (!key.cookie)
-		return 0;
-	f = bpf_map_lookup_elem(&flows, &key);
-	if (!f || f->proto != IPPROTO_TCP)
-		return 0;
-
+	if (!f || !(f->flags & LECO_F_PROVISIONAL))
+		return 1;
 	owner_from_current(&f->owner);
 	f->flags &= ~LECO_F_PROVISIONAL;
 	if (!(f->flags & LECO_F_ANNOUNCED)) {
@@ -338,7 +327,23 @@ int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret)
 		f->last_emit_ns = now;
 		emit(LECO_NEW, key.cookie, f, now);
 	}
-	return 0;
+	return 1;
+}
+
+SEC("cgroup/getpeername4")
+int on_getpeername4(struct bpf_sock_addr *ctx)
+{
+	if (hooks_only)
+		return 1;
+	return claim_accepted(ctx);
+}
+
+SEC("cgroup/getpeername6")
+int on_getpeername6(struct bpf_sock_addr *ctx)
+{
+	if (hooks_only)
+		return 1;
+	return claim_accepted(ctx);
 }
 
 /* ---- bytes ------------------------------------------------------------- */
@@ -423,8 +428,8 @@ static __always_inline int account(struct sock *sk, int bytes, bool tx)
 	f->last_ns = now;
 
 	if (f->flags & LECO_F_PROVISIONAL) {
-		/* Accepted some way other than accept(2) (io_uring, ...): the
-		 * first process to use it is its owner. */
+		/* Accepted without asking for the peer's address (or through
+		 * io_uring...): the first process to use it is its owner. */
 		owner_from_current(&f->owner);
 		f->flags &= ~LECO_F_PROVISIONAL;
 	}
@@ -442,12 +447,16 @@ static __always_inline int account(struct sock *sk, int bytes, bool tx)
 SEC("tp_btf/sock_send_length")
 int BPF_PROG(on_sock_send_length, struct sock *sk, int ret, int flags)
 {
+	if (hooks_only)
+		return 0;
 	return account(sk, ret, true);
 }
 
 SEC("tp_btf/sock_recv_length")
 int BPF_PROG(on_sock_recv_length, struct sock *sk, int ret, int flags)
 {
+	if (hooks_only)
+		return 0;
 	if (flags & MSG_PEEK)
 		return 0; /* the same bytes will be read again */
 	return account(sk, ret, false);
@@ -458,6 +467,8 @@ int BPF_PROG(on_sock_recv_length, struct sock *sk, int ret, int flags)
 SEC("tp_btf/inet_sk_error_report")
 int BPF_PROG(on_inet_sk_error_report, struct sock *sk)
 {
+	if (hooks_only)
+		return 0;
 	if (!is_inet(sk))
 		return 0;
 
@@ -535,30 +546,40 @@ static __always_inline int remember_peer6(struct bpf_sock_addr *ctx)
 SEC("cgroup/sendmsg4")
 int on_sendmsg4(struct bpf_sock_addr *ctx)
 {
+	if (hooks_only)
+		return 1;
 	return remember_peer4(ctx);
 }
 
 SEC("cgroup/recvmsg4")
 int on_recvmsg4(struct bpf_sock_addr *ctx)
 {
+	if (hooks_only)
+		return 1;
 	return remember_peer4(ctx);
 }
 
 SEC("cgroup/sendmsg6")
 int on_sendmsg6(struct bpf_sock_addr *ctx)
 {
+	if (hooks_only)
+		return 1;
 	return remember_peer6(ctx);
 }
 
 SEC("cgroup/recvmsg6")
 int on_recvmsg6(struct bpf_sock_addr *ctx)
 {
+	if (hooks_only)
+		return 1;
 	return remember_peer6(ctx);
 }
 
 SEC("cgroup/sock_release")
 int on_sock_release(struct bpf_sock *ctx)
 {
+	if (hooks_only)
+		return 1;
 	if (ctx->protocol == IPPROTO_UDP &&
 	    (ctx->family == AF_INET || ctx->family == AF_INET6))
 		emit(LECO_RELEASED, bpf_get_socket_cookie(ctx), NULL, bpf_ktime_get_boot_ns());
