@@ -1,5 +1,7 @@
 //! The connection record, as signalled on the bus and printed as JSON.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 
 /// What happened to a connection. Sent first, as a plain string, so that bus
@@ -66,7 +68,8 @@ pub enum Direction {
 
 /// One connection with everything known about it. Field names are the keys
 /// of the bus dictionary and of the JSON objects; `None` fields are left
-/// out ("unknown").
+/// out ("unknown"). What describes the owner is shared (`Arc`): a record is
+/// cloned into the table, the backlog and every event about it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Connection {
     /// Unique per boot, stable across service restarts.
@@ -94,31 +97,31 @@ pub struct Connection {
     pub pid: Option<u32>,
     /// Kernel task name of the owner, as seen when the connection was made.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub comm: Option<String>,
+    pub comm: Option<Arc<str>>,
     /// Executable path.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub exe: Option<String>,
+    pub exe: Option<Arc<str>>,
     /// Command line, one element per argument.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub cmdline: Option<Vec<String>>,
+    pub cmdline: Option<Arc<[String]>>,
     /// Owning user id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub uid: Option<u32>,
     /// Owning user name.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub user: Option<String>,
+    pub user: Option<Arc<str>>,
     /// cgroup v2 path of the owner (`/user.slice/…/app.scope`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub cgroup: Option<String>,
+    pub cgroup: Option<Arc<str>>,
     /// systemd unit (service or scope) the owner runs in.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub unit: Option<String>,
+    pub unit: Option<Arc<str>>,
     /// Container as `runtime:id12` (docker, podman, containerd).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub container: Option<String>,
+    pub container: Option<Arc<str>>,
     /// Flatpak application id.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub app_id: Option<String>,
+    pub app_id: Option<Arc<str>>,
     /// First seen, realtime microseconds since the epoch.
     pub first_seen_us: u64,
     /// Last activity, realtime microseconds since the epoch.

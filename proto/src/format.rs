@@ -30,11 +30,15 @@ pub fn human_bytes(n: u64) -> String {
 /// `hhmm` is the local time to show; the traffic part appears once rx + tx
 /// passes `threshold`; an error is appended after `!!`.
 pub fn classic_line(c: &Connection, hhmm: &str, threshold: u64) -> String {
-    let user = c
-        .user
-        .clone()
-        .or_else(|| c.uid.map(|u| u.to_string()))
-        .unwrap_or_else(|| "?".into());
+    let uid;
+    let user: &str = match (&c.user, c.uid) {
+        (Some(u), _) => u,
+        (None, Some(id)) => {
+            uid = id.to_string();
+            &uid
+        }
+        (None, None) => "?",
+    };
     let comm = c.comm.as_deref().unwrap_or("?");
     let mut line = format!("{hhmm} :: {user} :: {comm}");
     if let Some(unit) = &c.unit {

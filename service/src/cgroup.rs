@@ -5,29 +5,31 @@ use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// What a cgroup path says about the processes in it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CgroupInfo {
     /// Path below the cgroup v2 root, starting with `/`.
-    pub path: String,
-    /// Innermost systemd unit (`foo.service`, `session-2.scope`).
-    pub unit: Option<String>,
+    pub path: Arc<str>,
+    /// Innermost systemd unit (`foo.service`, `session-2.scope`), else the
+    /// innermost slice.
+    pub unit: Option<Arc<str>>,
     /// Container as `runtime:id12`.
-    pub container: Option<String>,
+    pub container: Option<Arc<str>>,
     /// Flatpak application id.
-    pub app_id: Option<String>,
+    pub app_id: Option<Arc<str>>,
 }
 
 impl CgroupInfo {
     /// Reads a cgroup path (relative to the v2 root).
     pub fn from_path(path: &str) -> CgroupInfo {
         let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
-        let unit = parts
-            .iter()
-            .rev()
-            .find(|p| p.ends_with(".service") || p.ends_with(".scope"))
-            .map(|p| (*p).to_owned());
+        let innermost = |pred: &dyn Fn(&str) -> bool| {
+            parts.iter().rev().find(|p| pred(p)).map(|p| Arc::from(*p))
+        };
+        let unit = innermost(&|p| p.ends_with(".service") || p.ends_with(".scope"))
+            .or_else(|| innermost(&|p| p.ends_with(".slice")));
         let container = parts
             .iter()
             .enumerate()
@@ -35,10 +37,10 @@ impl CgroupInfo {
             .find_map(|(i, p)| container_of(p, i.checked_sub(1).map(|j| parts[j])));
         let app_id = parts.iter().rev().find_map(|p| flatpak_app(p));
         CgroupInfo {
-            path: path.to_owned(),
+            path: path.into(),
             unit,
-            container,
-            app_id,
+            container: container.map(Arc::from),
+            app_id: app_id.map(Arc::from),
         }
     }
 }
@@ -223,7 +225,7 @@ mod tests {
         let id = inode(&leaf).expect("inode");
         let mut r = CgroupResolver::new(Some(tmp.clone()));
         let walked = r.resolve(id, None).expect("found by walking");
-        assert_eq!(walked.path, "/a.slice/b.scope");
+        assert_eq!(&*walked.path, "/a.slice/b.scope");
         assert_eq!(walked.unit.as_deref(), Some("b.scope"));
         let mut r = CgroupResolver::new(Some(tmp.clone()));
         assert_eq!(

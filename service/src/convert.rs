@@ -72,6 +72,35 @@ pub fn error_text(errno: i32) -> String {
     }
 }
 
+fn state_name(f: &Flow, ended: bool) -> &'static str {
+    match f.tcp_state {
+        Some(s) => tcp_state_name(s),
+        None if ended => "closed",
+        None => "open",
+    }
+}
+
+/// Brings the changing parts of a known connection (state, counters, last
+/// activity, error, local endpoint) up to the kernel's view, reusing its
+/// allocations: this runs for every update of every flow.
+pub fn refresh(c: &mut Connection, f: &Flow, wall: &WallClock, ended: bool) {
+    let state = state_name(f, ended);
+    if c.state != state {
+        c.state.clear();
+        c.state.push_str(state);
+    }
+    if c.local_port != f.local_port {
+        c.local_port = f.local_port;
+        c.local_addr = f.local.to_string();
+    }
+    c.last_seen_us = wall.realtime_us(f.last_seen);
+    c.rx_bytes = f.rx_bytes;
+    c.tx_bytes = f.tx_bytes;
+    if c.error.is_none() {
+        c.error = f.error.map(error_text);
+    }
+}
+
 /// Builds the record clients see.
 pub fn connection(
     f: &Flow,
@@ -81,11 +110,7 @@ pub fn connection(
     ended: bool,
 ) -> Connection {
     let family = |a: &IpAddr| if a.is_ipv4() { 4 } else { 6 };
-    let state = match f.tcp_state {
-        Some(s) => tcp_state_name(s).to_owned(),
-        None if ended => "closed".to_owned(),
-        None => "open".to_owned(),
-    };
+    let state = state_name(f, ended).to_owned();
     let known = |v: u32| (f.owner.pid != 0).then_some(v);
     Connection {
         id: f.id,
@@ -105,7 +130,7 @@ pub fn connection(
         remote_addr: f.remote.to_string(),
         remote_port: f.remote_port,
         pid: known(f.owner.pid),
-        comm: (!f.owner.comm.is_empty()).then(|| sanitize(&f.owner.comm)),
+        comm: (!f.owner.comm.is_empty()).then(|| sanitize(&f.owner.comm).into()),
         exe: e.proc.exe.clone(),
         cmdline: e.proc.cmdline.clone(),
         uid: Some(f.owner.uid),

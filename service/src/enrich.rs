@@ -18,9 +18,9 @@ use crate::cgroup::{CgroupInfo, CgroupResolver};
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProcInfo {
     /// Executable path.
-    pub exe: Option<String>,
+    pub exe: Option<Arc<str>>,
     /// Arguments.
-    pub cmdline: Option<Vec<String>>,
+    pub cmdline: Option<Arc<[String]>>,
 }
 
 /// Everything enrichment found for an owner.
@@ -29,7 +29,7 @@ pub struct Enrichment {
     /// From /proc/PID.
     pub proc: Arc<ProcInfo>,
     /// User name of the uid.
-    pub user: Option<String>,
+    pub user: Option<Arc<str>>,
     /// cgroup path and what it says.
     pub cgroup: Option<CgroupInfo>,
 }
@@ -51,7 +51,7 @@ const REVALIDATE: Duration = Duration::from_secs(1);
 /// Enriches owners, with caches.
 pub struct Enricher {
     procs: HashMap<u32, CachedProc>,
-    users: HashMap<u32, Option<String>>,
+    users: HashMap<u32, Option<Arc<str>>>,
     cgroups: CgroupResolver,
     ticks_per_sec: u64,
 }
@@ -123,11 +123,11 @@ impl Enricher {
         let info = Arc::new(ProcInfo {
             exe: std::fs::read_link(format!("/proc/{pid}/exe"))
                 .ok()
-                .map(|p| leco_proto::sanitize(p.as_os_str().as_encoded_bytes())),
+                .map(|p| leco_proto::sanitize(p.as_os_str().as_encoded_bytes()).into()),
             cmdline: std::fs::read(format!("/proc/{pid}/cmdline"))
                 .ok()
                 .filter(|b| !b.is_empty())
-                .map(|b| split_cmdline(&b)),
+                .map(|b| split_cmdline(&b).into()),
         });
         let hint = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
             .ok()
@@ -153,7 +153,7 @@ impl Enricher {
         (info, hint)
     }
 
-    fn user(&mut self, uid: u32) -> Option<String> {
+    fn user(&mut self, uid: u32) -> Option<Arc<str>> {
         if let Some(u) = self.users.get(&uid) {
             return u.clone();
         }
@@ -163,7 +163,7 @@ impl Enricher {
         let name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
             .ok()
             .flatten()
-            .map(|u| leco_proto::sanitize(u.name.as_bytes()));
+            .map(|u| Arc::from(leco_proto::sanitize(u.name.as_bytes())));
         self.users.insert(uid, name.clone());
         name
     }

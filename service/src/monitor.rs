@@ -11,7 +11,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
 use crate::clock::WallClock;
-use crate::convert::{connection, EphemeralPorts};
+use crate::convert::{connection, refresh, EphemeralPorts};
 use crate::enrich::Enricher;
 use crate::table::{Limits, Outcome, Table};
 
@@ -180,33 +180,27 @@ impl Monitor {
         sink: &mut impl Sink,
     ) -> std::io::Result<()> {
         // Enrich once per connection (and again if its owner changed, as
-        // when an accepted connection passes from listener to acceptor).
-        let known = self
-            .table
-            .get(flow.id)
-            .filter(|c| flow.owner.pid == 0 || c.pid == Some(flow.owner.pid))
-            .cloned();
+        // when an accepted connection passes from listener to acceptor);
+        // otherwise the known record is updated in place.
         let ended = kind.is_final();
-        let conn = match known {
-            Some(mut c) => {
-                let fresh = connection(flow, &Default::default(), &self.wall, &self.ports, ended);
-                c.state = fresh.state;
-                c.last_seen_us = fresh.last_seen_us;
-                c.rx_bytes = fresh.rx_bytes;
-                c.tx_bytes = fresh.tx_bytes;
-                c.error = fresh.error;
-                c.local_addr = fresh.local_addr;
-                c.local_port = fresh.local_port;
-                c
-            }
+        let wall = self.wall;
+        let known = flow.owner.pid == 0 || self.table.owned_by(flow.id, flow.owner.pid);
+        let reported = if known {
+            self.table
+                .report(flow.id, kind, now, |c| refresh(c, flow, &wall, ended))
+        } else {
+            None
+        };
+        let (kind, conn) = match reported {
+            Some(r) => r,
             None => {
                 let e = self.enricher.enrich(&flow.owner, flow.first_seen);
-                connection(flow, &e, &self.wall, &self.ports, ended)
+                let conn = connection(flow, &e, &self.wall, &self.ports, ended);
+                self.table.apply(kind, conn, flow.key, now)
             }
         };
-        let (kind, conn) = self.table.apply(kind, conn, flow.key, now);
         self.counters.events += 1;
-        sink.publish(kind, &conn)
+        sink.publish(kind, conn)
     }
 
     fn finish(&mut self, out: Outcome, sink: &mut impl Sink) -> std::io::Result<()> {
@@ -266,7 +260,7 @@ impl Monitor {
             if !in_kernel.contains(&id) {
                 if let Some(conn) = self.table.close_unreported(id, now) {
                     self.counters.events += 1;
-                    sink.publish(EventKind::Closed, &conn)?;
+                    sink.publish(EventKind::Closed, conn)?;
                 }
             }
         }

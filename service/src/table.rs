@@ -100,6 +100,11 @@ impl Table {
         self.live.get(&id).map(|l| &l.conn)
     }
 
+    /// Whether live connection `id` belongs to process `pid`.
+    pub fn owned_by(&self, id: u64, pid: u32) -> bool {
+        self.get(id).is_some_and(|c| c.pid == Some(pid))
+    }
+
     /// Applies a kernel report about `conn`; returns the event to publish.
     /// A report about an unknown connection is published as `new` (its first
     /// record was lost or predates us); a final one moves it to the backlog.
@@ -109,30 +114,40 @@ impl Table {
         conn: Connection,
         key: FlowKey,
         now: Instant,
-    ) -> (EventKind, Connection) {
+    ) -> (EventKind, &Connection) {
         let id = conn.id;
-        if kind.is_final() {
-            self.remove_live(id);
-            self.push_backlog(now, conn.clone());
-            return (kind, conn);
+        if self.live.contains_key(&id) {
+            return self
+                .report(id, kind, now, |c| *c = conn)
+                .expect("live connection");
         }
-        let kind = match self.live.get_mut(&id) {
-            Some(l) => {
-                l.conn = conn.clone();
-                l.active = now;
-                l.reported = now;
-                if kind == EventKind::New {
-                    EventKind::Update
-                } else {
-                    kind
-                }
-            }
-            None => {
-                self.insert(conn.clone(), key, now);
-                EventKind::New
-            }
-        };
-        (kind, conn)
+        if kind.is_final() {
+            return (kind, self.push_backlog(now, conn));
+        }
+        self.insert(conn, key, now);
+        (EventKind::New, &self.live[&id].conn)
+    }
+
+    /// Applies a kernel report about live connection `id`, changing it in
+    /// place with `update`; `None` if it is not live.
+    pub fn report(
+        &mut self,
+        id: u64,
+        kind: EventKind,
+        now: Instant,
+        update: impl FnOnce(&mut Connection),
+    ) -> Option<(EventKind, &Connection)> {
+        if kind.is_final() {
+            let mut conn = self.remove_live(id)?.conn;
+            update(&mut conn);
+            return Some((kind, self.push_backlog(now, conn)));
+        }
+        let l = self.live.get_mut(&id)?;
+        update(&mut l.conn);
+        l.active = now;
+        l.reported = now;
+        // A repeated "new" for a known flow is news only as an update.
+        Some((EventKind::Update, &l.conn))
     }
 
     fn insert(&mut self, conn: Connection, key: FlowKey, now: Instant) {
@@ -176,11 +191,12 @@ impl Table {
         Some(l)
     }
 
-    fn push_backlog(&mut self, now: Instant, conn: Connection) {
+    fn push_backlog(&mut self, now: Instant, conn: Connection) -> &Connection {
         if self.backlog.len() >= self.limits.max_backlog {
             self.backlog.pop_front();
         }
         self.backlog.push_back((now, conn));
+        &self.backlog.back().expect("just pushed").1
     }
 
     /// Ids of the live connections.
@@ -190,11 +206,10 @@ impl Table {
 
     /// Ends connection `id` whose end was not reported (a lost record):
     /// moves it to the backlog as closed.
-    pub fn close_unreported(&mut self, id: u64, now: Instant) -> Option<Connection> {
+    pub fn close_unreported(&mut self, id: u64, now: Instant) -> Option<&Connection> {
         let mut conn = self.remove_live(id)?.conn;
         conn.state = "closed".into();
-        self.push_backlog(now, conn.clone());
-        Some(conn)
+        Some(self.push_backlog(now, conn))
     }
 
     /// A UDP socket closed: all its flows end.
@@ -207,8 +222,8 @@ impl Table {
                 conn.state = "closed".into();
                 conn.last_seen_us = conn.last_seen_us.max(last_seen_us);
                 out.forget.push(l.key);
-                self.push_backlog(now, conn.clone());
-                out.events.push((EventKind::Closed, conn));
+                out.events.push((EventKind::Closed, conn.clone()));
+                self.push_backlog(now, conn);
             }
         }
         out
@@ -230,8 +245,8 @@ impl Table {
                 let mut conn = l.conn;
                 conn.state = "closed".into();
                 out.forget.push(l.key);
-                self.push_backlog(now, conn.clone());
-                out.events.push((EventKind::Closed, conn));
+                out.events.push((EventKind::Closed, conn.clone()));
+                self.push_backlog(now, conn);
             }
         }
         while self
