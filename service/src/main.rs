@@ -65,7 +65,7 @@ struct Cli {
 
     /// Size of the kernel's event ring buffer in KiB (a power of two, at
     /// least 4). Raise it if the service reports dropped records.
-    #[arg(long, value_name = "KIB", default_value_t = 2048, value_parser = ring_kib)]
+    #[arg(long, value_name = "KIB", default_value_t = 256, value_parser = ring_kib)]
     ring_buffer_kib: u32,
 
     /// Capacity of the kernel's flow table (least recently used flows make

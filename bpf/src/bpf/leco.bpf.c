@@ -35,7 +35,9 @@ __u64 last_wakeup_ns = 0;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 2 * 1024 * 1024);
+	/* Sized from user space (Options::ring_bytes). Small is fast: a ring
+	 * that fits in cache costs the writers far fewer misses. */
+	__uint(max_entries, 256 * 1024);
 } events SEC(".maps");
 
 struct {
