@@ -13,8 +13,12 @@ fi
 # clang builds the eBPF programs; libelf/zlib/pkg-config build the vendored libbpf.
 pkgs=(clang llvm libelf-dev zlib1g-dev build-essential pkg-config ca-certificates curl)
 if [ "$want" = test ]; then
-  # bpftool checks that programs are gone after exit.
-  pkgs+=(bpftool)
+  # bpftool checks that programs are gone after exit; dbus-daemon runs the
+  # private system-like bus of the D-Bus tests, busctl (systemd) and
+  # dbus-monitor (dbus-bin) are their clients; setpriv (util-linux) runs
+  # clients as other users.
+  pkgs+=(bpftool dbus-daemon dbus-bin util-linux)
+  command -v busctl >/dev/null 2>&1 || pkgs+=(systemd)
 fi
 
 missing=()

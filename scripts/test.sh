@@ -18,7 +18,9 @@ echo "== cargo test"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
-cargo test --workspace --locked 2>&1 | tee "$log"
+# Release builds: the tests that storm the real service measure what users
+# run (and the benchmark reuses the same build).
+cargo test --workspace --locked --release 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 # One closing line for the whole suite (cargo prints one per test binary).

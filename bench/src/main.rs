@@ -19,7 +19,7 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 
 use crate::hooks::StatsEnabled;
-use crate::report::{Header, Hooks, Report, ServiceRun, Throughput};
+use crate::report::{CpuPerOp, Header, Hooks, Report, ServiceRun, Throughput};
 use crate::service::{Service, Stopped};
 
 /// How long leco-service gets to load its programs.
@@ -30,11 +30,12 @@ const PACED_RATES: [f64; 2] = [report::CPU_TARGET_RATE, report::DROPS_TARGET_RAT
 /// Benchmark leco on loopback traffic and write a Markdown report.
 ///
 /// Runs bulk TCP, connection churn and small UDP datagrams on 127.0.0.1 in
-/// alternating rounds without and with leco-service attached and reports
-/// the medians as slowdowns against the same run's baseline; then the
+/// alternating rounds without leco, with its hooks only and with
+/// leco-service attached and reports the medians of throughput and of CPU
+/// time per operation against the same run's baseline; then the
 /// per-hook kernel cost (with kernel.bpf_stats_enabled=1, restored after)
 /// and leco-service's CPU, memory and ring-buffer drops under paced
-/// connection churn. Needs root. A full run takes about two minutes.
+/// connection churn. Needs root. A full run takes two to three minutes.
 #[derive(Debug, Parser)]
 #[command(name = "leco-bench", version)]
 struct Cli {
@@ -52,7 +53,8 @@ struct Cli {
     #[arg(long)]
     quick: bool,
 
-    /// Baseline/with-leco round pairs [default: 3, or 1 with --quick]
+    /// Rounds of baseline, hooks only and with leco [default: 3, or 1 with
+    /// --quick]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=20))]
     rounds: Option<u32>,
 }
@@ -64,7 +66,7 @@ struct Plan {
     workload: Duration,
     paced: Duration,
     warmup: Option<Duration>,
-    /// Pause between the service being attached and the paced window, so
+    /// Pause between the service being attached and a measured window, so
     /// that its start-up work is not billed to the window.
     idle: Duration,
 }
@@ -248,29 +250,111 @@ struct Figures {
     churn_per_s: f64,
     udp_sent_per_s: f64,
     udp_received_per_s: f64,
+    /// CPU time of the workloads' threads, ns per operation.
+    bulk_cpu_ns: f64,
+    churn_cpu_ns: f64,
+    udp_cpu_ns: f64,
+    /// leco-service's CPU time over each workload, ns per operation, when
+    /// a service was measured.
+    service: Option<ServiceCpu>,
+}
+
+/// leco-service's CPU time per operation of each workload.
+#[derive(Debug, Clone, Copy)]
+struct ServiceCpu {
+    bulk_ns: f64,
+    churn_ns: f64,
+    udp_ns: f64,
 }
 
 impl Figures {
     fn summary(&self) -> String {
-        format!(
-            "bulk {} MiB/s, churn {} conn/s, udp {} sent/s {} delivered/s",
+        let mut s = format!(
+            "bulk {} MiB/s {} ns/write, churn {} conn/s {} ns/conn, udp {} sent/s {} delivered/s {} ns/datagram",
             report::fmt_num(self.bulk_mib_s, 1),
+            report::fmt_ns_num(self.bulk_cpu_ns),
             report::fmt_num(self.churn_per_s, 0),
+            report::fmt_ns_num(self.churn_cpu_ns),
             report::fmt_num(self.udp_sent_per_s, 0),
             report::fmt_num(self.udp_received_per_s, 0),
-        )
+            report::fmt_ns_num(self.udp_cpu_ns),
+        );
+        if let Some(svc) = &self.service {
+            s.push_str(&format!(
+                "; leco-service {} / {} / {} ns per op",
+                report::fmt_ns_num(svc.bulk_ns),
+                report::fmt_ns_num(svc.churn_ns),
+                report::fmt_ns_num(svc.udp_ns),
+            ));
+        }
+        s
     }
 }
 
-fn run_workloads(d: Duration) -> Result<Figures> {
+/// CPU ns per operation, or an error naming the workload that did
+/// nothing (its figures would be meaningless, not merely slow).
+fn per_op(cpu: Duration, ops: u64, what: &str) -> Result<f64> {
+    workloads::ns_per_op(cpu, ops)
+        .with_context(|| format!("{what}: no operation completed in the whole window"))
+}
+
+/// leco-service's CPU time over consecutive workloads: each lap ends after
+/// the service had [`report::DRAIN`] to read that workload's events, and
+/// the next lap starts there.
+struct ServiceMeter<'a> {
+    svc: &'a Service,
+    last: service::ProcSample,
+    ticks_per_s: f64,
+}
+
+impl<'a> ServiceMeter<'a> {
+    fn start(svc: &'a Service) -> Result<Self> {
+        Ok(ServiceMeter {
+            svc,
+            last: svc.sample()?,
+            ticks_per_s: service::clock_ticks_per_s(),
+        })
+    }
+
+    fn lap(&mut self) -> Result<Duration> {
+        thread::sleep(report::DRAIN);
+        let now = self.svc.sample()?;
+        let cpu = service::cpu_between(&self.last, &now, self.ticks_per_s);
+        self.last = now;
+        Ok(cpu)
+    }
+}
+
+/// Runs the three workloads for `d` each, measuring `svc`'s CPU time over
+/// each of them when given.
+fn run_workloads(d: Duration, svc: Option<&Service>) -> Result<Figures> {
+    let mut meter = svc.map(ServiceMeter::start).transpose()?;
+    let mut lap = || meter.as_mut().map(ServiceMeter::lap).transpose();
     let bulk = workloads::bulk_tcp(d)?;
+    let bulk_svc = lap()?;
     let churn = workloads::churn(d, None)?;
+    let churn_svc = lap()?;
     let udp = workloads::udp(d)?;
+    let udp_svc = lap()?;
+    let service = match (bulk_svc, churn_svc, udp_svc) {
+        (Some(b), Some(c), Some(u)) => Some(ServiceCpu {
+            bulk_ns: per_op(b, bulk.writes(), "bulk")?,
+            churn_ns: per_op(c, churn.connections, "churn")?,
+            udp_ns: per_op(u, udp.sent, "udp")?,
+        }),
+        _ => None,
+    };
     Ok(Figures {
         bulk_mib_s: bulk.mib_per_s(),
         churn_per_s: churn.per_s(),
         udp_sent_per_s: udp.sent_per_s(),
         udp_received_per_s: udp.received_per_s(),
+        bulk_cpu_ns: per_op(bulk.cpu, bulk.writes(), "bulk")?,
+        churn_cpu_ns: per_op(churn.cpu, churn.connections, "churn")?,
+        udp_cpu_ns: udp
+            .cpu_ns_per_datagram()
+            .context("udp: no datagram sent or none received in the whole window")?,
+        service,
     })
 }
 
@@ -330,11 +414,12 @@ fn stop_service(svc: Service, what: &str, notes: &mut Vec<String>) -> Result<Sto
     Ok(stopped)
 }
 
-/// Alternating baseline and with-leco rounds of the three workloads.
+/// Alternating baseline, hooks-only and with-leco rounds of the three
+/// workloads.
 fn throughput(service: &Path, plan: &Plan, r: &mut Report) -> Result<()> {
     if let Some(w) = plan.warmup {
         eprintln!("leco-bench: warm-up");
-        run_workloads(w)?;
+        run_workloads(w, None)?;
     }
     let mut base = Vec::new();
     let mut floor = Vec::new();
@@ -343,7 +428,7 @@ fn throughput(service: &Path, plan: &Plan, r: &mut Report) -> Result<()> {
         let what = format!("round {round}/{} baseline", plan.rounds);
         let mut seen = Interference::default();
         seen.look(&HashSet::new())?;
-        let f = run_workloads(plan.workload)?;
+        let f = run_workloads(plan.workload, None)?;
         seen.look(&HashSet::new())?;
         seen.note(&what, r);
         eprintln!("leco-bench: {what}: {}", f.summary());
@@ -353,7 +438,9 @@ fn throughput(service: &Path, plan: &Plan, r: &mut Report) -> Result<()> {
         // any eBPF observer on these hooks costs, before doing any work.
         let what = format!("round {round}/{} hooks only", plan.rounds);
         let svc = start_service(service, &["--hooks-only"], &what, &mut r.notes)?;
-        let f = run_workloads(plan.workload)?;
+        // Same pause as with leco, so both see the machine settled alike.
+        thread::sleep(plan.idle);
+        let f = run_workloads(plan.workload, None)?;
         stop_service(svc, &what, &mut r.notes)?;
         eprintln!("leco-bench: {what}: {}", f.summary());
         floor.push(f);
@@ -361,54 +448,99 @@ fn throughput(service: &Path, plan: &Plan, r: &mut Report) -> Result<()> {
         let what = format!("round {round}/{} with leco", plan.rounds);
         let mut svc = start_service(service, &[], &what, &mut r.notes)?;
         let ours: HashSet<u32> = svc.progs().iter().map(|p| p.id).collect();
+        thread::sleep(plan.idle);
         let mut seen = Interference::default();
         seen.look(&ours)?;
-        let f = run_workloads(plan.workload)?;
+        let f = run_workloads(plan.workload, Some(&svc))?;
         seen.look(&ours)?;
         seen.note(&what, r);
         svc.check_running()?;
-        stop_service(svc, &what, &mut r.notes)?;
+        let stopped = stop_service(svc, &what, &mut r.notes)?;
+        let drops = stopped
+            .counters
+            .as_ref()
+            .and_then(service::FinalCounters::ringbuf_drops);
+        if drops.is_some_and(|d| d > 0) {
+            // An event never read is work never done: the service column
+            // of that round is too low, not leco cheaper.
+            r.notes.push(format!(
+                "{what}: leco-service's CPU per operation leaves out the work of the events it \
+                 dropped, so it understates the service's cost in that round."
+            ));
+        }
         eprintln!("leco-bench: {what}: {}", f.summary());
         with.push(f);
     }
 
-    let row = |name: &str, unit, decimals, target_pct, get: fn(&Figures) -> f64| Throughput {
+    let row = |name: &str, unit, decimals, get: fn(&Figures) -> f64| Throughput {
         name: name.to_owned(),
         unit,
         decimals,
         baseline: base.iter().map(get).collect(),
         hooks_only: floor.iter().map(get).collect(),
         with_leco: with.iter().map(get).collect(),
-        target_pct,
     };
     r.throughput = vec![
         row(
             &format!("bulk TCP, {} B writes", workloads::BULK_WRITE),
             "MiB/s",
             1,
-            Some(report::BULK_TARGET_PCT),
             |f| f.bulk_mib_s,
         ),
         row(
             "connection churn (connect, accept, close)",
             "conn/s",
             0,
-            Some(report::CHURN_TARGET_PCT),
             |f| f.churn_per_s,
         ),
         row(
             &format!("UDP {} B datagrams sent", workloads::DATAGRAM),
             "datagrams/s",
             0,
-            None,
             |f| f.udp_sent_per_s,
         ),
         row(
             &format!("UDP {} B datagrams delivered", workloads::DATAGRAM),
             "datagrams/s",
             0,
-            None,
             |f| f.udp_received_per_s,
+        ),
+    ];
+    let cpu_row = |name: String,
+                   target_pct,
+                   get: fn(&Figures) -> f64,
+                   get_svc: fn(&ServiceCpu) -> f64| CpuPerOp {
+        name,
+        baseline: base.iter().map(get).collect(),
+        hooks_only: floor.iter().map(get).collect(),
+        with_leco: with.iter().map(get).collect(),
+        service: with
+            .iter()
+            .filter_map(|f| f.service.as_ref().map(get_svc))
+            .collect(),
+        target_pct,
+    };
+    r.cpu = vec![
+        cpu_row(
+            format!("bulk TCP, per {} B write", workloads::BULK_WRITE),
+            Some(report::BULK_TARGET_PCT),
+            |f| f.bulk_cpu_ns,
+            |s| s.bulk_ns,
+        ),
+        cpu_row(
+            "connection churn, per connection".to_owned(),
+            Some(report::CHURN_TARGET_PCT),
+            |f| f.churn_cpu_ns,
+            |s| s.churn_ns,
+        ),
+        cpu_row(
+            format!(
+                "UDP {} B datagrams, per datagram sent and received",
+                workloads::DATAGRAM
+            ),
+            None,
+            |f| f.udp_cpu_ns,
+            |s| s.udp_ns,
         ),
     ];
     Ok(())
@@ -432,7 +564,7 @@ fn hook_costs(service: &Path, plan: &Plan, r: &mut Report) -> Result<Hooks> {
         seen.look(&ids)?;
         let before = snapshot()?;
         let t0 = Instant::now();
-        run_workloads(plan.workload)?;
+        run_workloads(plan.workload, None)?;
         let after = snapshot()?;
         seen.look(&ids)?;
         (before, after, t0.elapsed())
@@ -464,7 +596,7 @@ fn service_cost(service: &Path, plan: &Plan, rate: f64, r: &mut Report) -> Resul
     let from = svc.sample()?;
     let churn = workloads::churn(plan.paced, Some(rate))?;
     // The service may still be draining the window's events.
-    thread::sleep(Duration::from_millis(250));
+    thread::sleep(report::DRAIN);
     let to = svc.sample()?;
     seen.look(&ours)?;
     seen.note(&what, r);

@@ -1,12 +1,14 @@
-//! The leco-service process under test: started in standalone JSON mode,
-//! waited for until its programs are in the kernel, sampled through /proc,
+//! The leco-service process under test: started in standalone JSON mode or
+//! serving a bus, waited for until its programs are in the kernel (and it
+//! serves the bus), sampled through /proc,
 //! stopped with SIGTERM and its final counters read from stderr.
 
 use std::collections::HashSet;
 use std::fs;
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -14,6 +16,9 @@ use anyhow::{anyhow, Context, Result};
 
 use crate::hooks::{self, Prog};
 use crate::signals;
+
+/// What leco-service prints on stderr once it serves the bus.
+pub const BUS_READY: &str = "serving org.leco.Overseer1 on the";
 
 /// How long leco-service gets to exit after SIGTERM before it is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -49,13 +54,39 @@ impl Service {
     /// programs to be loaded; fails with its stderr if it exits first or
     /// loads none of them in time.
     pub fn start(path: &Path, extra: &[&str], timeout: Duration) -> Result<Service> {
+        let mut args = vec!["--standalone", "--json"];
+        args.extend_from_slice(extra);
+        Service::spawn(path, &args, None, timeout)
+    }
+
+    /// Starts `path --standalone --bus-address ADDRESS EXTRA…` and waits up
+    /// to `timeout` for its programs to be loaded and for it to say that it
+    /// serves the bus ([`BUS_READY`] on stderr).
+    pub fn start_on_bus(
+        path: &Path,
+        address: &str,
+        extra: &[&str],
+        timeout: Duration,
+    ) -> Result<Service> {
+        let mut args = vec!["--standalone", "--bus-address", address];
+        args.extend_from_slice(extra);
+        Service::spawn(path, &args, Some(BUS_READY), timeout)
+    }
+
+    /// Starts `path ARGS…`, waits for its programs and, when given, for a
+    /// stderr line containing `ready`.
+    fn spawn(
+        path: &Path,
+        args: &[&str],
+        ready: Option<&'static str>,
+        timeout: Duration,
+    ) -> Result<Service> {
         let before: HashSet<u32> = hooks::list_progs()?.iter().map(|p| p.id).collect();
         let started = Instant::now();
         // Events go to /dev/null: draining them here would put the reader's
         // CPU time on the cores the workloads measure.
         let mut child = Command::new(path)
-            .args(["--standalone", "--json"])
-            .args(extra)
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -63,16 +94,13 @@ impl Service {
             .with_context(|| format!("cannot start {}", path.display()))?;
         let pid = child.id();
         signals::service_started(pid);
-        let mut pipe = child.stderr.take().expect("stderr was set to piped");
+        let pipe = child.stderr.take().expect("stderr was set to piped");
+        let (ready_tx, ready_rx) = mpsc::channel();
         // Read continuously so that a chatty service never blocks on a
         // full pipe.
         let stderr = thread::Builder::new()
             .name("service-stderr".into())
-            .spawn(move || {
-                let mut buf = Vec::new();
-                let _ = pipe.read_to_end(&mut buf);
-                String::from_utf8_lossy(&buf).into_owned()
-            })?;
+            .spawn(move || read_stderr(pipe, ready, ready_tx))?;
         let mut svc = Service {
             child: Some(child),
             pid,
@@ -82,7 +110,38 @@ impl Service {
             ready_after: Duration::ZERO,
         };
         svc.wait_loaded(&before, started, timeout)?;
+        if let Some(line) = ready {
+            svc.wait_ready(&ready_rx, line, started + timeout)?;
+        }
         Ok(svc)
+    }
+
+    /// Waits until the stderr reader saw the readiness line.
+    fn wait_ready(
+        &mut self,
+        ready: &mpsc::Receiver<()>,
+        line: &str,
+        deadline: Instant,
+    ) -> Result<()> {
+        loop {
+            match ready.recv_timeout(POLL) {
+                Ok(()) => return Ok(()),
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    // Its stderr ended: it exited, or soon will.
+                    thread::sleep(POLL);
+                    self.check_running()?;
+                    return Err(self.fail(&format!("leco-service closed its stderr before `{line}`")));
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    self.check_running()?;
+                    if Instant::now() >= deadline {
+                        return Err(self.fail(&format!(
+                            "leco-service loaded its programs but did not print `{line}` in time"
+                        )));
+                    }
+                }
+            }
+        }
     }
 
     fn wait_loaded(
@@ -228,6 +287,31 @@ impl Drop for Service {
     }
 }
 
+/// Reads the service's stderr to its end, telling `ready_tx` once a line
+/// contains `ready`, and returns it all.
+fn read_stderr(
+    pipe: impl Read,
+    ready: Option<&str>,
+    ready_tx: mpsc::Sender<()>,
+) -> String {
+    let mut all = Vec::new();
+    let mut reader = BufReader::new(pipe);
+    let mut told = false;
+    loop {
+        let mut line = Vec::new();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        if !told && ready.is_some_and(|r| String::from_utf8_lossy(&line).contains(r)) {
+            told = true;
+            let _ = ready_tx.send(());
+        }
+        all.extend_from_slice(&line);
+    }
+    String::from_utf8_lossy(&all).into_owned()
+}
+
 /// Multi-line text squeezed onto one line of an error message, keeping
 /// the end (where the reason usually is).
 fn one_line(text: &str) -> String {
@@ -349,6 +433,12 @@ impl ProcSample {
     }
 }
 
+/// CPU time used between two samples.
+pub fn cpu_between(from: &ProcSample, to: &ProcSample, ticks_per_s: f64) -> Duration {
+    let ticks = to.cpu_ticks.saturating_sub(from.cpu_ticks);
+    Duration::from_nanos((ticks as f64 * 1e9 / ticks_per_s).round() as u64)
+}
+
 /// CPU used between two samples, in percent of one core.
 pub fn cpu_percent(from: &ProcSample, to: &ProcSample, ticks_per_s: f64) -> f64 {
     let wall = to.at.duration_since(from.at).as_secs_f64();
@@ -422,6 +512,25 @@ mod tests {
         };
         assert!((cpu_percent(&a, &b, 100.0) - 5.0).abs() < 1e-9);
         assert_eq!(cpu_percent(&a, &a, 100.0), 0.0);
+        assert_eq!(cpu_between(&a, &b, 100.0), Duration::from_millis(100));
+        assert_eq!(cpu_between(&a, &b, 250.0), Duration::from_millis(40));
+        // A sample read out of order counts as no CPU, not as a huge one.
+        assert_eq!(cpu_between(&b, &a, 100.0), Duration::ZERO);
+    }
+
+    #[test]
+    fn stderr_reader_tells_readiness_once_and_keeps_everything() {
+        let text = "loading\nleco-service: serving org.leco.Overseer1 on the `unix:path=/x` bus\nserving org.leco.Overseer1 on the again\nlast without newline";
+        let (tx, rx) = mpsc::channel();
+        let all = read_stderr(text.as_bytes(), Some(BUS_READY), tx);
+        assert_eq!(all, text);
+        assert_eq!(rx.try_iter().count(), 1);
+        let (tx, rx) = mpsc::channel();
+        read_stderr("loading\n".as_bytes(), Some(BUS_READY), tx);
+        assert_eq!(rx.try_iter().count(), 0);
+        let (tx, rx) = mpsc::channel();
+        read_stderr(text.as_bytes(), None, tx);
+        assert_eq!(rx.try_iter().count(), 0);
     }
 
     #[test]

@@ -3,7 +3,10 @@
 //!
 //! Each one binds its own ephemeral port on 127.0.0.1, runs for a fixed
 //! duration and stops by itself, so a run is bounded in time whatever the
-//! machine does.
+//! machine does. Each also reports the CPU time its own threads used: on a
+//! shared machine that moves far less between runs than wall-clock
+//! throughput, and it includes the kernel work done in those threads, eBPF
+//! programs on their socket calls among it.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -24,6 +27,30 @@ pub const DATAGRAM: usize = 64;
 /// share of the measured work.
 const CLOCK_EVERY: usize = 64;
 
+/// CPU time (user + system) the calling thread has used since it started.
+pub fn thread_cpu() -> io::Result<Duration> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec for clock_gettime to fill in.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
+}
+
+/// CPU time used by the calling thread since `from`, a [`thread_cpu`]
+/// reading taken in the same thread.
+fn thread_cpu_since(from: Duration) -> io::Result<Duration> {
+    Ok(thread_cpu()?.saturating_sub(from))
+}
+
+/// Nanoseconds of `cpu` per operation, `None` when nothing was done.
+pub fn ns_per_op(cpu: Duration, ops: u64) -> Option<f64> {
+    (ops > 0).then(|| cpu.as_nanos() as f64 / ops as f64)
+}
+
 /// Outcome of one bulk TCP run.
 #[derive(Debug, Clone, Copy)]
 pub struct Bulk {
@@ -31,12 +58,19 @@ pub struct Bulk {
     pub bytes: u64,
     /// From the first write to the server seeing end of stream.
     pub elapsed: Duration,
+    /// CPU time of the client and server threads.
+    pub cpu: Duration,
 }
 
 impl Bulk {
     /// Throughput in MiB/s.
     pub fn mib_per_s(&self) -> f64 {
         self.bytes as f64 / (1024.0 * 1024.0) / self.elapsed.as_secs_f64()
+    }
+
+    /// [`BULK_WRITE`]-byte writes that reached the server.
+    pub fn writes(&self) -> u64 {
+        self.bytes / BULK_WRITE as u64
     }
 }
 
@@ -47,6 +81,8 @@ pub struct Churn {
     pub connections: u64,
     /// Wall time of the client loop.
     pub elapsed: Duration,
+    /// CPU time of the client and server threads.
+    pub cpu: Duration,
 }
 
 impl Churn {
@@ -66,6 +102,10 @@ pub struct Udp {
     pub received: u64,
     /// Wall time of the sender loop.
     pub elapsed: Duration,
+    /// CPU time of the sender thread.
+    pub sender_cpu: Duration,
+    /// CPU time of the receiver thread.
+    pub receiver_cpu: Duration,
 }
 
 impl Udp {
@@ -77,6 +117,14 @@ impl Udp {
     /// Datagrams delivered per second.
     pub fn received_per_s(&self) -> f64 {
         self.received as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// CPU ns to send one datagram plus to receive one: each side divided
+    /// by its own count, because the share dropped on the full receive
+    /// buffer moves with the machine's load (from 1 % to half of them
+    /// here) and would otherwise move the figure with it.
+    pub fn cpu_ns_per_datagram(&self) -> Option<f64> {
+        Some(ns_per_op(self.sender_cpu, self.sent)? + ns_per_op(self.receiver_cpu, self.received)?)
     }
 }
 
@@ -92,23 +140,24 @@ fn join<T>(handle: JoinHandle<io::Result<T>>, what: &str) -> Result<T> {
 pub fn bulk_tcp(duration: Duration) -> Result<Bulk> {
     let listener = TcpListener::bind("127.0.0.1:0").context("bulk: bind")?;
     let addr = listener.local_addr()?;
-    let server =
-        thread::Builder::new()
-            .name("bulk-server".into())
-            .spawn(move || -> io::Result<u64> {
-                let (mut s, _) = listener.accept()?;
-                let mut buf = vec![0u8; 64 * 1024];
-                let mut total = 0u64;
-                loop {
-                    match s.read(&mut buf) {
-                        Ok(0) => return Ok(total),
-                        Ok(n) => total += n as u64,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) => return Err(e),
-                    }
+    let server = thread::Builder::new().name("bulk-server".into()).spawn(
+        move || -> io::Result<(u64, Duration)> {
+            let cpu = thread_cpu()?;
+            let (mut s, _) = listener.accept()?;
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut total = 0u64;
+            loop {
+                match s.read(&mut buf) {
+                    Ok(0) => return Ok((total, thread_cpu_since(cpu)?)),
+                    Ok(n) => total += n as u64,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
                 }
-            })?;
+            }
+        },
+    )?;
 
+    let cpu = thread_cpu()?;
     let mut client = TcpStream::connect(addr).context("bulk: connect")?;
     let chunk = [0x5au8; BULK_WRITE];
     let start = Instant::now();
@@ -119,16 +168,21 @@ pub fn bulk_tcp(duration: Duration) -> Result<Bulk> {
         }
     }
     client.shutdown(Shutdown::Write)?;
-    let bytes = join(server, "bulk server")?;
+    let client_cpu = thread_cpu_since(cpu)?;
+    let (bytes, server_cpu) = join(server, "bulk server")?;
     Ok(Bulk {
         bytes,
         elapsed: start.elapsed(),
+        cpu: client_cpu + server_cpu,
     })
 }
 
 /// Accepts and immediately closes connections until `stop` is set and one
-/// more connection wakes it up.
-fn churn_server(listener: TcpListener, stop: Arc<AtomicBool>) -> io::Result<u64> {
+/// more connection wakes it up; returns the connections accepted (the
+/// wake-up one included when it is what ended the loop) and the thread's
+/// CPU time.
+fn churn_server(listener: TcpListener, stop: Arc<AtomicBool>) -> io::Result<(u64, Duration)> {
+    let cpu = thread_cpu()?;
     let mut accepted = 0u64;
     loop {
         match listener.accept() {
@@ -139,10 +193,13 @@ fn churn_server(listener: TcpListener, stop: Arc<AtomicBool>) -> io::Result<u64>
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         }
-        if stop.load(Ordering::Acquire) {
-            return Ok(accepted);
-        }
+        // Counted before looking at `stop`: the close above lets the client
+        // complete its last cycle and set `stop` before this thread gets
+        // here, and that connection must not go uncounted.
         accepted += 1;
+        if stop.load(Ordering::Acquire) {
+            return Ok((accepted, thread_cpu_since(cpu)?));
+        }
     }
 }
 
@@ -171,6 +228,7 @@ pub fn churn(duration: Duration, rate: Option<f64>) -> Result<Churn> {
             .spawn(move || churn_server(listener, stop))?
     };
 
+    let cpu = thread_cpu()?;
     let start = Instant::now();
     let deadline = start + duration;
     let mut done = 0u64;
@@ -208,6 +266,7 @@ pub fn churn(duration: Duration, rate: Option<f64>) -> Result<Churn> {
         Ok(())
     })();
     let elapsed = start.elapsed();
+    let client_cpu = thread_cpu_since(cpu);
 
     // Wake the server's blocking accept so that it sees `stop`, whether or
     // not the client loop failed.
@@ -220,7 +279,7 @@ pub fn churn(duration: Duration, rate: Option<f64>) -> Result<Churn> {
         Err(e) => Err(anyhow::Error::from(e).context("churn: waking the server")),
     };
     run.context("churn: client")?;
-    let accepted = accepted?;
+    let (accepted, server_cpu) = accepted?;
     if accepted < done {
         return Err(anyhow!(
             "churn: server accepted {accepted} connections, client completed {done}"
@@ -229,7 +288,124 @@ pub fn churn(duration: Duration, rate: Option<f64>) -> Result<Churn> {
     Ok(Churn {
         connections: done,
         elapsed,
+        cpu: client_cpu.context("churn: client CPU time")? + server_cpu,
     })
+}
+
+/// One client connection of [`paced_connects`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Connect {
+    /// Its local (ephemeral) port.
+    pub port: u16,
+    /// Read just before `connect()` was called.
+    pub started: Instant,
+}
+
+/// Outcome of one [`paced_connects`] run.
+#[derive(Debug, Clone)]
+pub struct Paced {
+    /// Every connection made, in order.
+    pub connects: Vec<Connect>,
+    /// Wall time from the first due time to the last connection made.
+    pub elapsed: Duration,
+}
+
+impl Paced {
+    /// Connections made per second.
+    pub fn per_s(&self) -> f64 {
+        let s = self.elapsed.as_secs_f64();
+        if s > 0.0 {
+            self.connects.len() as f64 / s
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Due time of connection `i` (from 0) at `rate` per second after `start`.
+pub fn due(start: Instant, rate: f64, i: u64) -> Instant {
+    start + Duration::from_secs_f64(i as f64 / rate)
+}
+
+/// Loopback TCP connections at `rate` per second for `duration`, each at its
+/// own due time (not in batches), noting when each `connect()` was called
+/// and the ephemeral port it got. The client keeps each connection for
+/// `hold` after connecting (and has waited for the server's close when
+/// `hold` is zero), so that its end does not follow its start within the
+/// same microseconds.
+pub fn paced_connects(duration: Duration, rate: f64, hold: Duration) -> Result<Paced> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("paced connects: bind")?;
+    let addr = listener.local_addr()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let server = {
+        let stop = stop.clone();
+        thread::Builder::new()
+            .name("paced-server".into())
+            .spawn(move || churn_server(listener, stop))?
+    };
+
+    let expected = (rate * duration.as_secs_f64()).ceil() as usize;
+    let mut connects = Vec::with_capacity(expected);
+    let mut held: std::collections::VecDeque<(Instant, TcpStream)> = Default::default();
+    let start = Instant::now();
+    let deadline = start + duration;
+    let run = (|| -> io::Result<()> {
+        for i in 0u64.. {
+            let at = due(start, rate, i);
+            if at >= deadline {
+                break;
+            }
+            // Close what has been held long enough, then wait for the due
+            // time (a late connection goes at once: the schedule is
+            // absolute).
+            loop {
+                let now = Instant::now();
+                while held.front().is_some_and(|(until, _)| *until <= now) {
+                    held.pop_front();
+                }
+                let next_close = held.front().map(|(until, _)| *until);
+                let wake = next_close.map_or(at, |c| c.min(at));
+                if wake > now {
+                    thread::sleep(wake - now);
+                }
+                if Instant::now() >= at {
+                    break;
+                }
+            }
+            let started = Instant::now();
+            let mut s = TcpStream::connect(addr)?;
+            let port = s.local_addr()?.port();
+            connects.push(Connect { port, started });
+            if hold.is_zero() {
+                let mut b = [0u8; 1];
+                while s.read(&mut b)? != 0 {}
+            } else {
+                held.push_back((started + hold, s));
+            }
+        }
+        Ok(())
+    })();
+    let elapsed = connects.last().map_or(Duration::ZERO, |c| {
+        // The last one counts as one period: n connections span n periods.
+        c.started.duration_since(start) + Duration::from_secs_f64(1.0 / rate)
+    });
+    drop(held);
+
+    stop.store(true, Ordering::Release);
+    let woke = TcpStream::connect(addr);
+    let accepted = match woke {
+        Ok(_) => join(server, "paced server"),
+        Err(e) => Err(anyhow::Error::from(e).context("paced connects: waking the server")),
+    };
+    run.context("paced connects: client")?;
+    let (accepted, _) = accepted?;
+    if accepted < connects.len() as u64 {
+        return Err(anyhow!(
+            "paced connects: server accepted {accepted} connections, client made {}",
+            connects.len()
+        ));
+    }
+    Ok(Paced { connects, elapsed })
 }
 
 /// `sendto` of [`DATAGRAM`]-byte datagrams from one unconnected socket to
@@ -243,9 +419,9 @@ pub fn udp(duration: Duration) -> Result<Udp> {
     let stop = Arc::new(AtomicBool::new(false));
     let receiver = {
         let stop = stop.clone();
-        thread::Builder::new()
-            .name("udp-receiver".into())
-            .spawn(move || -> io::Result<u64> {
+        thread::Builder::new().name("udp-receiver".into()).spawn(
+            move || -> io::Result<(u64, Duration)> {
+                let cpu = thread_cpu()?;
                 let mut buf = [0u8; 2048];
                 let mut received = 0u64;
                 loop {
@@ -260,16 +436,18 @@ pub fn udp(duration: Duration) -> Result<Udp> {
                             // Quiet for a whole timeout after the sender
                             // stopped: the queue is drained.
                             if stop.load(Ordering::Acquire) {
-                                return Ok(received);
+                                return Ok((received, thread_cpu_since(cpu)?));
                             }
                         }
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                         Err(e) => return Err(e),
                     }
                 }
-            })?
+            },
+        )?
     };
 
+    let cpu = thread_cpu()?;
     let tx = UdpSocket::bind("127.0.0.1:0").context("udp: bind sender")?;
     let payload = [0xa5u8; DATAGRAM];
     let start = Instant::now();
@@ -290,13 +468,16 @@ pub fn udp(duration: Duration) -> Result<Udp> {
         Ok(())
     })();
     let elapsed = start.elapsed();
+    let sender_cpu = thread_cpu_since(cpu);
     stop.store(true, Ordering::Release);
     run.context("udp: sendto")?;
-    let received = join(receiver, "udp receiver")?;
+    let (received, receiver_cpu) = join(receiver, "udp receiver")?;
     Ok(Udp {
         sent,
         received,
         elapsed,
+        sender_cpu: sender_cpu.context("udp: sender CPU time")?,
+        receiver_cpu,
     })
 }
 
@@ -311,12 +492,15 @@ mod tests {
         let r = bulk_tcp(SHORT).expect("bulk run");
         assert!(r.bytes >= (CLOCK_EVERY * BULK_WRITE) as u64);
         assert!(r.mib_per_s() > 0.0);
+        assert_eq!(r.writes(), r.bytes / BULK_WRITE as u64);
+        assert!(r.cpu > Duration::ZERO);
     }
 
     #[test]
     fn churn_completes_cycles() {
         let r = churn(SHORT, None).expect("churn run");
         assert!(r.connections > 0);
+        assert!(r.cpu > Duration::ZERO);
     }
 
     #[test]
@@ -331,9 +515,80 @@ mod tests {
     }
 
     #[test]
+    fn paced_connects_note_distinct_ports_on_schedule() {
+        let r = paced_connects(Duration::from_millis(300), 100.0, Duration::from_millis(20))
+            .expect("paced connects");
+        // 30 due; generous bounds because CI machines stall.
+        assert!((20..=30).contains(&r.connects.len()), "{}", r.connects.len());
+        assert!(r.connects.windows(2).all(|w| w[0].started <= w[1].started));
+        assert!(r.connects.iter().all(|c| c.port != 0));
+        let held = paced_connects(Duration::from_millis(100), 100.0, Duration::ZERO)
+            .expect("paced connects without hold");
+        assert!(!held.connects.is_empty());
+        assert!(r.per_s() > 50.0 && r.per_s() <= 101.0, "{}", r.per_s());
+    }
+
+    #[test]
+    fn due_times_are_absolute() {
+        let t0 = Instant::now();
+        assert_eq!(due(t0, 1000.0, 0), t0);
+        assert_eq!(due(t0, 1000.0, 5), t0 + Duration::from_millis(5));
+        assert_eq!(due(t0, 100.0, 100), t0 + Duration::from_secs(1));
+    }
+
+    #[test]
     fn udp_delivers() {
         let r = udp(SHORT).expect("udp run");
         assert!(r.sent > 0);
         assert!(r.received > 0 && r.received <= r.sent);
+        assert!(r.sender_cpu > Duration::ZERO && r.receiver_cpu > Duration::ZERO);
+        assert!(r.cpu_ns_per_datagram().is_some_and(|ns| ns > 0.0));
+    }
+
+    #[test]
+    fn thread_cpu_counts_this_threads_work_only() {
+        let before = thread_cpu().expect("thread CPU clock");
+        // Another thread's spinning must not show up in this thread's
+        // clock, which is what lets workloads sum their own threads.
+        // Spinning to a CPU-time goal, not a wall-clock one, keeps this
+        // deterministic on a loaded machine.
+        let spinner = thread::spawn(|| {
+            let mut x = 0u64;
+            loop {
+                let used = thread_cpu().expect("spinner CPU clock");
+                if used >= Duration::from_millis(50) {
+                    return used;
+                }
+                for _ in 0..10_000 {
+                    x = std::hint::black_box(x.wrapping_add(1));
+                }
+            }
+        });
+        let spun = spinner.join().expect("spinner thread");
+        let mine = thread_cpu_since(before).expect("thread CPU clock");
+        assert!(spun >= Duration::from_millis(50), "{spun:?}");
+        assert!(mine < Duration::from_millis(25), "{mine:?} vs {spun:?}");
+    }
+
+    #[test]
+    fn udp_cost_adds_each_sides_own_rate() {
+        let u = Udp {
+            sent: 1000,
+            received: 500,
+            elapsed: Duration::from_secs(1),
+            sender_cpu: Duration::from_micros(3000),
+            receiver_cpu: Duration::from_micros(1000),
+        };
+        // 3 µs per send + 2 µs per receive, whatever share was dropped.
+        assert_eq!(u.cpu_ns_per_datagram(), Some(5000.0));
+        let none_received = Udp { received: 0, ..u };
+        assert_eq!(none_received.cpu_ns_per_datagram(), None);
+    }
+
+    #[test]
+    fn ns_per_op_divides_and_refuses_zero_ops() {
+        assert_eq!(ns_per_op(Duration::from_micros(3), 1000), Some(3.0));
+        assert_eq!(ns_per_op(Duration::from_secs(1), 4), Some(250_000_000.0));
+        assert_eq!(ns_per_op(Duration::from_secs(1), 0), None);
     }
 }

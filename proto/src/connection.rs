@@ -1,5 +1,6 @@
 //! The connection record, as signalled on the bus and printed as JSON.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -83,13 +84,13 @@ pub struct Connection {
     pub direction: Option<Direction>,
     /// TCP state (`established`, `syn_sent`, `close_wait`, …, `closed`);
     /// UDP: `open` or `closed`.
-    pub state: String,
+    pub state: Cow<'static, str>,
     /// Local address, textual.
-    pub local_addr: String,
+    pub local_addr: Arc<str>,
     /// Local port.
     pub local_port: u16,
     /// Remote address, textual.
-    pub remote_addr: String,
+    pub remote_addr: Arc<str>,
     /// Remote port.
     pub remote_port: u16,
     /// Owning process id.
@@ -132,5 +133,5 @@ pub struct Connection {
     pub tx_bytes: u64,
     /// Why it failed (`connection refused`, `connection reset`, …).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub error: Option<Arc<str>>,
 }

@@ -6,11 +6,13 @@
 //! key that is absent means "unknown"; keys are only ever added.
 
 mod connection;
+mod dict;
 mod format;
 mod names;
 mod text;
 
 pub use connection::{Connection, Direction, EventKind, Proto};
+pub use dict::{Dict, Dicts};
 pub use format::{classic_line, human_bytes, TRAFFIC_THRESHOLD};
-pub use names::{BUS_NAME, INTERFACE, OBJECT_PATH};
+pub use names::{BUS_NAME, INTERFACE, INTROSPECTION_XML, OBJECT_PATH};
 pub use text::sanitize;

@@ -1,5 +1,6 @@
 //! A kernel flow plus what /proc says, as the connection record clients get.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use leco_bpf::{Direction as KDirection, Flow, Proto as KProto};
@@ -85,19 +86,16 @@ fn state_name(f: &Flow, ended: bool) -> &'static str {
 /// allocations: this runs for every update of every flow.
 pub fn refresh(c: &mut Connection, f: &Flow, wall: &WallClock, ended: bool) {
     let state = state_name(f, ended);
-    if c.state != state {
-        c.state.clear();
-        c.state.push_str(state);
-    }
+    c.state = Cow::Borrowed(state);
     if c.local_port != f.local_port {
         c.local_port = f.local_port;
-        c.local_addr = f.local.to_string();
+        c.local_addr = f.local.to_string().into();
     }
     c.last_seen_us = wall.realtime_us(f.last_seen);
     c.rx_bytes = f.rx_bytes;
     c.tx_bytes = f.tx_bytes;
     if c.error.is_none() {
-        c.error = f.error.map(error_text);
+        c.error = f.error.map(|e| error_text(e).into());
     }
 }
 
@@ -110,7 +108,7 @@ pub fn connection(
     ended: bool,
 ) -> Connection {
     let family = |a: &IpAddr| if a.is_ipv4() { 4 } else { 6 };
-    let state = state_name(f, ended).to_owned();
+    let state = Cow::Borrowed(state_name(f, ended));
     let known = |v: u32| (f.owner.pid != 0).then_some(v);
     Connection {
         id: f.id,
@@ -125,9 +123,9 @@ pub fn connection(
             KDirection::Unknown => ports.guess(f),
         }),
         state,
-        local_addr: f.local.to_string(),
+        local_addr: f.local.to_string().into(),
         local_port: f.local_port,
-        remote_addr: f.remote.to_string(),
+        remote_addr: f.remote.to_string().into(),
         remote_port: f.remote_port,
         pid: known(f.owner.pid),
         comm: (!f.owner.comm.is_empty()).then(|| sanitize(&f.owner.comm).into()),
@@ -143,7 +141,7 @@ pub fn connection(
         last_seen_us: wall.realtime_us(f.last_seen),
         rx_bytes: f.rx_bytes,
         tx_bytes: f.tx_bytes,
-        error: f.error.map(error_text),
+        error: f.error.map(|e| error_text(e).into()),
     }
 }
 

@@ -3,6 +3,8 @@
 //! bus publishes it.
 
 use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use leco_bpf::{Event, EventKind as KKind, EventReader, Flow, KernelMaps};
@@ -10,9 +12,11 @@ use leco_proto::{Connection, EventKind};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
+use crate::bus::Request;
 use crate::clock::WallClock;
 use crate::convert::{connection, refresh, EphemeralPorts};
 use crate::enrich::Enricher;
+use crate::stats::Stats;
 use crate::table::{Limits, Outcome, Table};
 
 /// Where connection events go.
@@ -37,19 +41,6 @@ pub struct Settings {
     pub limits: Limits,
 }
 
-/// What the service has done, for the final report and (later) the bus.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Counters {
-    /// Events published.
-    pub events: u64,
-    /// Records the kernel could not queue (ring buffer full).
-    pub ringbuf_drops: u64,
-    /// Records that could not be decoded.
-    pub decode_errors: u64,
-    /// Times the table was rebuilt from the kernel's flow table after drops.
-    pub resyncs: u64,
-}
-
 /// The loop's state.
 #[derive(Debug)]
 pub struct Monitor {
@@ -59,12 +50,12 @@ pub struct Monitor {
     ports: EphemeralPorts,
     wall: WallClock,
     settings: Settings,
-    counters: Counters,
+    stats: Arc<Stats>,
 }
 
 impl Monitor {
-    /// A monitor reading `maps`.
-    pub fn new(maps: KernelMaps, settings: Settings) -> Monitor {
+    /// A monitor reading `maps`, counting into `stats`.
+    pub fn new(maps: KernelMaps, settings: Settings, stats: Arc<Stats>) -> Monitor {
         Monitor {
             maps,
             enricher: Enricher::new(leco_bpf::cgroup2_root()),
@@ -72,25 +63,17 @@ impl Monitor {
             ports: EphemeralPorts::read(),
             wall: WallClock::now(),
             settings,
-            counters: Counters::default(),
+            stats,
         }
     }
 
-    /// Counters so far.
-    pub fn counters(&self) -> Counters {
-        self.counters
-    }
-
-    /// The table.
-    pub fn table(&self) -> &Table {
-        &self.table
-    }
-
-    /// Runs until `shutdown` completes or the sink fails.
+    /// Runs until `shutdown` completes or the sink fails, answering
+    /// `requests` between batches.
     pub async fn run(
         mut self,
         reader: EventReader,
         sink: &mut impl Sink,
+        mut requests: tokio::sync::mpsc::Receiver<Request>,
         shutdown: impl Future<Output = ()>,
     ) -> std::io::Result<Monitor> {
         // SAFETY: the epoll fd belongs to the ring buffer the reader owns:
@@ -108,7 +91,11 @@ impl Monitor {
         let mut lingering = false;
         loop {
             tokio::select! {
+                // Questions first: under a storm there are always events
+                // waiting, and a client's Snapshot() must not wait behind them.
+                biased;
                 () = &mut shutdown => break,
+                Some(req) = requests.recv() => self.answer(req),
                 ready = fd.readable_mut(), if !lingering => {
                     let mut guard = ready?;
                     guard.get_inner_mut().drain(&mut batch).map_err(std::io::Error::other)?;
@@ -164,7 +151,7 @@ impl Monitor {
                     self.finish(out, sink)?;
                 }
                 Err(e) => {
-                    self.counters.decode_errors += 1;
+                    self.stats.decode_errors.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!("{e}");
                 }
             }
@@ -199,7 +186,7 @@ impl Monitor {
                 self.table.apply(kind, conn, flow.key, now)
             }
         };
-        self.counters.events += 1;
+        self.stats.events.fetch_add(1, Ordering::Relaxed);
         sink.publish(kind, conn)
     }
 
@@ -208,7 +195,7 @@ impl Monitor {
             self.maps.forget(key);
         }
         for (kind, conn) in &out.events {
-            self.counters.events += 1;
+            self.stats.events.fetch_add(1, Ordering::Relaxed);
             sink.publish(*kind, conn)?;
         }
         Ok(())
@@ -235,17 +222,43 @@ impl Monitor {
         let out = self.table.expire(now);
         self.finish(out, sink)?;
         if let Ok(k) = self.maps.counters() {
-            if k.ringbuf_drops > self.counters.ringbuf_drops {
+            let seen = self
+                .stats
+                .kernel_drops
+                .swap(k.ringbuf_drops, Ordering::Relaxed);
+            if k.ringbuf_drops > seen {
                 tracing::warn!(
-                    dropped = k.ringbuf_drops - self.counters.ringbuf_drops,
+                    dropped = k.ringbuf_drops - seen,
                     "kernel ring buffer was full; records lost, recovering flows from the kernel's table"
                 );
-                self.counters.ringbuf_drops = k.ringbuf_drops;
-                self.counters.resyncs += 1;
+                self.stats.resyncs.fetch_add(1, Ordering::Relaxed);
                 self.resync(sink)?;
             }
         }
+        self.publish_sizes();
         sink.flush()
+    }
+
+    fn publish_sizes(&self) {
+        let s = &self.stats;
+        s.tracked
+            .store(self.table.live_len() as u64, Ordering::Relaxed);
+        s.backlog
+            .store(self.table.backlog_len() as u64, Ordering::Relaxed);
+        s.evicted.store(self.table.evicted(), Ordering::Relaxed);
+    }
+
+    fn answer(&self, req: Request) {
+        match req {
+            Request::Snapshot { since_us, reply } => {
+                let mut conns = self.table.snapshot();
+                if let Some(t) = since_us {
+                    conns.retain(|c| c.last_seen_us >= t);
+                }
+                // The asker may have given up (timeout): nothing to do then.
+                let _ = reply.send(conns);
+            }
+        }
     }
 
     /// Reconciles the table with the kernel's flow table, the truth the
@@ -259,7 +272,7 @@ impl Monitor {
         for id in self.table.live_ids() {
             if !in_kernel.contains(&id) {
                 if let Some(conn) = self.table.close_unreported(id, now) {
-                    self.counters.events += 1;
+                    self.stats.events.fetch_add(1, Ordering::Relaxed);
                     sink.publish(EventKind::Closed, conn)?;
                 }
             }

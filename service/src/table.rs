@@ -2,6 +2,7 @@
 //! ended ones. It is what `Snapshot()` serves, so a client that starts late
 //! sees what an early one saw.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -26,7 +27,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_live: 65_536,
-            max_backlog: 10_000,
+            max_backlog: 2_048,
             backlog_age: Duration::from_secs(300),
             udp_idle: Duration::from_secs(60),
         }
@@ -208,7 +209,7 @@ impl Table {
     /// moves it to the backlog as closed.
     pub fn close_unreported(&mut self, id: u64, now: Instant) -> Option<&Connection> {
         let mut conn = self.remove_live(id)?.conn;
-        conn.state = "closed".into();
+        conn.state = Cow::Borrowed("closed");
         Some(self.push_backlog(now, conn))
     }
 
@@ -219,7 +220,7 @@ impl Table {
         for id in ids {
             if let Some(l) = self.remove_live(id) {
                 let mut conn = l.conn;
-                conn.state = "closed".into();
+                conn.state = Cow::Borrowed("closed");
                 conn.last_seen_us = conn.last_seen_us.max(last_seen_us);
                 out.forget.push(l.key);
                 out.events.push((EventKind::Closed, conn.clone()));
@@ -243,7 +244,7 @@ impl Table {
         for id in idle {
             if let Some(l) = self.remove_live(id) {
                 let mut conn = l.conn;
-                conn.state = "closed".into();
+                conn.state = Cow::Borrowed("closed");
                 out.forget.push(l.key);
                 out.events.push((EventKind::Closed, conn.clone()));
                 self.push_backlog(now, conn);

@@ -2,119 +2,17 @@
 //! programs, named child processes making loopback connections.
 //! Needs root (CI runs as root; elsewhere these skip, loudly).
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::{lines, Service, BIN};
 use leco_testkit::{require_root, spawn_named, ScratchCgroup};
 use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_leco-service");
-
-/// A running service with its stdout lines and stderr lines as channels.
-struct Service {
-    child: Child,
-    stdout: Receiver<String>,
-    stderr: Receiver<String>,
-    err_seen: Vec<String>,
-}
-
-impl Service {
-    fn start(args: &[&str]) -> Service {
-        let mut child = Command::new(BIN)
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start leco-service");
-        let stdout = lines(child.stdout.take().expect("stdout"));
-        let stderr = lines(child.stderr.take().expect("stderr"));
-        let mut s = Service {
-            child,
-            stdout,
-            stderr,
-            err_seen: Vec::new(),
-        };
-        s.wait_stderr("watching TCP and UDP connections");
-        s
-    }
-
-    fn wait_stderr(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(l) = self.err_seen.iter().find(|l| l.contains(needle)) {
-                return l.clone();
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.stderr.recv_timeout(left) {
-                Ok(l) => self.err_seen.push(l),
-                Err(_) => panic!("no `{needle}` on stderr; saw {:#?}", self.err_seen),
-            }
-        }
-    }
-
-    /// The first stdout line for which `pick` returns something.
-    fn wait_line<T>(&mut self, mut pick: impl FnMut(&str) -> Option<T>) -> T {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut seen = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.stdout.recv_timeout(left) {
-                Ok(l) => {
-                    if let Some(t) = pick(&l) {
-                        return t;
-                    }
-                    seen.push(l);
-                }
-                Err(_) => panic!(
-                    "no matching line among {seen:#?}; stderr {:#?}",
-                    self.err_seen
-                ),
-            }
-        }
-    }
-
-    fn wait_json(&mut self, mut pick: impl FnMut(&Value) -> bool) -> Value {
-        self.wait_line(|l| {
-            let v: Value =
-                serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
-            pick(&v).then_some(v)
-        })
-    }
-
-    fn terminate(mut self) -> (i32, Vec<String>) {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let status = self.child.wait().expect("wait");
-        self.err_seen.extend(self.stderr.iter());
-        (
-            status.code().unwrap_or(-1),
-            std::mem::take(&mut self.err_seen),
-        )
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn lines(r: impl std::io::Read + Send + 'static) -> Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for l in BufReader::new(r).lines().map_while(Result::ok) {
-            if tx.send(l).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
 
 fn now_us() -> u64 {
     SystemTime::now()

@@ -6,6 +6,8 @@
 //! The work a child runs must not print (another thread of the test harness
 //! may hold the stdout lock at fork time); glibc's allocator is fork-safe.
 
+pub mod bus;
+
 use std::fs;
 use std::io::{Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd};

@@ -1,0 +1,1104 @@
+//! leco's configuration file, `config.kdl` (KDL v2).
+//!
+//! One file configures the whole project: the service reads its `service { }`
+//! section and ignores every other top-level node, which belong to the overlay
+//! (`overlay { }`, line rules). The annotated default is `config.kdl` at the
+//! root of the repository.
+//!
+//! Errors read `FILE:LINE:COLUMN: message` (1-based; the column counts
+//! characters) and say what was expected, so that an editor can jump to them.
+
+use std::fmt;
+use std::io::Read;
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use kdl::{KdlDocument, KdlEntry, KdlError, KdlNode, KdlValue};
+
+/// Settings of leco-service from the `service {}` section of config.kdl.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceConfig {
+    /// `update-interval`: least time between two traffic updates of one
+    /// connection. Default 1 s, range 10 ms ..= 1 day.
+    pub update_interval: Duration,
+    /// `udp-idle`: time without traffic after which a UDP flow counts as
+    /// ended. Default 60 s, range 1 s ..= 1 day.
+    pub udp_idle: Duration,
+    /// `backlog`: how long ended connections stay for `Snapshot()`.
+    /// Default 300 s, range 0 ..= 1 day.
+    pub backlog: Duration,
+    /// `backlog-max`: most ended connections kept. Default 10000, range
+    /// 0 ..= 1_000_000.
+    pub backlog_max: usize,
+    /// `max-flows`: capacity of the kernel's flow table. Default 32768, range
+    /// 64 ..= 4_194_304.
+    pub max_flows: u32,
+    /// `ring-buffer-kib`: size of the kernel's event ring buffer in KiB.
+    /// Default 256, a power of two 4 ..= 1048576.
+    pub ring_buffer_kib: u32,
+    /// `signal-rate`: most `ConnectionEvent` signals per second on the bus.
+    /// Default 2000, range 1 ..= 1_000_000.
+    pub signal_rate: u32,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            update_interval: Duration::from_secs(1),
+            udp_idle: Duration::from_secs(60),
+            backlog: Duration::from_secs(300),
+            backlog_max: 10_000,
+            max_flows: 32_768,
+            ring_buffer_kib: 256,
+            signal_rate: 2_000,
+        }
+    }
+}
+
+/// A config problem, displayed as `FILE:LINE:COLUMN: message` (1-based line
+/// and column), or `FILE: message` when it concerns the whole file; one line,
+/// saying what was expected.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {message}", Location(.path, .position))]
+pub struct ConfigError {
+    path: PathBuf,
+    /// 1-based line and column (in characters), when the problem has a place.
+    position: Option<(usize, usize)>,
+    message: String,
+}
+
+impl ConfigError {
+    fn whole(path: &Path, message: impl Into<String>) -> Self {
+        ConfigError {
+            path: path.to_owned(),
+            position: None,
+            message: message.into(),
+        }
+    }
+
+    fn at(path: &Path, text: &str, offset: usize, message: impl Into<String>) -> Self {
+        ConfigError {
+            path: path.to_owned(),
+            position: Some(line_column(text, offset)),
+            message: message.into(),
+        }
+    }
+}
+
+struct Location<'a>(&'a PathBuf, &'a Option<(usize, usize)>);
+
+impl fmt::Display for Location<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.1 {
+            Some((line, column)) => write!(f, "{}:{line}:{column}", self.0.display()),
+            None => write!(f, "{}", self.0.display()),
+        }
+    }
+}
+
+/// The settings `service {}` knows, in the order error messages list them.
+const SETTINGS: [&str; 7] = [
+    "update-interval",
+    "udp-idle",
+    "backlog",
+    "backlog-max",
+    "max-flows",
+    "ring-buffer-kib",
+    "signal-rate",
+];
+
+/// Larger files are refused unread: a configuration is a few KiB, and this
+/// keeps `-c /dev/zero` from eating memory.
+const MAX_FILE_BYTES: u64 = 1 << 20;
+
+/// The kdl parser (6.7) recurses once per nested child block, per slashdash,
+/// per token of a block comment and per character it skips while recovering
+/// from an error at the top level, so a few hundred `{` overflow an 8 MiB
+/// stack and abort the process. We therefore parse on a thread whose stack
+/// covers the worst case of the text at hand. Measured in an unoptimized
+/// build, the worst case costs about 31 KiB per `{`, 26 KiB per `/` and
+/// 3.3 KiB per other byte (an optimized build needs about a fifth); these
+/// bounds keep a margin over that. The stack is only reserved address space:
+/// a normal file touches a few pages of it.
+const PARSER_STACK_BASE: usize = 1 << 20;
+const PARSER_STACK_PER_BRACE: usize = 48 << 10;
+const PARSER_STACK_PER_SLASH: usize = 40 << 10;
+const PARSER_STACK_PER_BYTE: usize = 6 << 10;
+/// Texts that would need more are refused: about 170 KiB of ordinary text,
+/// or 20 000 nested blocks.
+const PARSER_STACK_MAX: usize = 1 << 30;
+
+/// The stack the parser may need for `text`, or `None` beyond
+/// [`PARSER_STACK_MAX`].
+fn parser_stack(text: &str) -> Option<usize> {
+    text.bytes().try_fold(PARSER_STACK_BASE, |sum, byte| {
+        let cost = match byte {
+            b'{' => PARSER_STACK_PER_BRACE,
+            b'/' => PARSER_STACK_PER_SLASH,
+            _ => PARSER_STACK_PER_BYTE,
+        };
+        sum.checked_add(cost).filter(|&s| s <= PARSER_STACK_MAX)
+    })
+}
+
+impl ServiceConfig {
+    /// Parses `text` (the contents of `path`, used only in messages).
+    pub fn parse(text: &str, path: &Path) -> Result<ServiceConfig, ConfigError> {
+        let stack = parser_stack(text).ok_or_else(|| {
+            ConfigError::whole(
+                path,
+                format!(
+                    "too large or too deeply nested to parse ({} bytes); \
+                     a configuration file is a few KiB",
+                    text.len()
+                ),
+            )
+        })?;
+        std::thread::scope(|scope| {
+            let parser = std::thread::Builder::new()
+                .name("leco-config".into())
+                .stack_size(stack)
+                .spawn_scoped(scope, || parse_here(text, path))
+                .map_err(|e| {
+                    ConfigError::whole(path, format!("cannot start a thread to parse it: {e}"))
+                })?;
+            // The document is dropped on that thread too: dropping it
+            // recurses as deep as it nests.
+            parser.join().unwrap_or_else(|_| {
+                Err(ConfigError::whole(
+                    path,
+                    "the KDL parser failed on this file (a bug in it)",
+                ))
+            })
+        })
+    }
+
+    /// Reads and parses a file; a missing file is an error naming it.
+    pub fn load(path: &Path) -> Result<ServiceConfig, ConfigError> {
+        let text = read_text(path)?;
+        ServiceConfig::parse(&text, path)
+    }
+}
+
+fn read_text(path: &Path) -> Result<String, ConfigError> {
+    let file = std::fs::File::open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => ConfigError::whole(path, "no such file"),
+        _ => ConfigError::whole(path, format!("cannot open: {e}")),
+    })?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| ConfigError::whole(path, format!("cannot read: {e}")))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(ConfigError::whole(
+            path,
+            format!("larger than {MAX_FILE_BYTES} bytes; a configuration file is a few KiB"),
+        ));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let valid = e.utf8_error().valid_up_to();
+        let before = String::from_utf8_lossy(&e.as_bytes()[..valid]);
+        ConfigError::at(
+            path,
+            &before,
+            valid,
+            "not valid UTF-8; a configuration file is UTF-8 text",
+        )
+    })
+}
+
+/// Parses and reads the `service` section; runs on the parser thread.
+fn parse_here(text: &str, path: &Path) -> Result<ServiceConfig, ConfigError> {
+    let document = KdlDocument::parse_v2(text).map_err(|e| syntax_error(text, path, &e))?;
+    let mut service: Option<&KdlNode> = None;
+    for node in document.nodes() {
+        if node.name().value() != "service" {
+            continue;
+        }
+        if let Some(first) = service {
+            let (line, _) = line_column(text, first.name().span().offset());
+            return Err(ConfigError::at(
+                path,
+                text,
+                node.name().span().offset(),
+                format!("a second `service {{}}` section; put these settings into the one at line {line}"),
+            ));
+        }
+        service = Some(node);
+    }
+    match service {
+        Some(node) => Reader { text, path }.service(node),
+        None => Ok(ServiceConfig::default()),
+    }
+}
+
+fn syntax_error(text: &str, path: &Path, error: &KdlError) -> ConfigError {
+    let Some(diagnostic) = error.diagnostics.first() else {
+        return ConfigError::whole(path, "not a valid KDL document");
+    };
+    let offset = diagnostic.span.offset();
+    let mut message = one_line(
+        diagnostic.message.as_deref().unwrap_or("invalid KDL"),
+        usize::MAX,
+    );
+    // The likeliest slip in this file is a bare `500ms`, which KDL reads
+    // as a broken number; say how to write it.
+    let token = text
+        .get(offset..)
+        .and_then(|rest| {
+            rest.split(|c: char| c.is_whitespace() || c == ';' || c == '}')
+                .next()
+        })
+        .unwrap_or("");
+    if token.parse::<f64>().is_err() && duration_seconds(token).is_some() {
+        message.push_str(&format!(
+            "; a duration with a unit is a quoted string: \"{token}\""
+        ));
+    }
+    ConfigError::at(path, text, offset, message)
+}
+
+/// Walks the `service` node with the text around for messages.
+struct Reader<'a> {
+    text: &'a str,
+    path: &'a Path,
+}
+
+impl Reader<'_> {
+    /// An error at byte `offset` of the text.
+    fn error(&self, offset: usize, message: impl Into<String>) -> ConfigError {
+        ConfigError::at(self.path, self.text, offset, message)
+    }
+
+    /// The value as written in the file, for messages.
+    fn source(&self, entry: &KdlEntry) -> String {
+        let span = entry.span();
+        let written = self
+            .text
+            .get(span.offset()..span.offset().saturating_add(span.len()))
+            .filter(|s| !s.trim().is_empty())
+            .map(str::trim);
+        match written {
+            Some(s) => one_line(s, 40),
+            None => one_line(&entry.value().to_string(), 40),
+        }
+    }
+
+    fn service(&self, node: &KdlNode) -> Result<ServiceConfig, ConfigError> {
+        if node.ty().is_some() {
+            return Err(self.error(node.span().offset(), "`service` takes no type annotation"));
+        }
+        if let Some(entry) = node.entries().first() {
+            return Err(self.error(
+                entry.span().offset(),
+                "`service` takes no values; its settings go inside `service { … }`",
+            ));
+        }
+        let mut config = ServiceConfig::default();
+        let Some(children) = node.children() else {
+            return Ok(config);
+        };
+        let mut seen: Vec<(&str, usize)> = Vec::new();
+        for child in children.nodes() {
+            let name = child.name().value();
+            let name_at = child.name().span().offset();
+            if !SETTINGS.contains(&name) {
+                return Err(self.error(name_at, unknown_setting(name)));
+            }
+            if let Some((_, first)) = seen.iter().find(|(n, _)| *n == name) {
+                let (line, _) = line_column(self.text, *first);
+                return Err(self.error(
+                    name_at,
+                    format!("`{name}` is set twice; the first is at line {line}"),
+                ));
+            }
+            seen.push((name, name_at));
+            let entry = self.value_of(child)?;
+            match name {
+                "update-interval" => {
+                    config.update_interval = self.duration(
+                        name,
+                        entry,
+                        Duration::from_millis(10)..=DAY,
+                        "between 10ms and 1 day",
+                    )?
+                }
+                "udp-idle" => {
+                    config.udp_idle = self.duration(
+                        name,
+                        entry,
+                        Duration::from_secs(1)..=DAY,
+                        "between 1s and 1 day",
+                    )?
+                }
+                "backlog" => {
+                    config.backlog =
+                        self.duration(name, entry, Duration::ZERO..=DAY, "between 0 and 1 day")?
+                }
+                "backlog-max" => config.backlog_max = self.integer(name, entry, 0..=1_000_000)?,
+                "max-flows" => config.max_flows = self.integer(name, entry, 64..=4_194_304)?,
+                "ring-buffer-kib" => config.ring_buffer_kib = self.power_of_two(name, entry)?,
+                "signal-rate" => config.signal_rate = self.integer(name, entry, 1..=1_000_000)?,
+                _ => return Err(self.error(name_at, unknown_setting(name))),
+            }
+        }
+        Ok(config)
+    }
+
+    /// The one plain value of a `name value` setting.
+    fn value_of<'n>(&self, node: &'n KdlNode) -> Result<&'n KdlEntry, ConfigError> {
+        let name = node.name().value();
+        if node.ty().is_some() {
+            return Err(self.error(
+                node.span().offset(),
+                format!("`{name}` takes no type annotation"),
+            ));
+        }
+        if node.children().is_some() {
+            return Err(self.error(
+                node.name().span().offset(),
+                format!("`{name}` takes one value, not a block {{ … }}"),
+            ));
+        }
+        let mut arguments = Vec::with_capacity(1);
+        for entry in node.entries() {
+            if let Some(key) = entry.name() {
+                return Err(self.error(
+                    entry.span().offset(),
+                    format!(
+                        "`{name}` takes one value, not a property `{}=…`",
+                        one_line(key.value(), 40)
+                    ),
+                ));
+            }
+            arguments.push(entry);
+        }
+        match arguments.as_slice() {
+            [] => Err(self.error(
+                node.name().span().offset(),
+                format!(
+                    "`{name}` needs a value, such as `{name} {}`",
+                    default_of(name)
+                ),
+            )),
+            [one] => {
+                if one.ty().is_some() {
+                    return Err(self.error(
+                        one.span().offset(),
+                        format!("`{name}` takes a plain value, without a type annotation"),
+                    ));
+                }
+                Ok(one)
+            }
+            [_, second, ..] => Err(self.error(
+                second.span().offset(),
+                format!("`{name}` takes one value, not {}", arguments.len()),
+            )),
+        }
+    }
+
+    fn duration(
+        &self,
+        name: &str,
+        entry: &KdlEntry,
+        range: RangeInclusive<Duration>,
+        range_text: &str,
+    ) -> Result<Duration, ConfigError> {
+        let seconds = match entry.value() {
+            KdlValue::Integer(i) => Some(*i as f64),
+            KdlValue::Float(f) if !f.is_nan() => Some(*f),
+            KdlValue::String(s) => duration_seconds(s),
+            _ => None,
+        };
+        let Some(seconds) = seconds else {
+            return Err(self.error(
+                entry.span().offset(),
+                format!(
+                    "{name} must be a duration such as 1, 0.5, \"500ms\" or \"2s\", not {}",
+                    self.source(entry)
+                ),
+            ));
+        };
+        match Duration::try_from_secs_f64(seconds) {
+            Ok(d) if range.contains(&d) => Ok(d),
+            _ => Err(self.error(
+                entry.span().offset(),
+                format!("{name} must be {range_text}, not {}", self.source(entry)),
+            )),
+        }
+    }
+
+    fn integer<T: TryFrom<i128>>(
+        &self,
+        name: &str,
+        entry: &KdlEntry,
+        range: RangeInclusive<i128>,
+    ) -> Result<T, ConfigError> {
+        entry
+            .value()
+            .as_integer()
+            .filter(|i| range.contains(i))
+            .and_then(|i| T::try_from(i).ok())
+            .ok_or_else(|| {
+                self.error(
+                    entry.span().offset(),
+                    format!(
+                        "{name} must be an integer from {} to {}, not {}",
+                        range.start(),
+                        range.end(),
+                        self.source(entry)
+                    ),
+                )
+            })
+    }
+
+    fn power_of_two(&self, name: &str, entry: &KdlEntry) -> Result<u32, ConfigError> {
+        entry
+            .value()
+            .as_integer()
+            .filter(|i| (4..=1 << 20).contains(i))
+            .and_then(|i| u32::try_from(i).ok())
+            .filter(|i| i.is_power_of_two())
+            .ok_or_else(|| {
+                self.error(
+                    entry.span().offset(),
+                    format!(
+                        "{name} must be a power of two from 4 to 1048576 (such as 256), not {}",
+                        self.source(entry)
+                    ),
+                )
+            })
+    }
+}
+
+const DAY: Duration = Duration::from_secs(86_400);
+
+/// Seconds in a duration string: a decimal number and a unit, `ms`, `s`, `m`
+/// or `h` (`"500ms"`, `"1.5 h"`); `None` when it is not one. Negative
+/// numbers are accepted here so that they get the range message.
+fn duration_seconds(s: &str) -> Option<f64> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-'))
+        .unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let digits = number.strip_prefix('-').unwrap_or(number);
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, "0"));
+    let is_digits = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+    if !is_digits(whole) || !is_digits(fraction) {
+        return None;
+    }
+    let value: f64 = number.parse().ok()?;
+    match unit.trim_start() {
+        // Divided rather than multiplied by 0.001, so that "10ms" is exactly
+        // the f64 closest to 0.01.
+        "ms" => Some(value / 1000.0),
+        "s" => Some(value),
+        "m" => Some(value * 60.0),
+        "h" => Some(value * 3600.0),
+        _ => None,
+    }
+}
+
+fn default_of(name: &str) -> &'static str {
+    match name {
+        "update-interval" => "1",
+        "udp-idle" => "60",
+        "backlog" => "300",
+        "backlog-max" => "10000",
+        "max-flows" => "32768",
+        "ring-buffer-kib" => "256",
+        "signal-rate" => "2000",
+        _ => "…",
+    }
+}
+
+fn unknown_setting(name: &str) -> String {
+    let mut message = format!(
+        "unknown setting `{}` in service {{}}; expected one of {}",
+        one_line(name, 40),
+        SETTINGS.join(", ")
+    );
+    let length = name.chars().count();
+    let closest = SETTINGS
+        .iter()
+        // Names that differ more in length cannot be close; skipping them
+        // keeps a megabyte-long name cheap.
+        .filter(|known| known.len().abs_diff(length) <= 2)
+        .map(|known| (edit_distance(name, known), known))
+        .filter(|(distance, _)| *distance <= 2)
+        .min_by_key(|(distance, _)| *distance);
+    if let Some((_, known)) = closest {
+        message.push_str(&format!("; did you mean `{known}`?"));
+    }
+    message
+}
+
+/// Levenshtein distance in characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = Vec::with_capacity(b.len() + 1);
+        current.push(i + 1);
+        for (j, cb) in b.iter().enumerate() {
+            let substitute = previous[j] + usize::from(ca != *cb);
+            current.push(substitute.min(previous[j + 1] + 1).min(current[j] + 1));
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
+/// `s` on one line for a message: control characters escaped, cut after
+/// `max` characters.
+fn one_line(s: &str, max: usize) -> String {
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i == max {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// 1-based line and column (in characters) of byte `offset` in `text`.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[line_start..].chars().count() + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<ServiceConfig, ConfigError> {
+        ServiceConfig::parse(text, Path::new("config.kdl"))
+    }
+
+    fn error(text: &str) -> String {
+        match parse(text) {
+            Ok(c) => panic!("{text:?} parsed to {c:?}, expected an error"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    fn service(body: &str) -> String {
+        format!("service {{\n{body}\n}}\n")
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        for text in ["", "\n", "   ", "// nothing\n", "/* nothing */", "\u{feff}"] {
+            assert_eq!(
+                parse(text).expect("empty config parses"),
+                ServiceConfig::default(),
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn file_without_service_section_gives_defaults() {
+        let text = r#"
+            overlay {
+                font "Sans 11"
+                position top-right
+            }
+            rule "firefox" color="orange"
+            rule unit="sshd.service" hide=#true
+            update-interval 7 // top level: not the service's
+        "#;
+        assert_eq!(parse(text).expect("parses"), ServiceConfig::default());
+    }
+
+    #[test]
+    fn empty_service_section_gives_defaults() {
+        for text in ["service {}", "service", "service;", "service {\n}\n"] {
+            assert_eq!(
+                parse(text).expect("parses"),
+                ServiceConfig::default(),
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_setting_is_read() {
+        let text = r#"
+            overlay { anything 1 }
+            service {
+                update-interval "250ms"
+                udp-idle 30
+                backlog "10m"
+                backlog-max 500
+                max-flows 65_536
+                ring-buffer-kib 0x400
+                signal-rate 100
+            }
+        "#;
+        let config = parse(text).expect("parses");
+        assert_eq!(
+            config,
+            ServiceConfig {
+                update_interval: Duration::from_millis(250),
+                udp_idle: Duration::from_secs(30),
+                backlog: Duration::from_secs(600),
+                backlog_max: 500,
+                max_flows: 65_536,
+                ring_buffer_kib: 1024,
+                signal_rate: 100,
+            }
+        );
+    }
+
+    #[test]
+    fn every_known_name_is_accepted() {
+        for name in SETTINGS {
+            let text = service(&format!("{name} {}", default_of(name)));
+            assert_eq!(
+                parse(&text).expect("parses"),
+                ServiceConfig::default(),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn duration_forms() {
+        let cases = [
+            ("1", Duration::from_secs(1)),
+            ("0.5", Duration::from_millis(500)),
+            ("0.01", Duration::from_millis(10)),
+            ("\"500ms\"", Duration::from_millis(500)),
+            ("\"10ms\"", Duration::from_millis(10)),
+            ("\"2s\"", Duration::from_secs(2)),
+            ("\"1.5s\"", Duration::from_millis(1500)),
+            ("\"5m\"", Duration::from_secs(300)),
+            ("\"1h\"", Duration::from_secs(3600)),
+            ("\"24h\"", DAY),
+            ("\"0.25 h\"", Duration::from_secs(900)),
+            ("86400", DAY),
+            ("1e1", Duration::from_secs(10)),
+            ("#\"3s\"#", Duration::from_secs(3)),
+        ];
+        for (written, expected) in cases {
+            let config = parse(&service(&format!("update-interval {written}"))).expect(written);
+            assert_eq!(config.update_interval, expected, "{written}");
+        }
+        let config = parse(&service("backlog 0")).expect("zero backlog");
+        assert_eq!(config.backlog, Duration::ZERO);
+    }
+
+    #[test]
+    fn unknown_setting() {
+        assert_eq!(
+            error("service {\n    foo 1\n}"),
+            "config.kdl:2:5: unknown setting `foo` in service {}; expected one of \
+             update-interval, udp-idle, backlog, backlog-max, max-flows, ring-buffer-kib, \
+             signal-rate"
+        );
+    }
+
+    #[test]
+    fn unknown_setting_suggests_the_closest() {
+        let cases = [
+            ("udp-idel", "udp-idle"),
+            ("udp_idle", "udp-idle"),
+            ("backlog-mx", "backlog-max"),
+            ("backlogs", "backlog"),
+            ("update_intervall", "update-interval"),
+            ("ring-buffer-kb", "ring-buffer-kib"),
+        ];
+        for (typo, known) in cases {
+            let message = error(&format!("service {{ {typo} 1; }}"));
+            assert!(
+                message.starts_with(&format!("config.kdl:1:11: unknown setting `{typo}` in service {{}}; expected one of update-interval, ")),
+                "{message}"
+            );
+            assert!(
+                message.ends_with(&format!("signal-rate; did you mean `{known}`?")),
+                "{message}"
+            );
+        }
+        assert!(!error("service { interval 1; }").contains("did you mean"));
+    }
+
+    #[test]
+    fn second_service_section() {
+        assert_eq!(
+            error("service {\n  udp-idle 5\n}\noverlay {}\n  service { backlog 1 }\n"),
+            "config.kdl:5:3: a second `service {}` section; put these settings into the one at line 1"
+        );
+    }
+
+    #[test]
+    fn duplicate_setting() {
+        assert_eq!(
+            error(&service("  udp-idle 5\n  backlog 1\n  udp-idle 6")),
+            "config.kdl:4:3: `udp-idle` is set twice; the first is at line 2"
+        );
+    }
+
+    #[test]
+    fn wrong_duration() {
+        let cases = [
+            r#""fast""#,
+            "fast",
+            "#true",
+            "#null",
+            "#nan",
+            r#""5""#,
+            r#""5 days""#,
+            r#""1e3s""#,
+            r#""1.s""#,
+            r#""""#,
+        ];
+        for written in cases {
+            assert_eq!(
+                error(&format!(
+                    "// leco\nservice {{\n  update-interval  {written}\n}}"
+                )),
+                format!(
+                    "config.kdl:3:20: update-interval must be a duration such as 1, 0.5, \
+                     \"500ms\" or \"2s\", not {written}"
+                ),
+            );
+        }
+    }
+
+    #[test]
+    fn duration_out_of_range() {
+        let cases = [
+            ("update-interval", r#""5ms""#, "between 10ms and 1 day"),
+            ("update-interval", "0.001", "between 10ms and 1 day"),
+            ("update-interval", "86401", "between 10ms and 1 day"),
+            ("update-interval", r#""25h""#, "between 10ms and 1 day"),
+            ("update-interval", "-1", "between 10ms and 1 day"),
+            ("update-interval", r#""-1s""#, "between 10ms and 1 day"),
+            ("update-interval", "#inf", "between 10ms and 1 day"),
+            ("update-interval", "#-inf", "between 10ms and 1 day"),
+            ("update-interval", "1e300", "between 10ms and 1 day"),
+            (
+                "update-interval",
+                "170141183460469231731687303715884105727",
+                "between 10ms and 1 day",
+            ),
+            ("udp-idle", "0", "between 1s and 1 day"),
+            ("udp-idle", r#""999ms""#, "between 1s and 1 day"),
+            ("backlog", "-0.5", "between 0 and 1 day"),
+            ("backlog", r#""1441m""#, "between 0 and 1 day"),
+        ];
+        for (name, written, range) in cases {
+            assert_eq!(
+                error(&format!("service {{ {name} {written}; }}")),
+                format!(
+                    "config.kdl:1:{}: {name} must be {range}, not {written}",
+                    12 + name.len()
+                ),
+            );
+        }
+    }
+
+    #[test]
+    fn wrong_integer() {
+        let cases = [
+            ("backlog-max", "-1", "0 to 1000000"),
+            ("backlog-max", "1000001", "0 to 1000000"),
+            ("backlog-max", "1.5", "0 to 1000000"),
+            ("backlog-max", "1e3", "0 to 1000000"),
+            ("backlog-max", r#""100""#, "0 to 1000000"),
+            ("max-flows", "63", "64 to 4194304"),
+            ("max-flows", "4194305", "64 to 4194304"),
+            ("max-flows", "#false", "64 to 4194304"),
+            ("signal-rate", "0", "1 to 1000000"),
+            (
+                "signal-rate",
+                "0x7fffffffffffffffffffffffffffffff",
+                "1 to 1000000",
+            ),
+            ("signal-rate", "-99999999999", "1 to 1000000"),
+        ];
+        for (name, written, range) in cases {
+            assert_eq!(
+                error(&format!("service {{\n\t{name} {written}\n}}")),
+                format!(
+                    "config.kdl:2:{}: {name} must be an integer from {range}, not {written}",
+                    3 + name.len()
+                ),
+            );
+        }
+    }
+
+    #[test]
+    fn ring_buffer_must_be_a_power_of_two() {
+        for written in [
+            "300",
+            "2",
+            "0",
+            "-4",
+            "2097152",
+            "4294967296",
+            "256.0",
+            r#""256""#,
+        ] {
+            assert_eq!(
+                error(&format!("service {{ ring-buffer-kib {written} }}")),
+                format!(
+                    "config.kdl:1:27: ring-buffer-kib must be a power of two from 4 to 1048576 \
+                     (such as 256), not {written}"
+                ),
+            );
+        }
+        for (written, kib) in [("4", 4), ("1048576", 1 << 20), ("0b1000", 8)] {
+            let config = parse(&format!("service {{ ring-buffer-kib {written} }}")).expect(written);
+            assert_eq!(config.ring_buffer_kib, kib);
+        }
+    }
+
+    #[test]
+    fn setting_shape() {
+        let cases = [
+            (
+                "service {\n  udp-idle\n}",
+                "config.kdl:2:3: `udp-idle` needs a value, such as `udp-idle 60`",
+            ),
+            (
+                "service {\n  udp-idle 5 6\n}",
+                "config.kdl:2:14: `udp-idle` takes one value, not 2",
+            ),
+            (
+                "service {\n  udp-idle seconds=5\n}",
+                "config.kdl:2:12: `udp-idle` takes one value, not a property `seconds=…`",
+            ),
+            (
+                "service {\n  udp-idle 5 { x }\n}",
+                "config.kdl:2:3: `udp-idle` takes one value, not a block { … }",
+            ),
+            (
+                "service {\n  udp-idle (s)5\n}",
+                "config.kdl:2:12: `udp-idle` takes a plain value, without a type annotation",
+            ),
+            (
+                "service {\n  (x)udp-idle 5\n}",
+                "config.kdl:2:3: `udp-idle` takes no type annotation",
+            ),
+            (
+                "service 1 {\n  udp-idle 5\n}",
+                "config.kdl:1:9: `service` takes no values; its settings go inside `service { … }`",
+            ),
+            (
+                "service x=1",
+                "config.kdl:1:9: `service` takes no values; its settings go inside `service { … }`",
+            ),
+            (
+                "(t)service {}",
+                "config.kdl:1:1: `service` takes no type annotation",
+            ),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(error(text), expected, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn syntax_errors_point_at_the_parser_diagnostic() {
+        let cases = [
+            (
+                "service {\n  update-interval 1\n",
+                "config.kdl:1:9: No closing '}' for child block",
+            ),
+            (
+                "service {\n  update-interval 1.\n}",
+                "config.kdl:2:19: Non-digit character found after the '.' of a float",
+            ),
+            (
+                // Columns count characters, not bytes.
+                "// ünïcödé\nservice { \"é\" 1. }",
+                "config.kdl:2:15: Non-digit character found after the '.' of a float",
+            ),
+            (
+                "service {\n  udp-idle \"60\n}",
+                "config.kdl:2:12: Unexpected newline in single-line quoted string",
+            ),
+            (
+                "service {\n  update-interval 500ms\n}",
+                "config.kdl:2:19: Expected integer; a duration with a unit is a quoted string: \"500ms\"",
+            ),
+            (
+                "service { backlog 1.5m; }",
+                "config.kdl:1:19: Expected float; a duration with a unit is a quoted string: \"1.5m\"",
+            ),
+            (
+                "service {\n  backlog 1\n}}",
+                "config.kdl:3:2: Expected end of document",
+            ),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(error(text), expected, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn hostile_input_is_an_error_not_a_crash() {
+        let nested = |open: &str, n: usize| format!("{}{}", open.repeat(n), "}".repeat(n));
+        let junk: String = (0..3_000u32)
+            .map(|i| char::from_u32(i.wrapping_mul(2_654_435_761) % 0x3000).unwrap_or('\0'))
+            .collect();
+        // Sizes stay small because kdl is slow on some of these (slashdash
+        // chains take quadratic time), yet the nesting ones are deeper than
+        // an 8 MiB stack allows.
+        let inputs = [
+            "\0\u{1}\u{7f}\u{fffd}binary".to_string(),
+            junk,
+            nested("a{", 2_000),
+            nested("service{", 300),
+            "service {".repeat(300),
+            "{".repeat(2_000),
+            "}".repeat(3_000),
+            "=".repeat(2_000),
+            "/*".repeat(1_000),
+            format!("/*{}*/", "*".repeat(5_000)),
+            "/- ".repeat(60) + "a",
+            "a ".to_string() + &"/-{".repeat(300),
+            format!("a {}", "9".repeat(5_000)),
+            format!("service {{ max-flows {} }}", "9".repeat(100)),
+            format!("service {{ max-flows -{} }}", "9".repeat(100)),
+            "service { max-flows -170141183460469231731687303715884105728 }".to_string(),
+            format!("service {{ backlog \"{}s\" }}", "9".repeat(400)),
+            format!("service {{ backlog {}.5 }}", "9".repeat(400)),
+            format!("service {{ {} 1 }}", "x".repeat(10_000)),
+            format!("service {{ \"{}\" 1 }}", "\\n".repeat(3)),
+            "service { udp-idle 1; udp-idle 1; udp-idle 1 }".to_string(),
+            "service {} service {} service {}".to_string(),
+            "\"\"\"\n".repeat(500),
+            "#".repeat(2_000) + "\"",
+            "\\\n".repeat(2_000),
+        ];
+        for text in &inputs {
+            let short: String = text.chars().take(30).collect();
+            match parse(text) {
+                Ok(config) => assert_eq!(config, ServiceConfig::default(), "{short:?}"),
+                Err(e) => {
+                    let message = e.to_string();
+                    assert!(message.starts_with("config.kdl"), "{message}");
+                    assert!(!message.contains('\n'), "{message:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn too_deep_to_parse() {
+        assert_eq!(
+            error(&"{".repeat(30_000)),
+            "config.kdl: too large or too deeply nested to parse (30000 bytes); \
+             a configuration file is a few KiB"
+        );
+        // A generous real file is still fine.
+        let mut text = String::from("service {\n");
+        for i in 0..1_000 {
+            text.push_str(&format!("    // comment {i}\n"));
+        }
+        text.push_str("    udp-idle 5\n}\n");
+        assert_eq!(
+            parse(&text).expect("parses").udp_idle,
+            Duration::from_secs(5)
+        );
+    }
+
+    #[test]
+    fn messages_stay_on_one_line() {
+        let message = error("service {\n  udp-idle \"\"\"\n    a\n    b\n    \"\"\"\n}");
+        assert_eq!(
+            message,
+            "config.kdl:2:12: udp-idle must be a duration such as 1, 0.5, \"500ms\" or \"2s\", \
+             not \"\"\"\\n    a\\n    b\\n    \"\"\""
+        );
+        let long = "x".repeat(100);
+        let message = error(&format!("service {{ udp-idle \"{long}\" }}"));
+        assert!(
+            message.ends_with(&format!("not \"{}…", "x".repeat(39))),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn the_annotated_config_is_the_defaults() {
+        let text = include_str!("../../config.kdl");
+        let config = ServiceConfig::parse(text, Path::new("config.kdl"))
+            .unwrap_or_else(|e| panic!("the shipped config.kdl does not parse: {e}"));
+        assert_eq!(config, ServiceConfig::default());
+        // Every setting is spelled out, so that the file documents them all.
+        for name in SETTINGS {
+            assert!(
+                text.lines()
+                    .any(|l| l.trim_start().starts_with(&format!("{name} "))),
+                "config.kdl does not show `{name}`"
+            );
+        }
+    }
+
+    #[test]
+    fn load_reads_a_file_and_names_a_missing_one() {
+        let dir = std::env::temp_dir().join(format!("leco-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("config.kdl");
+        std::fs::write(&path, "service { signal-rate 10 }\n").expect("write config");
+        assert_eq!(ServiceConfig::load(&path).expect("loads").signal_rate, 10);
+
+        std::fs::write(&path, b"service {\n  x \xff\n}\n").expect("write config");
+        let message = ServiceConfig::load(&path)
+            .expect_err("not UTF-8")
+            .to_string();
+        assert_eq!(
+            message,
+            format!(
+                "{}:2:5: not valid UTF-8; a configuration file is UTF-8 text",
+                path.display()
+            )
+        );
+
+        let missing = dir.join("missing.kdl");
+        let message = ServiceConfig::load(&missing)
+            .expect_err("missing")
+            .to_string();
+        assert_eq!(message, format!("{}: no such file", missing.display()));
+        std::fs::remove_dir_all(&dir).expect("remove temp dir");
+    }
+
+    #[test]
+    fn positions() {
+        assert_eq!(line_column("", 0), (1, 1));
+        assert_eq!(line_column("abc", 2), (1, 3));
+        assert_eq!(line_column("a\nbc", 2), (2, 1));
+        assert_eq!(line_column("a\r\nbc", 4), (2, 2));
+        assert_eq!(line_column("éé\néx", 7), (2, 2));
+        // Past the end or inside a character: clamped, never a panic.
+        assert_eq!(line_column("ab", 99), (1, 3));
+        assert_eq!(line_column("é", 1), (1, 1));
+        assert_eq!(line_column("éé\néx", 6), (2, 1));
+    }
+
+    #[test]
+    fn distances() {
+        assert_eq!(edit_distance("", ""), 0);
+        assert_eq!(edit_distance("udp-idle", "udp-idle"), 0);
+        assert_eq!(edit_distance("udp-idel", "udp-idle"), 2);
+        assert_eq!(edit_distance("backlog", "backlog-max"), 4);
+        assert_eq!(edit_distance("é", "e"), 1);
+    }
+}
