@@ -28,7 +28,7 @@ pub struct ServiceConfig {
     /// `backlog`: how long ended connections stay for `Snapshot()`.
     /// Default 300 s, range 0 ..= 1 day.
     pub backlog: Duration,
-    /// `backlog-max`: most ended connections kept. Default 10000, range
+    /// `backlog-max`: most ended connections kept. Default 2048, range
     /// 0 ..= 1_000_000.
     pub backlog_max: usize,
     /// `max-flows`: capacity of the kernel's flow table. Default 32768, range
@@ -48,7 +48,7 @@ impl Default for ServiceConfig {
             update_interval: Duration::from_secs(1),
             udp_idle: Duration::from_secs(60),
             backlog: Duration::from_secs(300),
-            backlog_max: 10_000,
+            backlog_max: 2_048,
             max_flows: 32_768,
             ring_buffer_kib: 256,
             signal_rate: 2_000,
@@ -506,7 +506,7 @@ fn default_of(name: &str) -> &'static str {
         "update-interval" => "1",
         "udp-idle" => "60",
         "backlog" => "300",
-        "backlog-max" => "10000",
+        "backlog-max" => "2048",
         "max-flows" => "32768",
         "ring-buffer-kib" => "256",
         "signal-rate" => "2000",

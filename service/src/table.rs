@@ -51,6 +51,8 @@ pub struct Table {
     live: HashMap<u64, Live>,
     by_cookie: HashMap<u64, Vec<u64>>,
     backlog: VecDeque<(Instant, Connection)>,
+    /// The last ended connection when the backlog keeps none.
+    last_ended: Option<Connection>,
     evicted: u64,
 }
 
@@ -72,6 +74,7 @@ impl Table {
             live: HashMap::new(),
             by_cookie: HashMap::new(),
             backlog: VecDeque::new(),
+            last_ended: None,
             evicted: 0,
         }
     }
@@ -123,7 +126,7 @@ impl Table {
                 .expect("live connection");
         }
         if kind.is_final() {
-            return (kind, self.push_backlog(now, conn));
+            return (kind, self.backlogged(now, conn));
         }
         self.insert(conn, key, now);
         (EventKind::New, &self.live[&id].conn)
@@ -141,7 +144,7 @@ impl Table {
         if kind.is_final() {
             let mut conn = self.remove_live(id)?.conn;
             update(&mut conn);
-            return Some((kind, self.push_backlog(now, conn)));
+            return Some((kind, self.backlogged(now, conn)));
         }
         let l = self.live.get_mut(&id)?;
         update(&mut l.conn);
@@ -192,12 +195,22 @@ impl Table {
         Some(l)
     }
 
-    fn push_backlog(&mut self, now: Instant, conn: Connection) -> &Connection {
-        if self.backlog.len() >= self.limits.max_backlog {
+    /// Moves an ended connection to the backlog and lends it back for
+    /// publishing (kept aside when the backlog holds none).
+    fn backlogged(&mut self, now: Instant, conn: Connection) -> &Connection {
+        if self.limits.max_backlog == 0 {
+            self.last_ended = Some(conn);
+            return self.last_ended.as_ref().expect("just set");
+        }
+        self.push_backlog(now, conn);
+        &self.backlog.back().expect("just pushed").1
+    }
+
+    fn push_backlog(&mut self, now: Instant, conn: Connection) {
+        self.backlog.push_back((now, conn));
+        while self.backlog.len() > self.limits.max_backlog {
             self.backlog.pop_front();
         }
-        self.backlog.push_back((now, conn));
-        &self.backlog.back().expect("just pushed").1
     }
 
     /// Ids of the live connections.
@@ -210,7 +223,7 @@ impl Table {
     pub fn close_unreported(&mut self, id: u64, now: Instant) -> Option<&Connection> {
         let mut conn = self.remove_live(id)?.conn;
         conn.state = Cow::Borrowed("closed");
-        Some(self.push_backlog(now, conn))
+        Some(self.backlogged(now, conn))
     }
 
     /// A UDP socket closed: all its flows end.
@@ -388,6 +401,20 @@ mod tests {
         assert_eq!(t.backlog_len(), 2);
         t.expire(t0 + Duration::from_secs(11));
         assert_eq!(t.backlog_len(), 0, "aged out");
+    }
+
+    #[test]
+    fn a_backlog_of_none_keeps_none() {
+        let mut t = Table::new(Limits {
+            max_backlog: 0,
+            ..limits()
+        });
+        let now = Instant::now();
+        t.apply(EventKind::New, conn(1, Proto::Tcp), FlowKey::tcp(1), now);
+        let (kind, c) = t.apply(EventKind::Closed, conn(1, Proto::Tcp), FlowKey::tcp(1), now);
+        assert_eq!((kind, c.id), (EventKind::Closed, 1), "still published");
+        assert_eq!(t.backlog_len(), 0);
+        assert!(t.snapshot().is_empty());
     }
 
     #[test]
