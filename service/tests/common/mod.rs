@@ -170,15 +170,18 @@ pub fn get<T: TryFrom<OwnedValue>>(d: &Dict, key: &str) -> Option<T> {
         .and_then(|v| T::try_from(v).ok())
 }
 
+/// Calls Snapshot() and returns the reply undecoded (for timing the answer).
+pub async fn snapshot_reply(conn: &zbus::Connection) -> zbus::Result<zbus::Message> {
+    conn.call_method(
+        Some("org.leco.Overseer1"),
+        "/org/leco/Overseer1",
+        Some("org.leco.Overseer1"),
+        "Snapshot",
+        &(),
+    )
+    .await
+}
+
 pub async fn snapshot(conn: &zbus::Connection) -> zbus::Result<Vec<Dict>> {
-    let reply = conn
-        .call_method(
-            Some("org.leco.Overseer1"),
-            "/org/leco/Overseer1",
-            Some("org.leco.Overseer1"),
-            "Snapshot",
-            &(),
-        )
-        .await?;
-    reply.body().deserialize()
+    snapshot_reply(conn).await?.body().deserialize()
 }
