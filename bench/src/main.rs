@@ -1,8 +1,9 @@
 //! leco-bench: measures, in one run, loopback workloads with and without
-//! leco attached, the kernel cost of each leco hook, and the CPU and memory
-//! of leco-service under paced connection churn, then writes a Markdown
-//! report.
+//! leco attached, the kernel cost of each leco hook, the CPU and memory of
+//! leco-service under paced connection churn, and its D-Bus signals'
+//! latency and rate, then writes a Markdown report.
 
+mod dbus;
 mod hooks;
 mod report;
 mod service;
@@ -35,7 +36,11 @@ const PACED_RATES: [f64; 2] = [report::CPU_TARGET_RATE, report::DROPS_TARGET_RAT
 /// time per operation against the same run's baseline; then the
 /// per-hook kernel cost (with kernel.bpf_stats_enabled=1, restored after)
 /// and leco-service's CPU, memory and ring-buffer drops under paced
-/// connection churn. Needs root. A full run takes two to three minutes.
+/// connection churn; last, with the service serving org.leco.Overseer1 on
+/// a private dbus-daemon, the latency from connect() to its
+/// ConnectionEvent signal and the signal rate it sustains before it
+/// coalesces. Needs root and dbus-daemon. A full run takes three to four
+/// minutes.
 #[derive(Debug, Parser)]
 #[command(name = "leco-bench", version)]
 struct Cli {
@@ -48,8 +53,9 @@ struct Cli {
     #[arg(long, value_name = "FILE", default_value = "bench/RESULTS.md")]
     out: PathBuf,
 
-    /// Smoke test: 1 round, 1 s per workload and paced window; the figures
-    /// are too short to mean anything
+    /// Smoke test: 1 round, 1 s per workload and paced window, the lowest
+    /// and highest D-Bus rate steps only, 0.5 s each; the figures are too
+    /// short to mean anything
     #[arg(long)]
     quick: bool,
 
@@ -69,6 +75,12 @@ struct Plan {
     /// Pause between the service being attached and a measured window, so
     /// that its start-up work is not billed to the window.
     idle: Duration,
+    /// Each paced window of the D-Bus latency measurement.
+    bus_window: Duration,
+    /// Each churn step of the D-Bus signal rate measurement.
+    bus_step: Duration,
+    /// A smoke test: the D-Bus steps are cut to the lowest and highest.
+    quick: bool,
 }
 
 impl Plan {
@@ -80,6 +92,9 @@ impl Plan {
                 paced: Duration::from_secs(1),
                 warmup: None,
                 idle: Duration::from_millis(200),
+                bus_window: Duration::from_secs(1),
+                bus_step: Duration::from_millis(500),
+                quick: true,
             }
         } else {
             Plan {
@@ -88,6 +103,9 @@ impl Plan {
                 paced: Duration::from_secs(5),
                 warmup: Some(Duration::from_millis(500)),
                 idle: Duration::from_secs(1),
+                bus_window: Duration::from_secs(5),
+                bus_step: Duration::from_secs(2),
+                quick: false,
             }
         };
         if let Some(n) = cli.rounds {
@@ -111,6 +129,7 @@ fn run(cli: &Cli) -> Result<()> {
     let plan = Plan::new(cli);
     let service = preflight(cli)?;
     signals::install();
+    raise_fd_limit();
 
     let mut r = Report {
         header: Header {
@@ -139,6 +158,7 @@ fn run(cli: &Cli) -> Result<()> {
         let run = service_cost(&service, &plan, rate, &mut r)?;
         r.service.push(run);
     }
+    r.dbus = Some(dbus::phase(&service, &plan, &mut r)?);
     r.notes.push(format!(
         "The whole bench took {:.0} s.",
         started.elapsed().as_secs_f64()
@@ -181,6 +201,12 @@ fn preflight(cli: &Cli) -> Result<PathBuf> {
             dir.display()
         );
     }
+    // The D-Bus section comes last: fail now, not minutes in, if its bus
+    // cannot start.
+    drop(
+        leco_testkit::bus::TestBus::start()
+            .context("the D-Bus section needs a private dbus-daemon (apt install dbus-daemon)")?,
+    );
     let loaded = foreign_leco_progs(&HashSet::new())?;
     if !loaded.is_empty() {
         bail!(
@@ -189,6 +215,22 @@ fn preflight(cli: &Cli) -> Result<PathBuf> {
         );
     }
     Ok(service)
+}
+
+/// Raises the soft limit on open files to the hard one: the unpaced D-Bus
+/// steps hold a few thousand sockets open at once.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit with a valid rlimit.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
 }
 
 /// Ids of leco programs loaded now, other than `ours`.
@@ -367,6 +409,26 @@ fn start_service(
 ) -> Result<Service> {
     eprintln!("leco-bench: {what}: starting leco-service");
     let svc = Service::start(path, extra, LOAD_TIMEOUT).with_context(|| what.to_owned())?;
+    Ok(announce(svc, what, notes))
+}
+
+/// Starts leco-service serving the bus at `address` and records what about
+/// its start is worth noting.
+fn start_bus_service(
+    path: &Path,
+    address: &str,
+    extra: &[&str],
+    what: &str,
+    notes: &mut Vec<String>,
+) -> Result<Service> {
+    eprintln!("leco-bench: {what}: starting leco-service on the private bus");
+    let svc = Service::start_on_bus(path, address, extra, LOAD_TIMEOUT)
+        .with_context(|| what.to_owned())?;
+    Ok(announce(svc, what, notes))
+}
+
+/// Logs a started service and notes the programs it did not load.
+fn announce(svc: Service, what: &str, notes: &mut Vec<String>) -> Service {
     eprintln!(
         "leco-bench: {what}: leco-service pid {} has {} programs loaded after {:.1} s",
         svc.pid(),
@@ -380,7 +442,7 @@ fn start_service(
             LOAD_TIMEOUT.as_secs()
         ));
     }
-    Ok(svc)
+    svc
 }
 
 /// Stops leco-service and notes anything other than a clean exit.

@@ -130,7 +130,9 @@ impl Service {
                     // Its stderr ended: it exited, or soon will.
                     thread::sleep(POLL);
                     self.check_running()?;
-                    return Err(self.fail(&format!("leco-service closed its stderr before `{line}`")));
+                    return Err(
+                        self.fail(&format!("leco-service closed its stderr before `{line}`"))
+                    );
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     self.check_running()?;
@@ -181,6 +183,11 @@ impl Service {
     /// Its programs, as listed once they were all loaded.
     pub fn progs(&self) -> &[Prog] {
         &self.progs
+    }
+
+    /// Ids of its programs.
+    pub fn prog_ids(&self) -> HashSet<u32> {
+        self.progs.iter().map(|p| p.id).collect()
     }
 
     /// Programs it did not load within the start timeout.
@@ -289,11 +296,7 @@ impl Drop for Service {
 
 /// Reads the service's stderr to its end, telling `ready_tx` once a line
 /// contains `ready`, and returns it all.
-fn read_stderr(
-    pipe: impl Read,
-    ready: Option<&str>,
-    ready_tx: mpsc::Sender<()>,
-) -> String {
+fn read_stderr(pipe: impl Read, ready: Option<&str>, ready_tx: mpsc::Sender<()>) -> String {
     let mut all = Vec::new();
     let mut reader = BufReader::new(pipe);
     let mut told = false;
