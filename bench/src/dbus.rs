@@ -669,6 +669,14 @@ pub fn summarize(connects: &[workloads::Connect], seen: &[Seen], wait: Duration)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn connect(port: u16, started: Instant) -> Connect {
+        Connect { port, started }
+    }
+
+    fn seen(port: u16, at: Instant) -> Seen {
+        Seen { port, at }
+    }
     use crate::workloads::Connect;
 
     fn ms(n: u64) -> Duration {
@@ -702,39 +710,18 @@ mod tests {
     fn signals_pair_with_their_connections() {
         let t0 = Instant::now();
         let connects = [
-            Connect {
-                port: 40_000,
-                started: t0,
-            },
-            Connect {
-                port: 40_001,
-                started: t0 + ms(1),
-            },
-            Connect {
-                port: 40_002,
-                started: t0 + ms(2),
-            },
+            connect(40_000, t0),
+            connect(40_001, t0 + ms(1)),
+            connect(40_002, t0 + ms(2)),
         ];
         let seen = [
             // Out of arrival order on purpose.
-            Seen {
-                port: 40_001,
-                at: t0 + ms(4),
-            },
-            Seen {
-                port: 40_000,
-                at: t0 + ms(3),
-            },
+            seen(40_001, t0 + ms(4)),
+            seen(40_000, t0 + ms(3)),
             // The listener's side of some connection: ignored.
-            Seen {
-                port: 50_000,
-                at: t0 + ms(5),
-            },
+            seen(50_000, t0 + ms(5)),
             // A second signal for a port already paired: late.
-            Seen {
-                port: 40_000,
-                at: t0 + ms(6),
-            },
+            seen(40_000, t0 + ms(6)),
         ];
         let (lat, stray) = match_signals(&connects, &seen, ms(2_000));
         assert_eq!(lat, vec![Some(ms(3)), Some(ms(3)), None]);
@@ -744,26 +731,8 @@ mod tests {
     #[test]
     fn a_reused_port_pairs_each_use_with_its_own_signal() {
         let t0 = Instant::now();
-        let connects = [
-            Connect {
-                port: 40_000,
-                started: t0,
-            },
-            Connect {
-                port: 40_000,
-                started: t0 + ms(10),
-            },
-        ];
-        let seen = [
-            Seen {
-                port: 40_000,
-                at: t0 + ms(1),
-            },
-            Seen {
-                port: 40_000,
-                at: t0 + ms(12),
-            },
-        ];
+        let connects = [connect(40_000, t0), connect(40_000, t0 + ms(10))];
+        let seen = [seen(40_000, t0 + ms(1)), seen(40_000, t0 + ms(12))];
         let (lat, stray) = match_signals(&connects, &seen, ms(2_000));
         assert_eq!(lat, vec![Some(ms(1)), Some(ms(2))]);
         assert_eq!(stray, 0);
@@ -772,28 +741,13 @@ mod tests {
     #[test]
     fn a_late_or_early_signal_does_not_count() {
         let t0 = Instant::now();
-        let connects = [
-            Connect {
-                port: 40_000,
-                started: t0 + ms(5),
-            },
-            Connect {
-                port: 40_000,
-                started: t0 + ms(3_000),
-            },
-        ];
+        let connects = [connect(40_000, t0 + ms(5)), connect(40_000, t0 + ms(3_000))];
         let seen = [
             // Before the connection started: someone else's.
-            Seen {
-                port: 40_000,
-                at: t0 + ms(1),
-            },
+            seen(40_000, t0 + ms(1)),
             // 2.5 s after the first use and before the second: too late
             // for the first, too early for the second.
-            Seen {
-                port: 40_000,
-                at: t0 + ms(2_505),
-            },
+            seen(40_000, t0 + ms(2_505)),
         ];
         let (lat, stray) = match_signals(&connects, &seen, ms(2_000));
         assert_eq!(lat, vec![None, None]);

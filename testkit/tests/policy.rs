@@ -153,44 +153,42 @@ fn bus_starts_serves_other_users_and_drop_kills_it() {
     assert!(!dir.exists(), "{} removed", dir.display());
 }
 
-#[test]
-fn root_can_own_the_name() {
-    if !require_root("root_can_own_the_name") {
-        return;
+/// The test users, then a private bus that knows them; `None` (a loud
+/// skip) without root.
+fn bus_with_users(test: &str) -> Option<TestBus> {
+    if !require_root(test) {
+        return None;
     }
     users();
-    let bus = TestBus::start().expect("start dbus-daemon");
-    assert_can_own(None, &bus);
+    Some(TestBus::start().expect("start dbus-daemon"))
+}
+
+#[test]
+fn root_can_own_the_name() {
+    if let Some(bus) = bus_with_users("root_can_own_the_name") {
+        assert_can_own(None, &bus);
+    }
 }
 
 #[test]
 fn service_user_can_own_the_name() {
-    if !require_root("service_user_can_own_the_name") {
-        return;
+    if let Some(bus) = bus_with_users("service_user_can_own_the_name") {
+        assert_can_own(Some("leco"), &bus);
     }
-    users();
-    let bus = TestBus::start().expect("start dbus-daemon");
-    assert_can_own(Some("leco"), &bus);
 }
 
 #[test]
 fn ordinary_user_cannot_own_the_name() {
-    if !require_root("ordinary_user_cannot_own_the_name") {
-        return;
+    if let Some(bus) = bus_with_users("ordinary_user_cannot_own_the_name") {
+        assert_cannot_own(OTHER, &bus);
     }
-    users();
-    let bus = TestBus::start().expect("start dbus-daemon");
-    assert_cannot_own(OTHER, &bus);
 }
 
 #[test]
 fn reader_cannot_own_the_name() {
-    if !require_root("reader_cannot_own_the_name") {
-        return;
+    if let Some(bus) = bus_with_users("reader_cannot_own_the_name") {
+        assert_cannot_own(READER, &bus);
     }
-    users();
-    let bus = TestBus::start().expect("start dbus-daemon");
-    assert_cannot_own(READER, &bus);
 }
 
 #[test]
