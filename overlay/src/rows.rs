@@ -1,0 +1,2 @@
+//! Row allocation: a line keeps its row while it lives. (Stub: the lines
+//! engineer owns it.)
