@@ -42,20 +42,20 @@ pub const SIGNAL_WAIT: Duration = Duration::from_secs(2);
 pub const HOLD: Duration = Duration::from_millis(50);
 /// The service's signal rate bound when not given (`--signal-rate`), if its
 /// `--help` does not say.
-const FALLBACK_SIGNAL_RATE: u32 = 2_000;
+const FALLBACK_SIGNAL_RATE: u32 = 5_000;
 /// The configuration file the service reads when there is one and no `-c`.
 const SYSTEM_CONFIG: &str = "/etc/leco/config.kdl";
 /// The raised bound that lets the service's own ceiling show.
 pub const RAISED_SIGNAL_RATE: u32 = 100_000;
 /// Churn steps against the default bound, connections/s (4 events each):
-/// around 500/s, where 2,000 signals/s run out.
+/// around 1,250/s, where 5,000 signals/s run out.
 const DEFAULT_STEPS: [Option<f64>; 6] = [
-    Some(250.0),
-    Some(400.0),
     Some(500.0),
-    Some(600.0),
     Some(1_000.0),
+    Some(1_250.0),
+    Some(1_500.0),
     Some(2_000.0),
+    Some(3_000.0),
 ];
 /// Churn steps against the raised bound; `None` is unpaced.
 const RAISED_STEPS: [Option<f64>; 5] = [
@@ -685,8 +685,8 @@ mod tests {
 
     #[test]
     fn reads_the_default_signal_rate_from_help() {
-        let help = "      --signal-rate <N>\n          Most ConnectionEvent signals per second on the bus; beyond it, each connection's pending\n          events merge into one with its latest state [config: signal-rate, default\n          2000]\n";
-        assert_eq!(default_signal_rate(help), Some(2_000));
+        let help = "      --signal-rate <N>\n          Most ConnectionEvent signals per second on the bus; beyond it, each connection's pending\n          updates merge into its latest state (its `new` and its end are still signalled)\n          [config: signal-rate, default\n          5000]\n";
+        assert_eq!(default_signal_rate(help), Some(5_000));
         assert_eq!(
             default_signal_rate("[config: signal-rate, default 500]"),
             Some(500)
@@ -699,7 +699,7 @@ mod tests {
     fn quick_runs_keep_the_ends() {
         assert_eq!(
             quick_steps(&DEFAULT_STEPS),
-            vec![Some(250.0), Some(2_000.0)]
+            vec![Some(500.0), Some(3_000.0)]
         );
         assert_eq!(quick_steps(&RAISED_STEPS), vec![Some(1_000.0), None]);
         assert_eq!(quick_steps(&[None]), vec![None]);

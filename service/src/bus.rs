@@ -165,11 +165,68 @@ impl std::fmt::Display for BusTarget {
     }
 }
 
-/// Events waiting to be signalled, at most one per connection.
+/// What one connection still has to say on the bus. Its `new` is kept
+/// apart from its latest state: a client must learn that a connection
+/// began even when the connection ended before its turn came, so only
+/// updates merge (into the pending `new`, or into the latest update, or
+/// into the final event that follows them).
+#[derive(Debug, Default)]
+struct Slot {
+    /// The pending `new`, carrying the latest state known before the end.
+    new: Option<Connection>,
+    /// The pending update or final event.
+    last: Option<(EventKind, Connection)>,
+}
+
+impl Slot {
+    /// Signals this slot will send.
+    fn signals(&self) -> usize {
+        usize::from(self.new.is_some()) + usize::from(self.last.is_some())
+    }
+
+    /// Takes in an event; returns how many pending events it replaced.
+    fn merge(&mut self, kind: EventKind, conn: &Connection) -> u64 {
+        match kind {
+            EventKind::New => u64::from(self.new.replace(conn.clone()).is_some()),
+            EventKind::Update => match (&mut self.new, &mut self.last) {
+                (_, Some((k, c))) if !k.is_final() => {
+                    *c = conn.clone();
+                    1
+                }
+                // Nothing after the end: the final event already carries
+                // the last state.
+                (_, Some(_)) => 1,
+                (Some(c), None) => {
+                    *c = conn.clone();
+                    1
+                }
+                (None, None) => {
+                    self.last = Some((kind, conn.clone()));
+                    0
+                }
+            },
+            EventKind::Closed | EventKind::Failed => {
+                let replaced = self.last.replace((kind, conn.clone()));
+                u64::from(replaced.is_some())
+            }
+        }
+    }
+
+    /// Its signals, oldest first.
+    fn into_signals(self) -> impl Iterator<Item = (EventKind, Connection)> {
+        let new = self.new.map(|c| (EventKind::New, c));
+        new.into_iter().chain(self.last)
+    }
+}
+
+/// Events waiting to be signalled: connections in the order they first
+/// had something to say, one slot each.
 #[derive(Debug, Default)]
 struct Pending {
     order: VecDeque<u64>,
-    events: HashMap<u64, (EventKind, Connection)>,
+    slots: HashMap<u64, Slot>,
+    /// Signals the slots hold (the bound counts signals, not slots).
+    signals: usize,
 }
 
 /// Seconds' worth of signals (at the rate bound) kept pending at most;
@@ -197,13 +254,19 @@ impl SignalQueue {
         }
     }
 
+    /// Up to about `max` signals (a slot's two signals go together), oldest
+    /// connection first.
     fn take(&self, max: usize) -> Vec<(EventKind, Connection)> {
         let mut p = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-        let n = max.min(p.order.len());
-        let ids: Vec<u64> = p.order.drain(..n).collect();
-        ids.into_iter()
-            .filter_map(|id| p.events.remove(&id))
-            .collect()
+        let mut out = Vec::with_capacity(max.min(p.signals));
+        while out.len() < max {
+            let Some(id) = p.order.pop_front() else { break };
+            if let Some(slot) = p.slots.remove(&id) {
+                p.signals -= slot.signals();
+                out.extend(slot.into_signals());
+            }
+        }
+        out
     }
 
     /// Sends queued events as signals, at most `rate` per second (bursts of
@@ -239,33 +302,119 @@ impl SignalQueue {
 
 impl Sink for SignalQueue {
     fn publish(&mut self, kind: EventKind, conn: &Connection) -> std::io::Result<()> {
-        let mut p = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut guard = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        let p = &mut *guard;
         let id = conn.id;
-        match p.events.get_mut(&id) {
-            Some(slot) => {
-                // Merge: a connection not yet announced stays `new`; an end
-                // is never lost; otherwise the latest state wins.
-                let kind = match (slot.0, kind) {
-                    (_, k) if k.is_final() => k,
-                    (EventKind::New, _) => EventKind::New,
-                    (_, k) => k,
+        if !p.slots.contains_key(&id) {
+            // Beyond the bound the oldest news is given up, counted: a
+            // signal that late is stale, and clients recover with Snapshot().
+            while p.signals >= self.pending_max {
+                let Some(old) = p.order.pop_front() else {
+                    break;
                 };
-                *slot = (kind, conn.clone());
-                self.stats.coalesced.fetch_add(1, Ordering::Relaxed);
-            }
-            None => {
-                if p.order.len() >= self.pending_max {
-                    if let Some(old) = p.order.pop_front() {
-                        p.events.remove(&old);
-                        self.stats.coalesced.fetch_add(1, Ordering::Relaxed);
-                    }
+                if let Some(slot) = p.slots.remove(&old) {
+                    p.signals -= slot.signals();
+                    self.stats
+                        .coalesced
+                        .fetch_add(slot.signals() as u64, Ordering::Relaxed);
                 }
-                p.order.push_back(id);
-                p.events.insert(id, (kind, conn.clone()));
             }
+            p.order.push_back(id);
         }
-        drop(p);
+        let slot = p.slots.entry(id).or_default();
+        let before = slot.signals();
+        let replaced = slot.merge(kind, conn);
+        p.signals = p.signals + slot.signals() - before;
+        if replaced > 0 {
+            self.stats.coalesced.fetch_add(replaced, Ordering::Relaxed);
+        }
+        drop(guard);
         self.wake.notify_one();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixture::conn;
+    use leco_proto::Proto;
+
+    fn queue(rate: u32) -> SignalQueue {
+        SignalQueue::new(Arc::new(Stats::default()), rate)
+    }
+
+    fn publish(q: &mut SignalQueue, kind: EventKind, id: u64, rx: u64) {
+        let mut c = conn(id, Proto::Tcp);
+        c.rx_bytes = rx;
+        q.publish(kind, &c).expect("queue never fails");
+    }
+
+    fn kinds(batch: &[(EventKind, Connection)]) -> Vec<(EventKind, u64, u64)> {
+        batch.iter().map(|(k, c)| (*k, c.id, c.rx_bytes)).collect()
+    }
+
+    #[test]
+    fn a_new_is_never_merged_into_the_end_of_its_connection() {
+        let mut q = queue(1000);
+        publish(&mut q, EventKind::New, 1, 0);
+        publish(&mut q, EventKind::Update, 1, 10);
+        publish(&mut q, EventKind::Update, 1, 20);
+        publish(&mut q, EventKind::Closed, 1, 30);
+        assert_eq!(
+            kinds(&q.take(10)),
+            [(EventKind::New, 1, 20), (EventKind::Closed, 1, 30)],
+            "the new carries the last state before the end"
+        );
+        assert_eq!(q.stats.coalesced.load(Ordering::Relaxed), 2);
+        assert!(q.take(10).is_empty());
+    }
+
+    #[test]
+    fn updates_merge_into_the_latest_update_and_the_end_replaces_them() {
+        let mut q = queue(1000);
+        publish(&mut q, EventKind::Update, 7, 1);
+        publish(&mut q, EventKind::Update, 7, 2);
+        publish(&mut q, EventKind::Failed, 7, 3);
+        publish(&mut q, EventKind::Update, 7, 4);
+        assert_eq!(kinds(&q.take(10)), [(EventKind::Failed, 7, 3)]);
+        assert_eq!(q.stats.coalesced.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn connections_keep_the_order_they_first_spoke_in() {
+        let mut q = queue(1000);
+        publish(&mut q, EventKind::New, 1, 0);
+        publish(&mut q, EventKind::New, 2, 0);
+        publish(&mut q, EventKind::Closed, 1, 5);
+        let batch = q.take(1);
+        assert_eq!(
+            kinds(&batch),
+            [(EventKind::New, 1, 0), (EventKind::Closed, 1, 5)],
+            "a slot's two signals go together"
+        );
+        assert_eq!(kinds(&q.take(1)), [(EventKind::New, 2, 0)]);
+    }
+
+    #[test]
+    fn beyond_the_bound_the_oldest_are_given_up_and_counted() {
+        // A rate of 1 keeps the floor of 100 pending signals.
+        let mut q = queue(1);
+        for id in 0..50 {
+            publish(&mut q, EventKind::New, id, 0);
+            publish(&mut q, EventKind::Closed, id, 1);
+        }
+        assert_eq!(q.stats.coalesced.load(Ordering::Relaxed), 0);
+        publish(&mut q, EventKind::New, 1000, 0);
+        let coalesced = q.stats.coalesced.load(Ordering::Relaxed);
+        let batch = q.take(usize::MAX);
+        assert_eq!(coalesced, 2, "one connection's two signals given up");
+        assert_eq!(
+            batch.len() as u64 + coalesced,
+            101,
+            "nothing lost uncounted"
+        );
+        assert_eq!(batch[0].1.id, 1, "the oldest went first");
+        assert_eq!(batch.last().map(|(_, c)| c.id), Some(1000));
     }
 }

@@ -38,7 +38,7 @@ pub struct ServiceConfig {
     /// Default 256, a power of two 4 ..= 1048576.
     pub ring_buffer_kib: u32,
     /// `signal-rate`: most `ConnectionEvent` signals per second on the bus.
-    /// Default 2000, range 1 ..= 1_000_000.
+    /// Default 5000, range 1 ..= 1_000_000.
     pub signal_rate: u32,
 }
 
@@ -51,7 +51,7 @@ impl Default for ServiceConfig {
             backlog_max: 2_048,
             max_flows: 32_768,
             ring_buffer_kib: 256,
-            signal_rate: 2_000,
+            signal_rate: 5_000,
         }
     }
 }
@@ -509,7 +509,7 @@ fn default_of(name: &str) -> &'static str {
         "backlog-max" => "2048",
         "max-flows" => "32768",
         "ring-buffer-kib" => "256",
-        "signal-rate" => "2000",
+        "signal-rate" => "5000",
         _ => "…",
     }
 }

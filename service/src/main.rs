@@ -7,6 +7,8 @@ mod clock;
 mod config;
 mod convert;
 mod enrich;
+#[cfg(test)]
+mod fixture;
 mod monitor;
 mod output;
 mod stats;
@@ -72,8 +74,8 @@ struct Cli {
     bus_address: Option<String>,
 
     /// Most ConnectionEvent signals per second on the bus; beyond it, each
-    /// connection's pending events merge into one with its latest state
-    /// [config: signal-rate, default 2000].
+    /// connection's pending updates merge into its latest state (its `new`
+    /// and its end are still signalled) [config: signal-rate, default 5000].
     #[arg(long, value_name = "N")]
     signal_rate: Option<u32>,
 

@@ -300,36 +300,7 @@ impl Table {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use leco_proto::Direction;
-
-    fn conn(id: u64, proto: Proto) -> Connection {
-        Connection {
-            id,
-            proto,
-            family: 4,
-            direction: Some(Direction::Out),
-            state: "open".into(),
-            local_addr: "127.0.0.1".into(),
-            local_port: 1,
-            remote_addr: "127.0.0.1".into(),
-            remote_port: 2,
-            pid: Some(1),
-            comm: Some("x".into()),
-            exe: None,
-            cmdline: None,
-            uid: Some(0),
-            user: None,
-            cgroup: None,
-            unit: None,
-            container: None,
-            app_id: None,
-            first_seen_us: id,
-            last_seen_us: id,
-            rx_bytes: 0,
-            tx_bytes: 0,
-            error: None,
-        }
-    }
+    use crate::fixture::conn;
 
     fn limits() -> Limits {
         Limits {
