@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 use std::fs::File;
 use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -13,6 +13,7 @@ use libbpf_rs::{Link, OpenObject, PrintLevel};
 
 use crate::caps;
 use crate::error::LoadError;
+use crate::manifest::MapRole;
 use crate::maps::KernelMaps;
 use crate::skel::{LecoSkel, LecoSkelBuilder};
 
@@ -98,8 +99,9 @@ const CGROUP_HOOKS: &[(&str, &str)] = &[
 /// unless maps are held elsewhere, frees the kernel state.
 pub struct Capture {
     skel: LecoSkel<'static>,
-    _links: Vec<Link>,
+    links: Vec<(&'static str, Link)>,
     degraded: Vec<String>,
+    options: Options,
 }
 
 impl std::fmt::Debug for Capture {
@@ -151,7 +153,7 @@ impl Capture {
                 hook: hook.tracepoint,
                 source,
             })?;
-            links.push(link);
+            links.push((hook.program, link));
         }
         if cgroup_hooks {
             match attach_cgroup_hooks(&skel, opts.cgroup_root.as_deref()) {
@@ -164,9 +166,30 @@ impl Capture {
         }
         Ok(Capture {
             skel,
-            _links: links,
+            links,
             degraded,
+            options: opts.clone(),
         })
+    }
+
+    /// The options it was loaded with.
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    /// The maps user space reads, by role.
+    pub(crate) fn map_fds(&self) -> [(MapRole, BorrowedFd<'_>); 3] {
+        let m = &self.skel.maps;
+        [
+            (MapRole::Events, m.events.as_fd()),
+            (MapRole::Flows, m.flows.as_fd()),
+            (MapRole::Counters, m.bss.as_fd()),
+        ]
+    }
+
+    /// The link of every attached program, by program name.
+    pub(crate) fn link_fds(&self) -> impl Iterator<Item = (&'static str, BorrowedFd<'_>)> {
+        self.links.iter().map(|(p, l)| (*p, l.as_fd()))
     }
 
     /// What works less well than it should on this machine, one sentence each.
@@ -276,7 +299,18 @@ fn program<'a>(skel: &'a LecoSkel<'static>, name: &str) -> &'a libbpf_rs::Progra
     }
 }
 
-fn attach_cgroup_hooks(skel: &LecoSkel<'static>, root: Option<&Path>) -> Result<Vec<Link>, String> {
+/// Every program that may be attached, hooks with and without cgroups.
+pub(crate) fn program_names() -> impl Iterator<Item = &'static str> {
+    TRACEPOINTS
+        .iter()
+        .map(|h| h.program)
+        .chain(CGROUP_HOOKS.iter().map(|(p, _)| *p))
+}
+
+fn attach_cgroup_hooks(
+    skel: &LecoSkel<'static>,
+    root: Option<&Path>,
+) -> Result<Vec<(&'static str, Link)>, String> {
     let root = match root {
         Some(r) => r.to_path_buf(),
         None => cgroup2_root().ok_or("no cgroup v2 hierarchy is mounted")?,
@@ -287,6 +321,7 @@ fn attach_cgroup_hooks(skel: &LecoSkel<'static>, root: Option<&Path>) -> Result<
         .map(|(name, hook)| {
             program(skel, name)
                 .attach_cgroup(dir.as_raw_fd())
+                .map(|link| (*name, link))
                 .map_err(|e| format!("attaching {hook} to {}: {e}", root.display()))
         })
         .collect()

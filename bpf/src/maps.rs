@@ -38,6 +38,10 @@ impl KernelMaps {
         })
     }
 
+    pub(crate) fn from_handles(events: MapHandle, flows: MapHandle, bss: MapHandle) -> KernelMaps {
+        KernelMaps { events, flows, bss }
+    }
+
     /// A reader of the event ring buffer.
     pub fn reader(&self) -> libbpf_rs::Result<EventReader> {
         let pending: Arc<Mutex<Vec<Result<Event, DecodeError>>>> = Arc::default();

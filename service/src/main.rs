@@ -9,8 +9,11 @@ mod convert;
 mod enrich;
 #[cfg(test)]
 mod fixture;
+mod handoff;
+mod load;
 mod monitor;
 mod output;
+mod sdnotify;
 mod stats;
 mod table;
 
@@ -20,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use tracing_subscriber::EnvFilter;
 
 use crate::bus::{BusTarget, SignalQueue};
@@ -36,7 +39,17 @@ use crate::table::Limits;
 /// its traffic, enriches them from /proc (executable, command line, systemd
 /// unit, container, Flatpak app), and shows them.
 ///
-/// Loading the programs needs root (CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN).
+/// Loading the programs needs root (CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN);
+/// reading them needs nothing. Three ways to run it:
+///
+///   --standalone   one process loads and shows (terminal, or --bus/--bus-address)
+///
+///   load           root: load and attach, hand the objects to systemd's file
+///                  descriptor store (or pin them with --pin DIR); nothing to
+///                  do when a complete load is already there
+///
+///   run            no privileges: serve org.leco.Overseer1 from what `load`
+///                  handed over (LISTEN_FDS from systemd, or --pin DIR)
 ///
 /// Examples:
 ///
@@ -47,12 +60,26 @@ use crate::table::Limits;
 ///   sudo leco-service --standalone --bus system  serve org.leco.Overseer1
 ///                                                (busctl monitor org.leco.Overseer1)
 ///
+///   In leco.service:   ExecStartPre=+/usr/bin/leco-service load
+///                      ExecStart=/usr/bin/leco-service run
+///
+///   With pins:   sudo leco-service load --pin /sys/fs/bpf/leco --owner leco
+///                sudo -u leco leco-service run --pin /sys/fs/bpf/leco
+///
+/// The options below go before or after `load`/`run`. Those fixed at load
+/// time (update interval, ring buffer, flow table) are `load`'s: `run`
+/// warns when asked for others.
+///
 /// Lines read `MARK HH:MM:SS :: user :: comm [unit] :: address port/proto`,
 /// with `:: v RX / TX ^` once traffic passes 5 KiB and `!! error` on
 /// failures; MARK is + new, ~ update, - closed, ! failed.
 #[derive(Debug, Parser)]
 #[command(version, verbatim_doc_comment)]
 struct Cli {
+    /// The privilege split for systemd (see above); without one, --standalone.
+    #[command(subcommand)]
+    mode: Option<Mode>,
+
     /// Load the eBPF programs and print connections on stdout, in this one
     /// process (no D-Bus, no systemd needed).
     #[arg(long)]
@@ -127,6 +154,65 @@ enum BusKind {
     Session,
 }
 
+#[derive(Debug, clap::Subcommand)]
+enum Mode {
+    /// As root (ExecStartPre=+): load and attach the eBPF programs and hand
+    /// their maps and links to systemd's file descriptor store (or pin them
+    /// with --pin), then exit. Does nothing if a complete load is already
+    /// there; a half-finished one is removed and done again.
+    Load(LoadArgs),
+    /// Without any privilege: serve org.leco.Overseer1 (on the system bus
+    /// unless --bus/--bus-address) from the objects `load` handed over:
+    /// LISTEN_FDS from systemd's file descriptor store, or --pin DIR.
+    Run(RunArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct LoadArgs {
+    /// Pin the objects in this bpffs directory (e.g. /sys/fs/bpf/leco)
+    /// instead of handing them to systemd. They stay loaded until the pins
+    /// are removed.
+    #[arg(long, value_name = "DIR")]
+    pin: Option<PathBuf>,
+
+    /// With --pin: the user `run --pin` runs as; the directory and pins
+    /// become theirs (otherwise only root may open them).
+    #[arg(long, value_name = "USER", requires = "pin")]
+    owner: Option<String>,
+
+    /// Without --pin: where to remember what was stored, to know next time
+    /// whether the store holds a complete load [default:
+    /// $RUNTIME_DIRECTORY/fdstore.state, else /run/leco/fdstore.state].
+    #[arg(long, value_name = "FILE", conflicts_with = "pin")]
+    state: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Take the objects from the pins `load --pin DIR` made, instead of
+    /// from systemd (LISTEN_FDS).
+    #[arg(long, value_name = "DIR")]
+    pin: Option<PathBuf>,
+}
+
+/// Parses the command line. The shared options may also follow the
+/// subcommand (`run --bus-address A`): they are made global here rather
+/// than one by one in the definitions above.
+fn parse_cli() -> Cli {
+    let mut cmd = Cli::command();
+    let shared: Vec<String> = cmd
+        .get_arguments()
+        .filter(|a| !a.is_positional())
+        .map(|a| a.get_id().to_string())
+        .filter(|id| !matches!(id.as_str(), "standalone" | "json" | "help" | "version"))
+        .collect();
+    for id in shared {
+        cmd = cmd.mut_arg(id, |a| a.global(true));
+    }
+    let matches = cmd.get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
 fn seconds(s: &str) -> Result<Duration, String> {
     let v: f64 = s
         .parse()
@@ -148,7 +234,7 @@ fn ring_kib(s: &str) -> Result<u32, String> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse_cli();
     let level = match cli.verbose {
         0 => "info",
         1 => "debug",
@@ -172,21 +258,74 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: &Cli) -> anyhow::Result<()> {
-    if !cli.standalone {
-        bail!(
-            "run `leco-service --standalone` (one process that loads the eBPF programs and \
-             serves the bus given by --bus/--bus-address, or prints to this terminal); the \
-             privilege-split `load`/`run` modes for systemd are not built yet"
-        );
+    match (&cli.mode, cli.standalone) {
+        (Some(_), true) => {
+            bail!("--standalone is a mode of its own: give either it or `load`/`run`, not both")
+        }
+        (Some(Mode::Load(args)), false) => load_mode(cli, args),
+        (Some(Mode::Run(args)), false) => run_mode(cli, args),
+        (None, true) => standalone(cli),
+        (None, false) => bail!(
+            "say how to run: `leco-service --standalone` (one process that loads the eBPF \
+             programs and prints, or serves --bus/--bus-address), or `leco-service load` as \
+             root then `leco-service run` unprivileged (the systemd unit's privilege split); \
+             see --help"
+        ),
     }
-    let cfg = configuration(cli)?;
-    let options = leco_bpf::Options {
+}
+
+/// The load-time settings of the configuration.
+fn load_options(cli: &Cli, cfg: &ServiceConfig) -> leco_bpf::Options {
+    leco_bpf::Options {
         update_interval: cfg.update_interval,
         max_flows: cfg.max_flows,
         ring_bytes: cfg.ring_buffer_kib * 1024,
         hooks_only: cli.hooks_only,
         ..leco_bpf::Options::default()
+    }
+}
+
+/// `leco-service load`.
+fn load_mode(cli: &Cli, args: &LoadArgs) -> anyhow::Result<()> {
+    let cfg = configuration(cli)?;
+    let target = match &args.pin {
+        Some(dir) => load::Target::Pins {
+            dir: dir.clone(),
+            owner: args.owner.clone(),
+        },
+        None => load::Target::Store {
+            state: args.state.clone().unwrap_or_else(load::default_state_file),
+        },
     };
+    let outcome = load::load(&load_options(cli, &cfg), &target)?;
+    eprintln!("leco-service: {}", outcome.describe(&target));
+    Ok(())
+}
+
+/// `leco-service run`.
+fn run_mode(cli: &Cli, args: &RunArgs) -> anyhow::Result<()> {
+    let source = match &args.pin {
+        Some(dir) => handoff::Source::Pins(dir.clone()),
+        None => handoff::Source::Inherited,
+    };
+    // Before anything else: it reads and clears LISTEN_* while this process
+    // is still single-threaded.
+    let received = handoff::receive(&source)?;
+    let cfg = handoff::fixed_at_load(configuration(cli)?, cli.hooks_only, received.settings());
+    for d in &received.manifest().degraded {
+        tracing::warn!("{d}");
+    }
+    let baked = received.settings();
+    let (maps, _links) = received.into_parts();
+    let reader = maps.reader().context("opening the event ring buffer")?;
+    let target = bus_target(cli).unwrap_or(BusTarget::System);
+    serve(cli, &cfg, maps, reader, baked.wakeup_latency, Some(target))
+}
+
+/// `leco-service --standalone`.
+fn standalone(cli: &Cli) -> anyhow::Result<()> {
+    let cfg = configuration(cli)?;
+    let options = load_options(cli, &cfg);
     let capture = leco_bpf::Capture::load(&options)?;
     for d in capture.degraded() {
         tracing::warn!("{d}");
@@ -199,9 +338,32 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     tracing::debug!("attached programs: {}", ids.join(" "));
     let maps = capture.maps()?;
     let reader = maps.reader().context("opening the event ring buffer")?;
+    serve(
+        cli,
+        &cfg,
+        maps,
+        reader,
+        options.wakeup_latency,
+        bus_target(cli),
+    )?;
+    // Dropping the capture detaches every program.
+    drop(capture);
+    Ok(())
+}
+
+/// Reads the kernel's records and prints them (`target` None) or serves
+/// them on a bus, until SIGINT/SIGTERM.
+fn serve(
+    cli: &Cli,
+    cfg: &ServiceConfig,
+    maps: leco_bpf::KernelMaps,
+    reader: leco_bpf::EventReader,
+    wakeup_latency: Duration,
+    target: Option<BusTarget>,
+) -> anyhow::Result<()> {
     let settings = Settings {
         update_interval: cfg.update_interval,
-        wakeup_latency: options.wakeup_latency,
+        wakeup_latency,
         limits: Limits {
             udp_idle: cfg.udp_idle,
             backlog_age: cfg.backlog,
@@ -222,7 +384,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     let monitor = Monitor::new(maps, settings, Arc::clone(&stats));
     let outcome = runtime.block_on(async {
         let (requests, asked) = tokio::sync::mpsc::channel(16);
-        match bus_target(cli) {
+        match target {
             None => {
                 // On stderr, so it never mixes with --json output; also the
                 // readiness line scripts and tests wait for.
@@ -267,8 +429,6 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         Err(e) => return Err(e),
     }
     eprintln!("leco-service: final counters: {}", stats.summary());
-    // Dropping the capture detaches every program.
-    drop(capture);
     Ok(())
 }
 

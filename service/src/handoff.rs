@@ -1,0 +1,106 @@
+//! `leco-service run`'s side of the privilege split: taking over the eBPF
+//! objects `load` handed over, from systemd (`LISTEN_FDS`) or from pins, and
+//! telling apart the settings it can still choose from those baked in.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use leco_bpf::{LoadSettings, Received};
+
+use crate::config::ServiceConfig;
+use crate::sdnotify::take_listen_fds;
+
+/// Where `run` finds the objects.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// Passed by systemd from its file descriptor store.
+    Inherited,
+    /// Pinned by `load --pin DIR`.
+    Pins(PathBuf),
+}
+
+/// Takes over the objects, checked complete (see `leco_bpf::handoff`).
+/// Every error is one line saying what is missing and what to do.
+pub fn receive(source: &Source) -> anyhow::Result<Received> {
+    match source {
+        Source::Inherited => {
+            let fds = take_listen_fds()?;
+            if fds.is_empty() {
+                anyhow::bail!(
+                    "no eBPF objects handed over: run `leco-service load` first, as root (in the \
+                     unit: ExecStartPre=+leco-service load, with FileDescriptorStoreMax=), or \
+                     give --pin DIR"
+                );
+            }
+            let received = Received::from_fds(fds)?;
+            if !received.ignored().is_empty() {
+                tracing::warn!(
+                    "ignoring descriptors that are not part of this load: {}",
+                    received.ignored().join(", ")
+                );
+            }
+            Ok(received)
+        }
+        Source::Pins(dir) => from_pins(dir),
+    }
+}
+
+fn from_pins(dir: &Path) -> anyhow::Result<Received> {
+    if !dir.exists() {
+        anyhow::bail!(
+            "no eBPF objects pinned in {}: run `leco-service load --pin {}` first, as root",
+            dir.display(),
+            dir.display()
+        );
+    }
+    Received::from_pins(dir).with_context(|| format!("taking over the pins in {}", dir.display()))
+}
+
+/// Warns about every setting the configuration asks for that only a new
+/// load could apply, and returns the configuration with the loaded values,
+/// so that nothing pretends to use what the kernel does not.
+pub fn fixed_at_load(
+    mut cfg: ServiceConfig,
+    hooks_only: bool,
+    baked: LoadSettings,
+) -> ServiceConfig {
+    let warn = |what: &str, asked: String, loaded: String| {
+        tracing::warn!(
+            "{what} {asked} is fixed when the programs are loaded, and they were loaded with \
+             {loaded}: this takes effect at the next `leco-service load` (stop the service \
+             completely and start it again)"
+        );
+    };
+    if cfg.update_interval != baked.update_interval {
+        warn(
+            "update-interval",
+            format!("{:?}", cfg.update_interval),
+            format!("{:?}", baked.update_interval),
+        );
+        cfg.update_interval = baked.update_interval;
+    }
+    if u64::from(cfg.ring_buffer_kib) * 1024 != u64::from(baked.ring_bytes) {
+        warn(
+            "ring-buffer-kib",
+            cfg.ring_buffer_kib.to_string(),
+            (baked.ring_bytes / 1024).to_string(),
+        );
+        cfg.ring_buffer_kib = baked.ring_bytes / 1024;
+    }
+    if cfg.max_flows.max(64) != baked.max_flows {
+        warn(
+            "max-flows",
+            cfg.max_flows.to_string(),
+            baked.max_flows.to_string(),
+        );
+        cfg.max_flows = baked.max_flows;
+    }
+    if hooks_only != baked.hooks_only {
+        warn(
+            "--hooks-only",
+            hooks_only.to_string(),
+            baked.hooks_only.to_string(),
+        );
+    }
+    cfg
+}

@@ -1,0 +1,770 @@
+//! The privilege split for real: `leco-service load` as root hands the eBPF
+//! objects over (pins in a private bpffs, or systemd's file descriptor store
+//! played by this test exactly as systemd speaks it: datagrams with
+//! SCM_RIGHTS on NOTIFY_SOCKET, then LISTEN_FDS/LISTEN_FDNAMES/LISTEN_PID),
+//! and `leco-service run` serves the bus from them as user leco with no
+//! capabilities at all. Needs root (CI runs as root).
+
+mod common;
+
+use std::io::{IoSliceMut, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixDatagram;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{client, get, lines, runtime, snapshot, Dict, BIN, READY};
+use leco_testkit::bus::{ensure_user, TestBus};
+use leco_testkit::{require_root, spawn_named};
+use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+
+// ---- helpers ------------------------------------------------------------
+
+/// `leco-service ARGS` as root, to completion.
+fn leco(args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("NOTIFY_SOCKET")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run leco-service")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Whether the kernel still has program `id` (`bpftool prog show id N`).
+fn program_loaded(id: u32) -> bool {
+    Command::new("bpftool")
+        .args(["prog", "show", "id", &id.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run bpftool (apt-get install bpftool)")
+        .success()
+}
+
+fn assert_unloaded(ids: &[(String, u32)]) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left: Vec<_> = ids.iter().filter(|(_, id)| program_loaded(*id)).collect();
+        if left.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "programs still loaded: {left:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn assert_loaded(ids: &[(String, u32)]) {
+    assert!(!ids.is_empty());
+    for (name, id) in ids {
+        assert!(program_loaded(*id), "{name} (id {id}) is not loaded");
+    }
+}
+
+/// Program ids from `load`'s line `… (program ids on_x=12 on_y=13)`.
+fn program_ids(out: &Output) -> Vec<(String, u32)> {
+    let text = stderr(out);
+    let line = text
+        .lines()
+        .find(|l| l.contains("program ids "))
+        .unwrap_or_else(|| panic!("no program ids in {text}"));
+    line.split("program ids ")
+        .nth(1)
+        .expect("ids")
+        .trim_end_matches(')')
+        .split(' ')
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').expect("name=id");
+            (k.to_owned(), v.parse().expect("id"))
+        })
+        .collect()
+}
+
+/// The `setpriv` prefix that runs a command as user leco with no
+/// capabilities whatsoever (none effective, permitted, inheritable, ambient
+/// or in the bounding set).
+fn as_leco_without_caps() -> Vec<String> {
+    [
+        "setpriv",
+        "--reuid=leco",
+        "--regid=leco",
+        "--init-groups",
+        "--inh-caps=-all",
+        "--ambient-caps=-all",
+        "--bounding-set=-all",
+        "--no-new-privs",
+        "--pdeathsig=KILL",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// A running `leco-service run`.
+struct Run {
+    child: Child,
+    stderr: Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Run {
+    /// Starts `cmd` and waits for the readiness line.
+    fn start(mut cmd: Command) -> Run {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start leco-service run");
+        let stderr = lines(child.stderr.take().expect("stderr"));
+        let mut run = Run {
+            child,
+            stderr,
+            seen: Vec::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !run.seen.iter().any(|l| l.contains(READY)) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match run.stderr.recv_timeout(left) {
+                Ok(l) => run.seen.push(l),
+                Err(_) => panic!("`run` not ready; its stderr: {:#?}", run.seen),
+            }
+        }
+        run
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Asserts it runs as user leco with empty capability sets.
+    fn assert_unprivileged(&self) {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("status");
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(str::trim)
+                .unwrap_or_else(|| panic!("no {name} in {status}"))
+                .to_owned()
+        };
+        for caps in ["CapEff:", "CapPrm:", "CapInh:", "CapBnd:", "CapAmb:"] {
+            assert_eq!(field(caps), "0000000000000000", "{caps} of `run`");
+        }
+        let (uid, _) = ensure_user("leco", &[]);
+        let uids = field("Uid:");
+        assert!(
+            uids.split_whitespace().all(|u| u == uid.to_string()),
+            "`run` uids {uids}, leco is {uid}"
+        );
+        assert!(field("Name:").starts_with("leco-service"));
+    }
+
+    /// SIGKILL, as when the service crashes or systemd gives up waiting.
+    fn kill(mut self) -> Vec<String> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.seen.extend(self.stderr.try_iter());
+        std::mem::take(&mut self.seen)
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A loopback TCP connection from a child named `comm`, open until the
+/// returned server side is dropped.
+struct Connection {
+    server: Option<TcpStream>,
+    child: Option<leco_testkit::Child>,
+    port: u16,
+    pid: u32,
+}
+
+impl Connection {
+    fn open(comm: &str) -> Connection {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let child = spawn_named(comm, move |_| {
+            let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+                return 1;
+            };
+            if s.write_all(b"ping").is_err() {
+                return 2;
+            }
+            let mut rest = Vec::new();
+            let _ = s.read_to_end(&mut rest);
+            0
+        });
+        let (mut server, _) = listener.accept().expect("accept");
+        let mut got = [0u8; 4];
+        server.read_exact(&mut got).expect("read");
+        Connection {
+            pid: child.pid(),
+            server: Some(server),
+            child: Some(child),
+            port,
+        }
+    }
+
+    fn is(&self, d: &Dict) -> bool {
+        get::<u16>(d, "remote_port") == Some(self.port) && get::<u32>(d, "pid") == Some(self.pid)
+    }
+
+    fn close(mut self) {
+        drop(self.server.take());
+        assert_eq!(self.child.take().expect("child").wait(), 0);
+    }
+}
+
+/// Polls Snapshot() until `conn` is in it (10 s); returns its entry.
+fn in_snapshot(bus: &TestBus, conn: &Connection) -> Dict {
+    runtime().block_on(async {
+        let c = client(bus).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let snap = snapshot(&c).await.expect("Snapshot");
+            if let Some(d) = snap.into_iter().find(|d| conn.is(d)) {
+                return d;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "connection to port {} (pid {}) not in Snapshot()",
+                conn.port,
+                conn.pid
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+}
+
+/// A private bpffs instance, unmounted (pins and all) when dropped.
+struct Bpffs(PathBuf);
+
+impl Bpffs {
+    fn mount() -> Bpffs {
+        let dir = PathBuf::from(format!("/tmp/leco-privsep-bpffs-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mount point");
+        let ok = Command::new("mount")
+            .args(["-t", "bpf", "-o", "mode=0755", "bpf"])
+            .arg(&dir)
+            .status()
+            .expect("run mount");
+        assert!(ok.success(), "mounting a bpffs on {}", dir.display());
+        Bpffs(dir)
+    }
+}
+
+impl Drop for Bpffs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+// ---- systemd's side of the file descriptor store, as systemd does it ------
+
+/// The file descriptor store: `NOTIFY_SOCKET` datagrams in (FDSTORE=1 +
+/// FDNAME=, FDSTOREREMOVE=1, BARRIER=1), named descriptors kept in order.
+struct FakeSystemd {
+    dir: PathBuf,
+    socket: PathBuf,
+    store: Arc<Mutex<Vec<(String, OwnedFd)>>>,
+    log: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FakeSystemd {
+    fn start() -> FakeSystemd {
+        let dir = PathBuf::from(format!("/tmp/leco-privsep-notify-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let socket = dir.join("notify");
+        let sock = UnixDatagram::bind(&socket).expect("bind the notify socket");
+        sock.set_read_timeout(Some(Duration::from_millis(50)))
+            .expect("timeout");
+        let store: Arc<Mutex<Vec<(String, OwnedFd)>>> = Arc::default();
+        let log: Arc<Mutex<Vec<String>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (store, log, stop) = (store.clone(), log.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    serve_one(&sock, &store, &log);
+                }
+            })
+        };
+        FakeSystemd {
+            dir,
+            socket,
+            store,
+            log,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn notify_socket(&self) -> &str {
+        self.socket.to_str().expect("utf-8 path")
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.store
+            .lock()
+            .expect("store")
+            .iter()
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    /// Copies of the stored descriptors, as systemd passes them to the main
+    /// process at each start.
+    fn passed(&self) -> Vec<(String, OwnedFd)> {
+        self.store
+            .lock()
+            .expect("store")
+            .iter()
+            .map(|(n, fd)| (n.clone(), fd.try_clone().expect("dup")))
+            .collect()
+    }
+
+    fn take_log(&self) -> Vec<String> {
+        std::mem::take(&mut *self.log.lock().expect("log"))
+    }
+
+    /// Drops `name` from the store, as if it were lost.
+    fn forget(&self, name: &str) {
+        self.store.lock().expect("store").retain(|(n, _)| n != name);
+    }
+
+    /// Releases the whole store, as when the unit stops.
+    fn release(&self) {
+        self.store.lock().expect("store").clear();
+    }
+}
+
+impl Drop for FakeSystemd {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn serve_one(sock: &UnixDatagram, store: &Mutex<Vec<(String, OwnedFd)>>, log: &Mutex<Vec<String>>) {
+    let mut buf = [0u8; 4096];
+    let mut cmsg = nix::cmsg_space!([RawFd; 16]);
+    let mut iov = [IoSliceMut::new(&mut buf)];
+    let Ok(msg) = recvmsg::<()>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    ) else {
+        return; // timeout: look at the stop flag
+    };
+    let mut fds = Vec::new();
+    for c in msg.cmsgs().expect("cmsgs") {
+        if let ControlMessageOwned::ScmRights(raw) = c {
+            // SAFETY: SCM_RIGHTS just installed these descriptors in this
+            // process; nobody else owns them.
+            fds.extend(raw.into_iter().map(|r| unsafe { OwnedFd::from_raw_fd(r) }));
+        }
+    }
+    let len = msg.bytes;
+    let text = String::from_utf8_lossy(&buf[..len]).into_owned();
+    let vars: Vec<(&str, &str)> = text.lines().filter_map(|l| l.split_once('=')).collect();
+    let var = |k: &str| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| *v);
+    let name = var("FDNAME").unwrap_or("stored").to_owned();
+    let mut store = store.lock().expect("store");
+    let mut log = log.lock().expect("log");
+    if var("FDSTOREREMOVE") == Some("1") {
+        store.retain(|(n, _)| *n != name);
+        log.push(format!("remove {name}"));
+    } else if var("FDSTORE") == Some("1") {
+        log.push(format!("store {name}"));
+        for fd in fds {
+            // Unless told FDPOLL=0, systemd watches a stored descriptor and
+            // closes it on EPOLLERR, which a BPF hash or array map reports.
+            if var("FDPOLL") != Some("0") && polls_error(&fd) {
+                log.push(format!("closed {name}: EPOLLERR"));
+                continue;
+            }
+            store.push((name.clone(), fd));
+        }
+    } else if var("BARRIER") == Some("1") {
+        log.push("barrier".into());
+        drop(fds); // closing it is the answer
+    } else {
+        log.push(format!("other {text:?}"));
+    }
+}
+
+fn polls_error(fd: &OwnedFd) -> bool {
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: 0,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, no wait.
+    unsafe { libc::poll(&mut p, 1, 0) > 0 && p.revents & libc::POLLERR != 0 }
+}
+
+/// `leco-service run ARGS` as user leco without capabilities, handed `fds`
+/// the way systemd passes its store: dup'd to 3, 4, …, LISTEN_FDS and
+/// LISTEN_FDNAMES in the environment, LISTEN_PID = the pid that execs
+/// leco-service (a shell sets it to its own pid, then execs setpriv, which
+/// execs leco-service in the same process).
+fn run_with_fds(fds: &[(String, OwnedFd)], args: &[&str]) -> Command {
+    let high: Vec<OwnedFd> = fds
+        .iter()
+        .map(|(_, fd)| {
+            // SAFETY: F_DUPFD_CLOEXEC returns a new descriptor we own.
+            let r = unsafe { libc::fcntl(fd.as_fd().as_raw_fd(), libc::F_DUPFD_CLOEXEC, 100) };
+            assert!(r >= 0, "dup");
+            // SAFETY: just created.
+            unsafe { OwnedFd::from_raw_fd(r) }
+        })
+        .collect();
+    let raws: Vec<RawFd> = high.iter().map(AsRawFd::as_raw_fd).collect();
+    let names: Vec<&str> = fds.iter().map(|(n, _)| n.as_str()).collect();
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(r#"export LISTEN_PID=$$; exec "$@""#)
+        .arg("sh")
+        .args(as_leco_without_caps())
+        .arg(BIN)
+        .arg("run")
+        .args(args)
+        .env("LISTEN_FDS", fds.len().to_string())
+        .env("LISTEN_FDNAMES", names.join(":"))
+        .env_remove("NOTIFY_SOCKET");
+    // SAFETY: only dup2 between fork and exec (async-signal-safe); the
+    // sources are above 100, clear of the targets 3…
+    unsafe {
+        cmd.pre_exec(move || {
+            let _keep = &high;
+            for (i, fd) in raws.iter().enumerate() {
+                if libc::dup2(*fd, 3 + i as i32) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    cmd
+}
+
+fn run_pinned(dir: &Path, bus: &TestBus, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(as_leco_without_caps()[0].clone());
+    cmd.args(&as_leco_without_caps()[1..])
+        .arg(BIN)
+        .arg("run")
+        .arg("--pin")
+        .arg(dir)
+        .args(["--bus-address", bus.address()])
+        .args(extra);
+    cmd
+}
+
+// ---- the tests ------------------------------------------------------------
+
+#[test]
+fn run_without_a_handover_says_so_in_one_line() {
+    // Nothing is loaded here, but `run` must fail the same as the unit would
+    // see it; root only so that CI never skips it silently elsewhere.
+    if !require_root("run_without_a_handover_says_so_in_one_line") {
+        return;
+    }
+    let out = leco(&["run", "--bus-address", "unix:path=/nonexistent"], &[]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("leco-service: no eBPF objects handed over: run `leco-service load` first"),
+        "{err}"
+    );
+
+    let out = leco(&["run", "--pin", "/nonexistent/leco"], &[]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("no eBPF objects pinned in /nonexistent/leco"),
+        "{err}"
+    );
+
+    // Variables for another process are not taken.
+    let out = leco(
+        &["run", "--bus-address", "unix:path=/nonexistent"],
+        &[("LISTEN_PID", "1"), ("LISTEN_FDS", "1")],
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("no eBPF objects handed over"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn pinned_load_serves_unprivileged_across_restarts_and_redoes_partial_loads() {
+    if !require_root("pinned_load_serves_unprivileged_across_restarts_and_redoes_partial_loads") {
+        return;
+    }
+    ensure_user("leco", &[]); // the only user besides root that may own the name
+    let bus = TestBus::start().expect("private dbus-daemon");
+    let fs = Bpffs::mount();
+    let dir = fs.0.join("leco");
+    let dir_s = dir.to_str().expect("utf-8");
+
+    let first = leco(&["load", "--pin", dir_s, "--owner", "leco"], &[]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let ids = program_ids(&first);
+    assert!(ids.len() >= 4, "{ids:?}");
+    assert_loaded(&ids);
+
+    // Once complete, loading again does nothing.
+    let again = leco(&["load", "--pin", dir_s, "--owner", "leco"], &[]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("already loaded"),
+        "{}",
+        stderr(&again)
+    );
+    assert_eq!(program_ids(&again), ids);
+
+    // Served by user leco with no capabilities, asked for a setting fixed at load.
+    let run = Run::start(run_pinned(&dir, &bus, &["--update-interval", "3"]));
+    run.assert_unprivileged();
+    assert!(
+        run.seen
+            .iter()
+            .any(|l| l.contains("update-interval 3s is fixed when the programs are loaded")),
+        "{:#?}",
+        run.seen
+    );
+    let conn = Connection::open("leco-t-privsep");
+    let before = in_snapshot(&bus, &conn);
+    assert_eq!(
+        get::<String>(&before, "comm").as_deref(),
+        Some("leco-t-privsep")
+    );
+
+    // A crash and a new start: the kernel kept the flow, the table is filled from it.
+    run.kill();
+    assert_loaded(&ids);
+    let run = Run::start(run_pinned(&dir, &bus, &[]));
+    let after = in_snapshot(&bus, &conn);
+    assert_eq!(get::<u64>(&after, "id"), get::<u64>(&before, "id"));
+    assert_eq!(
+        get::<String>(&after, "comm").as_deref(),
+        Some("leco-t-privsep")
+    );
+    conn.close();
+    run.kill();
+
+    // A half-finished load (a pin missing) is redone, never used.
+    std::fs::remove_file(dir.join("leco-link-on_sock_send_length")).expect("unpin one");
+    let redo = leco(&["load", "--pin", dir_s, "--owner", "leco"], &[]);
+    assert!(redo.status.success(), "{}", stderr(&redo));
+    assert!(
+        stderr(&redo).contains("not a complete load"),
+        "{}",
+        stderr(&redo)
+    );
+    let new_ids = program_ids(&redo);
+    assert!(
+        new_ids.iter().all(|p| !ids.contains(p)),
+        "{ids:?} {new_ids:?}"
+    );
+    assert_unloaded(&ids);
+    assert_loaded(&new_ids);
+
+    // So is one whose manifest (always pinned last) never came.
+    std::fs::remove_file(dir.join("leco-manifest")).expect("unpin the manifest");
+    let redo = leco(&["load", "--pin", dir_s, "--owner", "leco"], &[]);
+    assert!(redo.status.success(), "{}", stderr(&redo));
+    assert!(
+        stderr(&redo).contains("without their manifest"),
+        "{}",
+        stderr(&redo)
+    );
+    let ids = program_ids(&redo);
+    assert_unloaded(&new_ids);
+    assert_loaded(&ids);
+
+    // Removing the pins removes the programs.
+    for e in std::fs::read_dir(&dir).expect("pins").flatten() {
+        std::fs::remove_file(e.path()).expect("unpin");
+    }
+    assert_unloaded(&ids);
+}
+
+#[test]
+fn fd_store_handover_works_as_systemd_passes_it() {
+    if !require_root("fd_store_handover_works_as_systemd_passes_it") {
+        return;
+    }
+    ensure_user("leco", &[]);
+    let bus = TestBus::start().expect("private dbus-daemon");
+    let systemd = FakeSystemd::start();
+    let state = systemd.dir.join("runtime").join("fdstore.state");
+    let state_s = state.to_str().expect("utf-8").to_owned();
+    let load = || {
+        leco(
+            &["load", "--state", &state_s],
+            &[("NOTIFY_SOCKET", systemd.notify_socket())],
+        )
+    };
+
+    let first = load();
+    assert!(first.status.success(), "{}", stderr(&first));
+    let ids = program_ids(&first);
+    assert_loaded(&ids);
+    let names = systemd.names();
+    assert_eq!(names.last().map(String::as_str), Some("leco-manifest"));
+    assert!(names.contains(&"leco-map-events".to_string()), "{names:?}");
+    assert!(names.contains(&"leco-map-flows".to_string()), "{names:?}");
+    assert!(
+        names.contains(&"leco-map-counters".to_string()),
+        "{names:?}"
+    );
+    assert_eq!(
+        names.iter().filter(|n| n.starts_with("leco-link-")).count(),
+        ids.len()
+    );
+    let log = systemd.take_log();
+    assert_eq!(log.last().map(String::as_str), Some("barrier"), "{log:?}");
+    assert!(state.exists(), "the state file is written last");
+
+    // Complete: the next load does nothing, and touches no stored fd.
+    let again = load();
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("already loaded"),
+        "{}",
+        stderr(&again)
+    );
+    assert_eq!(program_ids(&again), ids);
+    assert!(
+        systemd.take_log().is_empty(),
+        "a complete load was disturbed"
+    );
+    assert_eq!(systemd.names(), names);
+
+    // `run`, as systemd starts it, unprivileged.
+    let run = Run::start(run_with_fds(
+        &systemd.passed(),
+        &["--bus-address", bus.address()],
+    ));
+    run.assert_unprivileged();
+    let conn = Connection::open("leco-t-fdstore");
+    let before = in_snapshot(&bus, &conn);
+    run.kill();
+    // Restarted with the same store: the connection is still known.
+    let run = Run::start(run_with_fds(
+        &systemd.passed(),
+        &["--bus-address", bus.address()],
+    ));
+    let after = in_snapshot(&bus, &conn);
+    assert_eq!(get::<u64>(&after, "id"), get::<u64>(&before, "id"));
+    conn.close();
+    run.kill();
+
+    // An incomplete store is refused with what is missing, in one line.
+    let partial: Vec<(String, OwnedFd)> = systemd
+        .passed()
+        .into_iter()
+        .filter(|(n, _)| n != "leco-map-flows")
+        .collect();
+    let out = run_with_fds(&partial, &["--bus-address", bus.address()])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("incomplete handover: leco-map-flows"),
+        "{}",
+        stderr(&out)
+    );
+    let no_manifest: Vec<(String, OwnedFd)> = systemd
+        .passed()
+        .into_iter()
+        .filter(|(n, _)| n != "leco-manifest")
+        .collect();
+    let out = run_with_fds(&no_manifest, &["--bus-address", bus.address()])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("without their manifest"),
+        "{}",
+        stderr(&out)
+    );
+    // These copies would keep the programs loaded, as a store does.
+    drop((partial, no_manifest));
+
+    // A load that stopped before its state file (crash, power loss) is never
+    // taken for complete: the store is cleared of every leco name, which
+    // unloads the earlier programs, and the load is done again.
+    std::fs::remove_file(&state).expect("remove the state file");
+    systemd.forget("leco-manifest");
+    let redo = load();
+    assert!(redo.status.success(), "{}", stderr(&redo));
+    let log = systemd.take_log();
+    let first_store = log
+        .iter()
+        .position(|l| l.starts_with("store "))
+        .expect("stores");
+    assert!(
+        log[..first_store]
+            .iter()
+            .any(|l| l == "remove leco-link-on_inet_sock_set_state"),
+        "{log:?}"
+    );
+    let new_ids = program_ids(&redo);
+    assert!(
+        new_ids.iter().all(|p| !ids.contains(p)),
+        "{ids:?} {new_ids:?}"
+    );
+    assert_unloaded(&ids);
+    assert_loaded(&new_ids);
+    assert_eq!(systemd.names().len(), names.len());
+
+    // Objects gone from under a state file (the store was released): redone too.
+    systemd.release();
+    assert_unloaded(&new_ids);
+    let redo = load();
+    assert!(redo.status.success(), "{}", stderr(&redo));
+    assert!(
+        stderr(&redo).contains("is not complete"),
+        "{}",
+        stderr(&redo)
+    );
+    let last_ids = program_ids(&redo);
+    assert_loaded(&last_ids);
+
+    // The unit stops: the store is released, and nothing stays loaded.
+    systemd.release();
+    assert_unloaded(&last_ids);
+}
