@@ -12,13 +12,22 @@ fi
 
 # clang builds the eBPF programs; libelf/zlib/pkg-config build the vendored libbpf.
 pkgs=(clang llvm libelf-dev zlib1g-dev build-essential pkg-config ca-certificates curl)
+# The overlay draws with DejaVu (its default font; the render tests and the
+# benchmark load DejaVuSansMono.ttf from this package by path).
+pkgs+=(fonts-dejavu-core)
 if [ "$want" = test ]; then
   # bpftool checks that programs are gone after exit; dbus-daemon runs the
   # private system-like bus of the D-Bus tests, busctl (systemd) and
   # dbus-monitor (dbus-bin) are their clients; setpriv (util-linux) runs
   # clients as other users.
   pkgs+=(bpftool dbus-daemon dbus-bin util-linux)
+  # The overlay's end-to-end test runs a headless sway, screenshots it with
+  # grim, and draws with DejaVu.
+  pkgs+=(sway grim fonts-dejavu-core)
   command -v busctl >/dev/null 2>&1 || pkgs+=(systemd)
+  # The system test builds a Debian root filesystem (debootstrap) and boots
+  # the installed service in it under systemd-nspawn (systemd-container).
+  pkgs+=(debootstrap systemd-container)
 fi
 
 missing=()
