@@ -8,4 +8,10 @@ export PATH="$HOME/.cargo/bin:$PATH"
 cargo build --release --locked --bins
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
-exec $sudo ./target/release/leco-bench --out bench/RESULTS.md "$@"
+$sudo ./target/release/leco-bench --out bench/RESULTS.md "$@"
+# The overlay's frame render timing (no root needed): its own "Overlay
+# rendering" section of the same report, replaced on each run.
+cargo bench --locked -p leco-overlay --bench render -- --append bench/RESULTS.md
+# The running overlay under a headless sway (root: it runs sway as a test
+# user): its "Overlay (live)" section, replaced on each run.
+$sudo ./target/release/leco-bench --overlay-live --out bench/RESULTS.md "$@"

@@ -5,6 +5,7 @@
 
 mod dbus;
 mod hooks;
+mod overlay_live;
 mod report;
 mod service;
 mod signals;
@@ -63,6 +64,14 @@ struct Cli {
     /// --quick]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=20))]
     rounds: Option<u32>,
+
+    /// Measure only the running overlay (leco-overlay next to this
+    /// executable, under a headless sway, fed by a fake service): memory
+    /// with 100 lines, wake-ups idle and while fading, CPU at 100 events/s.
+    /// Its section replaces the "Overlay (live)" one of the report file.
+    /// About a minute; needs root, sway and dbus-daemon
+    #[arg(long)]
+    overlay_live: bool,
 }
 
 /// Durations and repetitions of one run.
@@ -125,6 +134,9 @@ fn main() {
 }
 
 fn run(cli: &Cli) -> Result<()> {
+    if cli.overlay_live {
+        return run_overlay_live(cli);
+    }
     let started = Instant::now();
     let plan = Plan::new(cli);
     let service = preflight(cli)?;
@@ -164,11 +176,37 @@ fn run(cli: &Cli) -> Result<()> {
         started.elapsed().as_secs_f64()
     ));
 
-    let md = report::render(&r);
+    let md = overlay_live::keep_section(&cli.out, report::render(&r));
     std::fs::write(&cli.out, &md)
         .with_context(|| format!("cannot write the report to {}", cli.out.display()))?;
     print!("{md}");
     eprintln!("leco-bench: report written to {}", cli.out.display());
+    Ok(())
+}
+
+/// `--overlay-live`: the overlay's section only, spliced into the report.
+fn run_overlay_live(cli: &Cli) -> Result<()> {
+    let overlay = std::env::current_exe()
+        .context("cannot find the bench's own executable")?
+        .with_file_name("leco-overlay");
+    let windows = if cli.quick {
+        overlay_live::Windows {
+            idle: Duration::from_secs(3),
+            busy: Duration::from_secs(3),
+        }
+    } else {
+        overlay_live::Windows {
+            idle: Duration::from_secs(10),
+            busy: Duration::from_secs(10),
+        }
+    };
+    let section = overlay_live::run(&overlay, windows)?;
+    overlay_live::splice_into(&cli.out, &section)?;
+    print!("{section}");
+    eprintln!(
+        "leco-bench: overlay section written to {}",
+        cli.out.display()
+    );
     Ok(())
 }
 

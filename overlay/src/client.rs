@@ -1,2 +1,357 @@
 //! The bus client: `Snapshot()` whenever the service (re)appears, then
-//! `ConnectionEvent` signals. (Stub: the Wayland engineer owns it.)
+//! `ConnectionEvent` signals.
+//!
+//! zbus runs on a small current-thread tokio runtime in a thread of its
+//! own; what it learns goes to the Wayland loop as [`BusEvent`]s over a
+//! channel, and a [`Waker`] makes the loop's `poll(2)` return. The Wayland
+//! loop never blocks on the bus and the bus never waits for a frame.
+//!
+//! Order matters at start and at every reappearance of the service: the
+//! client subscribes to `ConnectionEvent` and to `NameOwnerChanged` first,
+//! and only then asks for the snapshot, so an event sent in between is
+//! never lost (at worst it arrives twice, which the model absorbs).
+
+use std::collections::HashMap;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use leco_proto::{Connection, EventKind, BUS_NAME, INTERFACE, OBJECT_PATH};
+use zbus::message::Type as MsgType;
+use zbus::zvariant::OwnedValue;
+use zbus::{MatchRule, MessageStream};
+
+use crate::app::wake::Waker;
+
+/// What the bus thread tells the Wayland loop.
+#[derive(Debug)]
+pub enum BusEvent {
+    /// The service's `Snapshot()`: live connections and recently ended ones,
+    /// oldest first. Lines already shown stay; these are added or updated.
+    Snapshot(Vec<Connection>),
+    /// One `ConnectionEvent` signal (boxed: a record is large, and most
+    /// events of a busy machine wait in the channel).
+    Event(EventKind, Box<Connection>),
+    /// The state of the link to the service changed.
+    Status(BusStatus),
+}
+
+/// How the overlay stands with the service, as the status line says it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BusStatus {
+    /// Connected and subscribed: no status line.
+    Connected,
+    /// The bus is there but nobody owns `org.leco.Overseer1`.
+    ServiceAbsent,
+    /// The bus policy refused us: the user is not in group `leco`.
+    AccessDenied,
+    /// The bus itself cannot be reached (it is retried with a back-off).
+    BusUnreachable(String),
+}
+
+impl BusStatus {
+    /// The status line for this state, if any.
+    pub fn message(&self) -> Option<String> {
+        match self {
+            BusStatus::Connected => None,
+            BusStatus::ServiceAbsent => Some("leco-service is not running".to_owned()),
+            BusStatus::AccessDenied => Some(
+                "access denied: add yourself to group leco: sudo usermod -aG leco $USER, \
+                 then log in again"
+                    .to_owned(),
+            ),
+            BusStatus::BusUnreachable(why) => Some(format!("cannot reach the D-Bus bus: {why}")),
+        }
+    }
+}
+
+/// Where the client connects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BusAddress {
+    /// The system bus (the real service lives there).
+    System,
+    /// A bus address such as `unix:path=/tmp/bus` (tests, development).
+    Address(String),
+}
+
+/// The running bus thread and the receiving end of its events.
+#[derive(Debug)]
+pub struct BusClient {
+    events: mpsc::Receiver<BusEvent>,
+}
+
+impl BusClient {
+    /// Starts the bus thread. It connects, subscribes, takes snapshots and
+    /// reconnects on its own for as long as the process lives; `waker` is
+    /// woken after each batch of events it sends.
+    pub fn spawn(address: BusAddress, waker: Waker) -> std::io::Result<BusClient> {
+        let (tx, events) = mpsc::channel();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        std::thread::Builder::new()
+            .name("leco-bus".to_owned())
+            .spawn(move || {
+                let sink = Sink { tx, waker };
+                runtime.block_on(run(address, sink));
+            })?;
+        Ok(BusClient { events })
+    }
+
+    /// The next event already received, without waiting.
+    pub fn try_next(&self) -> Option<BusEvent> {
+        self.events.try_recv().ok()
+    }
+}
+
+/// Sends events to the Wayland loop and wakes it.
+struct Sink {
+    tx: mpsc::Sender<BusEvent>,
+    waker: Waker,
+}
+
+impl Sink {
+    /// False once the Wayland loop has gone (the thread should end).
+    fn send(&self, ev: BusEvent) -> bool {
+        let ok = self.tx.send(ev).is_ok();
+        self.waker.wake();
+        ok
+    }
+}
+
+/// Shortest and longest pause before reconnecting to a bus that went away
+/// or never answered.
+const RETRY_MIN: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(30);
+/// Bound on every method call (a service that hangs must not hang us).
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Signals queued while a snapshot is in flight: 20 s worth at the
+/// service's default signal rate of the busiest moments we expect.
+const QUEUE: usize = 4096;
+
+async fn run(address: BusAddress, sink: Sink) {
+    let mut pause = RETRY_MIN;
+    let mut last_status = None;
+    loop {
+        let status = match connect(&address).await {
+            Ok(conn) => {
+                pause = RETRY_MIN;
+                match session(&conn, &sink, &mut last_status).await {
+                    Ok(Ended::Sink) => return,
+                    Ok(Ended::Bus) => {
+                        tracing::warn!("the bus connection closed; reconnecting");
+                        BusStatus::BusUnreachable("connection closed".to_owned())
+                    }
+                    Err(e) => {
+                        tracing::warn!("bus session ended: {e}; reconnecting");
+                        BusStatus::BusUnreachable(e.to_string())
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!("cannot connect to the bus: {e}; retrying in {pause:?}");
+                BusStatus::BusUnreachable(e.to_string())
+            }
+        };
+        if !set_status(&sink, &mut last_status, status) {
+            return;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(RETRY_MAX);
+    }
+}
+
+async fn connect(address: &BusAddress) -> zbus::Result<zbus::Connection> {
+    let builder = match address {
+        BusAddress::System => zbus::connection::Builder::system()?,
+        BusAddress::Address(a) => zbus::connection::Builder::address(a.as_str())?,
+    };
+    builder.method_timeout(CALL_TIMEOUT).build().await
+}
+
+/// Why a session ended without an error.
+enum Ended {
+    /// The Wayland loop is gone.
+    Sink,
+    /// The bus connection closed.
+    Bus,
+}
+
+fn set_status(sink: &Sink, last: &mut Option<BusStatus>, status: BusStatus) -> bool {
+    if last.as_ref() == Some(&status) {
+        return true;
+    }
+    match status.message() {
+        Some(m) => tracing::info!("status: {m}"),
+        None => tracing::info!("connected to leco-service"),
+    }
+    *last = Some(status.clone());
+    sink.send(BusEvent::Status(status))
+}
+
+async fn session(
+    conn: &zbus::Connection,
+    sink: &Sink,
+    last_status: &mut Option<BusStatus>,
+) -> zbus::Result<Ended> {
+    // Subscribe before anything else: see the module's doc.
+    let events_rule = MatchRule::builder()
+        .msg_type(MsgType::Signal)
+        .interface(INTERFACE)?
+        .member("ConnectionEvent")?
+        .path(OBJECT_PATH)?
+        .build();
+    let mut events = MessageStream::for_match_rule(events_rule, conn, Some(QUEUE)).await?;
+    let owner_rule = MatchRule::builder()
+        .msg_type(MsgType::Signal)
+        .sender("org.freedesktop.DBus")?
+        .interface("org.freedesktop.DBus")?
+        .member("NameOwnerChanged")?
+        .arg(0, BUS_NAME)?
+        .build();
+    let mut owners = MessageStream::for_match_rule(owner_rule, conn, Some(64)).await?;
+
+    // The unique name events must come from: signals from anyone else who
+    // merely uses our interface name are ignored.
+    let mut owner = current_owner(conn).await?;
+    if owner.is_some() {
+        let status = snapshot(conn, sink).await?;
+        if !set_status(sink, last_status, status) {
+            return Ok(Ended::Sink);
+        }
+    } else if !set_status(sink, last_status, BusStatus::ServiceAbsent) {
+        return Ok(Ended::Sink);
+    }
+
+    loop {
+        tokio::select! {
+            msg = events.next() => {
+                let Some(msg) = msg else { return Ok(Ended::Bus) };
+                let msg = msg?;
+                let header = msg.header();
+                let sender = header.sender().map(|s| s.as_str());
+                if owner.is_none() || sender != owner.as_deref() {
+                    continue;
+                }
+                match decode_event(&msg) {
+                    Ok((kind, c)) => {
+                        if !sink.send(BusEvent::Event(kind, Box::new(c))) {
+                            return Ok(Ended::Sink);
+                        }
+                    }
+                    // A newer service may send kinds or values we do not
+                    // know; the rest still counts.
+                    Err(e) => tracing::debug!("ignoring a ConnectionEvent: {e}"),
+                }
+            }
+            msg = owners.next() => {
+                let Some(msg) = msg else { return Ok(Ended::Bus) };
+                let msg = msg?;
+                let Ok((_, _, new)) = msg.body().deserialize::<(String, String, String)>() else {
+                    continue;
+                };
+                let status = if new.is_empty() {
+                    owner = None;
+                    BusStatus::ServiceAbsent
+                } else {
+                    tracing::info!("leco-service appeared as {new}; taking a snapshot");
+                    owner = Some(new);
+                    snapshot(conn, sink).await?
+                };
+                if !set_status(sink, last_status, status) {
+                    return Ok(Ended::Sink);
+                }
+            }
+        }
+    }
+}
+
+/// The unique name owning `org.leco.Overseer1`, None when nobody does.
+async fn current_owner(conn: &zbus::Connection) -> zbus::Result<Option<String>> {
+    let reply = conn
+        .call_method(
+            Some("org.freedesktop.DBus"),
+            "/org/freedesktop/DBus",
+            Some("org.freedesktop.DBus"),
+            "GetNameOwner",
+            &(BUS_NAME,),
+        )
+        .await;
+    match reply {
+        Ok(r) => Ok(Some(r.body().deserialize::<String>()?)),
+        Err(zbus::Error::MethodError(name, _, _))
+            if name.as_str() == "org.freedesktop.DBus.Error.NameHasNoOwner" =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Calls `Snapshot()` and passes its result on. Errors that say something
+/// about the service (absent, access denied) become a status; only a
+/// failing bus is an error.
+async fn snapshot(conn: &zbus::Connection, sink: &Sink) -> zbus::Result<BusStatus> {
+    let reply = conn
+        .call_method(
+            Some(BUS_NAME),
+            OBJECT_PATH,
+            Some(INTERFACE),
+            "Snapshot",
+            &(),
+        )
+        .await;
+    let reply = match reply {
+        Ok(r) => r,
+        Err(zbus::Error::MethodError(name, text, _)) => {
+            let name = name.as_str();
+            tracing::debug!("Snapshot() failed: {name}: {}", text.unwrap_or_default());
+            return Ok(match name {
+                "org.freedesktop.DBus.Error.AccessDenied" => BusStatus::AccessDenied,
+                // Gone between its appearance and our call: the next
+                // NameOwnerChanged tells when it is back.
+                _ => BusStatus::ServiceAbsent,
+            });
+        }
+        Err(zbus::Error::InputOutput(e)) => return Err(zbus::Error::InputOutput(e)),
+        Err(e) => {
+            // A timeout or a reply we cannot read: the service is there but
+            // not usable; say so like an absence and wait for it to restart.
+            tracing::warn!("Snapshot() failed: {e}");
+            return Ok(BusStatus::ServiceAbsent);
+        }
+    };
+    let dicts: Vec<HashMap<String, OwnedValue>> = match reply.body().deserialize() {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!("Snapshot() returned something else than aa{{sv}}: {e}");
+            return Ok(BusStatus::Connected);
+        }
+    };
+    let conns: Vec<Connection> = dicts
+        .iter()
+        .filter_map(|d| {
+            Connection::from_dict(d)
+                .inspect_err(|e| tracing::debug!("ignoring a snapshot entry: {e}"))
+                .ok()
+        })
+        .collect();
+    tracing::debug!(
+        "snapshot: {} connections ({} undecodable)",
+        conns.len(),
+        dicts.len() - conns.len()
+    );
+    sink.send(BusEvent::Snapshot(conns));
+    Ok(BusStatus::Connected)
+}
+
+/// The kind and connection a `ConnectionEvent` carries.
+fn decode_event(msg: &zbus::Message) -> Result<(EventKind, Connection), String> {
+    let (kind, dict) = msg
+        .body()
+        .deserialize::<(String, HashMap<String, OwnedValue>)>()
+        .map_err(|e| format!("not (s, a{{sv}}): {e}"))?;
+    let kind = kind.parse::<EventKind>().map_err(|e| e.to_string())?;
+    let c = Connection::from_dict(&dict).map_err(|e| e.to_string())?;
+    Ok((kind, c))
+}

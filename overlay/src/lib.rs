@@ -21,4 +21,5 @@ pub mod plot;
 pub mod render;
 pub mod rows;
 pub mod rules;
+pub mod rxtest;
 pub mod surface;

@@ -6,12 +6,14 @@
 //! key that is absent means "unknown"; keys are only ever added.
 
 mod connection;
+mod decode;
 mod dict;
 mod format;
 mod names;
 mod text;
 
 pub use connection::{Connection, Direction, EventKind, Proto};
+pub use decode::{decode_json_event, DecodeError};
 pub use dict::{Dict, Dicts};
 pub use format::{classic_line, human_bytes, TRAFFIC_THRESHOLD};
 pub use names::{BUS_NAME, INTERFACE, INTROSPECTION_XML, OBJECT_PATH};

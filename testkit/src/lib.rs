@@ -7,6 +7,7 @@
 //! may hold the stdout lock at fork time); glibc's allocator is fork-safe.
 
 pub mod bus;
+pub mod wayland;
 
 use std::fs;
 use std::io::{Read, Write};

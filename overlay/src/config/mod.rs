@@ -1,17 +1,94 @@
 //! The overlay's configuration: the `overlay {}` section of `config.kdl` and
 //! its line rules. These types are what the rest of the overlay reads;
 //! [`parse`] turns KDL into them with file:line:column errors.
+//!
+//! Entry points: [`load`] (a file), [`locate`] (which file),
+//! [`OverlayConfig::default`] (no file), [`check_config`]
+//! (`--check-config`).
 
 pub mod parse;
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::color::Rgba;
 use crate::fade::FadeCurve;
+use crate::format::LineFormat;
 use crate::rules::Rules;
 
+pub use parse::ConfigError;
+
+/// Reads the overlay's configuration from `path` (its `overlay {}`
+/// section; everything else in the file is ignored). A missing file is an
+/// error naming it; errors read `FILE:LINE:COLUMN: what was expected`.
+pub fn load(path: &Path) -> Result<OverlayConfig, ConfigError> {
+    parse::load(path)
+}
+
+/// The file the overlay reads when `-c` names none:
+/// `$XDG_CONFIG_HOME/leco/config.kdl` (`~/.config/leco/config.kdl` when
+/// unset), else `/etc/leco/config.kdl`; `None` when neither exists (then
+/// the built-in defaults apply).
+pub fn locate() -> Option<PathBuf> {
+    let user = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|d| Path::new(d).is_absolute())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|h| !h.is_empty())
+                .map(|h| PathBuf::from(h).join(".config"))
+        })
+        .map(|dir| dir.join("leco/config.kdl"));
+    user.into_iter()
+        .chain(std::iter::once(PathBuf::from("/etc/leco/config.kdl")))
+        .find(|p| p.is_file())
+}
+
+/// `--check-config`: loads `path` and summarizes it in a few lines
+/// (`FILE: ok`, the surface, font, fade, number of rules), or returns the
+/// error to print. The CLI calls `check_config(&path)` with the `-c` file
+/// or [`locate`]'s; with neither it reports the built-in defaults via
+/// [`summary`].
+pub fn check_config(path: &Path) -> Result<String, ConfigError> {
+    let config = load(path)?;
+    Ok(format!("{}: ok\n{}", path.display(), summary(&config)))
+}
+
+/// A short description of a configuration.
+pub fn summary(config: &OverlayConfig) -> String {
+    let rules = config.rules.rules();
+    let count = |name: &str| rules.iter().filter(|r| r.action().name() == name).count();
+    format!(
+        "surface {}x{}, layer {:?}, output {:?}\n\
+         font {:?} {} px, {}\n\
+         fade over {:?} along \"{}\"{}\n\
+         {} rules: {} rewrite, {} group, {} hide",
+        config.surface.width,
+        config.surface.height,
+        config.surface.layer,
+        config.surface.output,
+        config.style.font_family,
+        config.style.font_size,
+        match config.lines.max_lines {
+            Some(n) => format!("at most {n} lines"),
+            None => format!("{} lines (from the height)", config.line_rows()),
+        },
+        config.fade.fade_time,
+        config.fade.curve.spec(),
+        if config.fade.linger {
+            ", lingering"
+        } else {
+            ""
+        },
+        rules.len(),
+        count("rewrite"),
+        count("group"),
+        count("hide"),
+    )
+}
+
 /// Everything the overlay is configured with.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct OverlayConfig {
     /// Where and how big the surface is.
     pub surface: SurfaceConfig,
@@ -133,8 +210,8 @@ pub struct Style {
 /// What lines say.
 #[derive(Debug, Clone)]
 pub struct LinesConfig {
-    /// Line template over the connection keys; `None` is the classic line.
-    pub format: Option<String>,
+    /// The classic line or a template over the connection keys.
+    pub format: LineFormat,
     /// Traffic appears once rx + tx reaches this many bytes.
     pub traffic_threshold: u64,
     /// At most this many rows; `None` derives it from the height.
@@ -151,4 +228,87 @@ pub struct FadeConfig {
     /// At the end, keep the line at the curve's last opacity instead of
     /// removing it.
     pub linger: bool,
+}
+
+impl OverlayConfig {
+    /// Rows available for lines: `max-lines`, else as many as fit in the
+    /// height inside the padding.
+    pub fn line_rows(&self) -> usize {
+        self.lines.max_lines.unwrap_or_else(|| {
+            let inner = self.surface.height.saturating_sub(2 * self.surface.padding) as f32;
+            let line = self.style.line_height.max(1.0);
+            ((inner / line).floor() as usize).min(MAX_ROWS)
+        })
+    }
+}
+
+/// Most rows a surface can have, whatever its height.
+pub const MAX_ROWS: usize = 1000;
+
+impl Default for SurfaceConfig {
+    fn default() -> SurfaceConfig {
+        SurfaceConfig {
+            layer: Layer::Bottom,
+            anchor: Anchor {
+                top: true,
+                right: true,
+                ..Anchor::default()
+            },
+            margins: Margins {
+                top: 20,
+                right: 20,
+                bottom: 20,
+                left: 20,
+            },
+            width: 900,
+            height: 400,
+            output: OutputChoice::Default,
+            padding: 8,
+        }
+    }
+}
+
+/// Font size when none is configured, logical pixels.
+pub const DEFAULT_FONT_SIZE: f32 = 13.0;
+/// Line height as a multiple of the font size when none is configured.
+pub const DEFAULT_LINE_HEIGHT_FACTOR: f32 = 1.3;
+
+impl Default for Style {
+    fn default() -> Style {
+        Style {
+            font_family: "DejaVu Sans Mono".into(),
+            font_size: DEFAULT_FONT_SIZE,
+            line_height: DEFAULT_FONT_SIZE * DEFAULT_LINE_HEIGHT_FACTOR,
+            text_color: Rgba::new(0xe0, 0xe0, 0xe0, 0xff),
+            background: Rgba::TRANSPARENT,
+            line_background: Rgba::TRANSPARENT,
+            shadows: vec![Shadow {
+                dx: 1.0,
+                dy: 1.0,
+                color: Rgba::new(0, 0, 0, 0xa0),
+            }],
+            tag: false,
+            max_fps: 30,
+        }
+    }
+}
+
+impl Default for LinesConfig {
+    fn default() -> LinesConfig {
+        LinesConfig {
+            format: LineFormat::Classic,
+            traffic_threshold: leco_proto::TRAFFIC_THRESHOLD,
+            max_lines: None,
+        }
+    }
+}
+
+impl Default for FadeConfig {
+    fn default() -> FadeConfig {
+        FadeConfig {
+            fade_time: Duration::from_secs(60),
+            curve: FadeCurve::default(),
+            linger: false,
+        }
+    }
 }

@@ -1,2 +1,1271 @@
 //! KDL → [`OverlayConfig`](super::OverlayConfig), errors with
-//! file:line:column. (Stub: the lines engineer owns it.)
+//! file:line:column.
+//!
+//! The overlay reads the `overlay {}` section of `config.kdl` (KDL v2) and
+//! ignores every other top-level node (`service {}` is the service's). Its
+//! line rules live inside it, in `overlay { rules { … } }`; a top-level
+//! `rules` node is an error that says so, because silently ignoring rules
+//! would be worse. The annotated default, `config.kdl` at the root of the
+//! repository, documents every setting.
+//!
+//! Errors read `FILE:LINE:COLUMN: message` (1-based; the column counts
+//! characters) and say what was expected. A bad regex points into the
+//! pattern when the string is written without escapes (a raw string
+//! `#"…"#` or a plain one without `\`).
+
+use std::fmt;
+use std::io::Read;
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use kdl::{KdlDocument, KdlEntry, KdlError, KdlNode, KdlValue};
+
+use super::{
+    Anchor, Layer, Margins, OutputChoice, OverlayConfig, Shadow, DEFAULT_LINE_HEIGHT_FACTOR,
+    MAX_ROWS,
+};
+use crate::color::Rgba;
+use crate::fade::FadeCurve;
+use crate::format::LineFormat;
+use crate::rules::{Action, MatchSpec, Rule, Rules};
+
+/// A configuration problem, displayed as `FILE:LINE:COLUMN: message`
+/// (or `FILE: message` when it concerns the whole file), on one line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {message}", Location(.path, .position))]
+pub struct ConfigError {
+    path: PathBuf,
+    position: Option<(usize, usize)>,
+    message: String,
+}
+
+impl ConfigError {
+    fn whole(path: &Path, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            path: path.to_owned(),
+            position: None,
+            message: message.into(),
+        }
+    }
+
+    fn at(path: &Path, text: &str, offset: usize, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            path: path.to_owned(),
+            position: Some(line_column(text, offset)),
+            message: message.into(),
+        }
+    }
+
+    /// 1-based line and column, when the problem has a place.
+    pub fn position(&self) -> Option<(usize, usize)> {
+        self.position
+    }
+
+    /// The message without the location.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+struct Location<'a>(&'a PathBuf, &'a Option<(usize, usize)>);
+
+impl fmt::Display for Location<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.1 {
+            Some((line, column)) => write!(f, "{}:{line}:{column}", self.0.display()),
+            None => write!(f, "{}", self.0.display()),
+        }
+    }
+}
+
+/// The settings of `overlay {}`, in the order messages list them.
+const SETTINGS: [&str; 23] = [
+    "layer",
+    "anchor",
+    "margin",
+    "width",
+    "height",
+    "output",
+    "padding",
+    "font",
+    "font-size",
+    "line-height",
+    "text-color",
+    "background",
+    "line-background",
+    "shadow",
+    "tag",
+    "max-fps",
+    "format",
+    "traffic-threshold",
+    "max-lines",
+    "fade-time",
+    "fade-curve",
+    "linger",
+    "rules",
+];
+
+/// Settings that may appear more than once.
+const REPEATABLE: [&str; 1] = ["shadow"];
+
+const RULE_KINDS: [&str; 3] = ["rewrite", "group", "hide"];
+
+/// Larger files are refused unread.
+const MAX_FILE_BYTES: u64 = 1 << 20;
+
+/// The kdl parser recurses per nesting level (and per slashdash and
+/// comment token), so it runs on a thread whose stack covers the worst case
+/// of the text at hand; see leco-service's config.rs for the measurements
+/// these bounds come from.
+const PARSER_STACK_BASE: usize = 1 << 20;
+const PARSER_STACK_PER_BRACE: usize = 48 << 10;
+const PARSER_STACK_PER_SLASH: usize = 40 << 10;
+const PARSER_STACK_PER_BYTE: usize = 6 << 10;
+const PARSER_STACK_MAX: usize = 1 << 30;
+
+fn parser_stack(text: &str) -> Option<usize> {
+    text.bytes().try_fold(PARSER_STACK_BASE, |sum, byte| {
+        let cost = match byte {
+            b'{' => PARSER_STACK_PER_BRACE,
+            b'/' => PARSER_STACK_PER_SLASH,
+            _ => PARSER_STACK_PER_BYTE,
+        };
+        sum.checked_add(cost).filter(|&s| s <= PARSER_STACK_MAX)
+    })
+}
+
+/// Reads and parses a file; a missing file is an error naming it.
+pub fn load(path: &Path) -> Result<OverlayConfig, ConfigError> {
+    let text = read_text(path)?;
+    parse(&text, path)
+}
+
+/// Parses `text` (the contents of `path`, used only in messages).
+pub fn parse(text: &str, path: &Path) -> Result<OverlayConfig, ConfigError> {
+    let stack = parser_stack(text).ok_or_else(|| {
+        ConfigError::whole(
+            path,
+            format!(
+                "too large or too deeply nested to parse ({} bytes); \
+                 a configuration file is a few KiB",
+                text.len()
+            ),
+        )
+    })?;
+    std::thread::scope(|scope| {
+        let parser = std::thread::Builder::new()
+            .name("leco-config".into())
+            .stack_size(stack)
+            .spawn_scoped(scope, || parse_here(text, path))
+            .map_err(|e| {
+                ConfigError::whole(path, format!("cannot start a thread to parse it: {e}"))
+            })?;
+        // The document is dropped on that thread too: dropping it recurses
+        // as deep as it nests.
+        parser.join().unwrap_or_else(|_| {
+            Err(ConfigError::whole(
+                path,
+                "the KDL parser failed on this file (a bug in it)",
+            ))
+        })
+    })
+}
+
+fn read_text(path: &Path) -> Result<String, ConfigError> {
+    let file = std::fs::File::open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => ConfigError::whole(path, "no such file"),
+        _ => ConfigError::whole(path, format!("cannot open: {e}")),
+    })?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| ConfigError::whole(path, format!("cannot read: {e}")))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(ConfigError::whole(
+            path,
+            format!("larger than {MAX_FILE_BYTES} bytes; a configuration file is a few KiB"),
+        ));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let valid = e.utf8_error().valid_up_to();
+        let before = String::from_utf8_lossy(&e.as_bytes()[..valid]);
+        ConfigError::at(
+            path,
+            &before,
+            valid,
+            "not valid UTF-8; a configuration file is UTF-8 text",
+        )
+    })
+}
+
+fn parse_here(text: &str, path: &Path) -> Result<OverlayConfig, ConfigError> {
+    let document = KdlDocument::parse_v2(text).map_err(|e| syntax_error(text, path, &e))?;
+    let reader = Reader { text, path };
+    let mut overlay: Option<&KdlNode> = None;
+    for node in document.nodes() {
+        match node.name().value() {
+            "overlay" => {
+                if let Some(first) = overlay {
+                    let (line, _) = line_column(text, first.name().span().offset());
+                    return Err(reader.error(
+                        node.name().span().offset(),
+                        format!("a second `overlay {{}}` section; put these settings into the one at line {line}"),
+                    ));
+                }
+                overlay = Some(node);
+            }
+            "rules" => {
+                return Err(reader.error(
+                    node.name().span().offset(),
+                    "line rules go inside the overlay section: overlay { rules { … } }",
+                ))
+            }
+            _ => {}
+        }
+    }
+    match overlay {
+        Some(node) => reader.overlay(node),
+        None => Ok(OverlayConfig::default()),
+    }
+}
+
+fn syntax_error(text: &str, path: &Path, error: &KdlError) -> ConfigError {
+    let Some(diagnostic) = error.diagnostics.first() else {
+        return ConfigError::whole(path, "not a valid KDL document");
+    };
+    let message = one_line(
+        diagnostic.message.as_deref().unwrap_or("invalid KDL"),
+        usize::MAX,
+    );
+    ConfigError::at(path, text, diagnostic.span.offset(), message)
+}
+
+/// How the line height was given.
+enum LineHeight {
+    Factor(f32),
+    Pixels(f32),
+    Gap(f32),
+}
+
+/// Walks the nodes with the text around for messages.
+struct Reader<'a> {
+    text: &'a str,
+    path: &'a Path,
+}
+
+impl Reader<'_> {
+    fn error(&self, offset: usize, message: impl Into<String>) -> ConfigError {
+        ConfigError::at(self.path, self.text, offset, message)
+    }
+
+    /// The value as written in the file, for messages.
+    fn source(&self, entry: &KdlEntry) -> String {
+        let span = entry.span();
+        let written = self
+            .text
+            .get(span.offset()..span.offset().saturating_add(span.len()))
+            .filter(|s| !s.trim().is_empty())
+            .map(str::trim);
+        match written {
+            Some(s) => one_line(s, 40),
+            None => one_line(&entry.value().to_string(), 40),
+        }
+    }
+
+    fn overlay(&self, node: &KdlNode) -> Result<OverlayConfig, ConfigError> {
+        self.bare_section(node, "overlay")?;
+        let mut config = OverlayConfig::default();
+        let Some(children) = node.children() else {
+            return Ok(config);
+        };
+        let mut seen: Vec<(&str, usize)> = Vec::new();
+        let mut line_height: Option<LineHeight> = None;
+        let mut shadows: Option<Vec<Shadow>> = None;
+        for child in children.nodes() {
+            let name = child.name().value();
+            let at = child.name().span().offset();
+            if !SETTINGS.contains(&name) {
+                return Err(self.error(at, unknown("setting", name, "overlay {}", &SETTINGS)));
+            }
+            if !REPEATABLE.contains(&name) {
+                if let Some((_, first)) = seen.iter().find(|(n, _)| *n == name) {
+                    let (line, _) = line_column(self.text, *first);
+                    return Err(self.error(
+                        at,
+                        format!("`{name}` is set twice; the first is at line {line}"),
+                    ));
+                }
+                seen.push((name, at));
+            }
+            if child.ty().is_some() {
+                return Err(self.error(
+                    child.span().offset(),
+                    format!("`{name}` takes no type annotation"),
+                ));
+            }
+            let s = &mut config.surface;
+            let st = &mut config.style;
+            match name {
+                "rules" => config.rules = self.rules(child)?,
+                "anchor" => s.anchor = self.anchor(child)?,
+                "margin" => s.margins = self.margins(child)?,
+                "shadow" => {
+                    let list = shadows.get_or_insert_with(Vec::new);
+                    if let Some(shadow) = self.shadow(child)? {
+                        list.push(shadow);
+                    }
+                }
+                _ => {
+                    let entry = self.value_of(child)?;
+                    match name {
+                        "layer" => s.layer = self.layer(entry)?,
+                        "width" => s.width = self.integer(name, entry, 1..=16_384)?,
+                        "height" => s.height = self.integer(name, entry, 1..=16_384)?,
+                        "output" => s.output = self.output(entry)?,
+                        "padding" => s.padding = self.integer(name, entry, 0..=1_000)?,
+                        "font" => {
+                            st.font_family = self.string(
+                                name,
+                                entry,
+                                "a font family name such as \"DejaVu Sans Mono\"",
+                            )?
+                        }
+                        "font-size" => st.font_size = self.float(name, entry, 1.0..=500.0)?,
+                        "line-height" => line_height = Some(self.line_height(entry)?),
+                        "text-color" => st.text_color = self.color(name, entry)?,
+                        "background" => st.background = self.color(name, entry)?,
+                        "line-background" => st.line_background = self.color(name, entry)?,
+                        "tag" => st.tag = self.boolean(name, entry)?,
+                        "max-fps" => st.max_fps = self.integer(name, entry, 1..=1_000)?,
+                        "format" => config.lines.format = self.format(entry)?,
+                        "traffic-threshold" => {
+                            config.lines.traffic_threshold = self.bytes(name, entry)?
+                        }
+                        "max-lines" => {
+                            config.lines.max_lines =
+                                Some(self.integer(name, entry, 0..=MAX_ROWS as i128)?)
+                        }
+                        "fade-time" => {
+                            config.fade.fade_time = self.duration(
+                                name,
+                                entry,
+                                Duration::from_millis(100)..=DAY,
+                                "between 100ms and 1 day",
+                            )?
+                        }
+                        "fade-curve" => config.fade.curve = self.curve(entry)?,
+                        "linger" => config.fade.linger = self.boolean(name, entry)?,
+                        _ => {
+                            return Err(
+                                self.error(at, unknown("setting", name, "overlay {}", &SETTINGS))
+                            )
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(list) = shadows {
+            config.style.shadows = list;
+        }
+        let size = config.style.font_size;
+        config.style.line_height = match line_height {
+            None => size * DEFAULT_LINE_HEIGHT_FACTOR,
+            Some(LineHeight::Factor(f)) => size * f,
+            Some(LineHeight::Pixels(px)) => px,
+            Some(LineHeight::Gap(gap)) => size + gap,
+        };
+        Ok(config)
+    }
+
+    /// A section node: no type, no values.
+    fn bare_section(&self, node: &KdlNode, name: &str) -> Result<(), ConfigError> {
+        if node.ty().is_some() {
+            return Err(self.error(
+                node.span().offset(),
+                format!("`{name}` takes no type annotation"),
+            ));
+        }
+        if let Some(entry) = node.entries().first() {
+            return Err(self.error(
+                entry.span().offset(),
+                format!("`{name}` takes no values; its contents go inside `{name} {{ … }}`"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The arguments of a node that takes no block and no properties.
+    fn arguments<'n>(&self, node: &'n KdlNode) -> Result<Vec<&'n KdlEntry>, ConfigError> {
+        let name = node.name().value();
+        if node.children().is_some() {
+            return Err(self.error(
+                node.name().span().offset(),
+                format!("`{name}` takes values, not a block {{ … }}"),
+            ));
+        }
+        let mut arguments = Vec::new();
+        for entry in node.entries() {
+            if let Some(key) = entry.name() {
+                return Err(self.error(
+                    entry.span().offset(),
+                    format!(
+                        "`{name}` takes no property `{}=…`",
+                        one_line(key.value(), 40)
+                    ),
+                ));
+            }
+            if entry.ty().is_some() {
+                return Err(self.error(
+                    entry.span().offset(),
+                    format!("`{name}` takes plain values, without a type annotation"),
+                ));
+            }
+            arguments.push(entry);
+        }
+        Ok(arguments)
+    }
+
+    /// The one value of a `name value` setting.
+    fn value_of<'n>(&self, node: &'n KdlNode) -> Result<&'n KdlEntry, ConfigError> {
+        let name = node.name().value();
+        let arguments = self.arguments(node)?;
+        match arguments.as_slice() {
+            [] => Err(self.error(
+                node.name().span().offset(),
+                format!(
+                    "`{name}` needs a value, such as `{name} {}`",
+                    example_of(name)
+                ),
+            )),
+            [one] => Ok(one),
+            [_, second, ..] => Err(self.error(
+                second.span().offset(),
+                format!("`{name}` takes one value, not {}", arguments.len()),
+            )),
+        }
+    }
+
+    fn wrong(&self, entry: &KdlEntry, name: &str, expected: &str) -> ConfigError {
+        self.error(
+            entry.span().offset(),
+            format!("{name} must be {expected}, not {}", self.source(entry)),
+        )
+    }
+
+    fn integer<T: TryFrom<i128>>(
+        &self,
+        name: &str,
+        entry: &KdlEntry,
+        range: RangeInclusive<i128>,
+    ) -> Result<T, ConfigError> {
+        entry
+            .value()
+            .as_integer()
+            .filter(|i| range.contains(i))
+            .and_then(|i| T::try_from(i).ok())
+            .ok_or_else(|| {
+                self.wrong(
+                    entry,
+                    name,
+                    &format!("an integer from {} to {}", range.start(), range.end()),
+                )
+            })
+    }
+
+    fn float(
+        &self,
+        name: &str,
+        entry: &KdlEntry,
+        range: RangeInclusive<f32>,
+    ) -> Result<f32, ConfigError> {
+        let v = match entry.value() {
+            KdlValue::Integer(i) => Some(*i as f32),
+            KdlValue::Float(f) => Some(*f as f32),
+            _ => None,
+        };
+        v.filter(|v| range.contains(v)).ok_or_else(|| {
+            self.wrong(
+                entry,
+                name,
+                &format!("a number from {} to {}", range.start(), range.end()),
+            )
+        })
+    }
+
+    fn boolean(&self, name: &str, entry: &KdlEntry) -> Result<bool, ConfigError> {
+        entry
+            .value()
+            .as_bool()
+            .ok_or_else(|| self.wrong(entry, name, "#true or #false"))
+    }
+
+    fn string(&self, name: &str, entry: &KdlEntry, expected: &str) -> Result<String, ConfigError> {
+        entry
+            .value()
+            .as_string()
+            .map(str::to_owned)
+            .ok_or_else(|| self.wrong(entry, name, expected))
+    }
+
+    fn color(&self, name: &str, entry: &KdlEntry) -> Result<Rgba, ConfigError> {
+        entry
+            .value()
+            .as_string()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| self.wrong(entry, name, "a colour \"#rrggbb\" or \"#rrggbbaa\""))
+    }
+
+    fn layer(&self, entry: &KdlEntry) -> Result<Layer, ConfigError> {
+        match entry.value().as_string() {
+            Some("background") => Ok(Layer::Background),
+            Some("bottom") => Ok(Layer::Bottom),
+            Some("top") => Ok(Layer::Top),
+            Some("overlay") => Ok(Layer::Overlay),
+            _ => Err(self.wrong(
+                entry,
+                "layer",
+                "one of \"background\", \"bottom\", \"top\", \"overlay\"",
+            )),
+        }
+    }
+
+    fn output(&self, entry: &KdlEntry) -> Result<OutputChoice, ConfigError> {
+        match entry.value().as_string() {
+            Some("default") => Ok(OutputChoice::Default),
+            Some("all") => Ok(OutputChoice::All),
+            Some(name) if !name.trim().is_empty() => Ok(OutputChoice::Named(name.to_owned())),
+            _ => Err(self.wrong(
+                entry,
+                "output",
+                "\"default\", \"all\" or an output name such as \"DP-1\"",
+            )),
+        }
+    }
+
+    fn anchor(&self, node: &KdlNode) -> Result<Anchor, ConfigError> {
+        let entry = self.value_of(node)?;
+        let expected = "edges joined by -, such as \"top-right\", \"bottom\", \
+                        \"top-left-right\", or \"center\"";
+        let Some(s) = entry.value().as_string() else {
+            return Err(self.wrong(entry, "anchor", expected));
+        };
+        let mut anchor = Anchor::default();
+        if s == "center" {
+            return Ok(anchor);
+        }
+        for edge in s.split('-') {
+            let slot = match edge {
+                "top" => &mut anchor.top,
+                "bottom" => &mut anchor.bottom,
+                "left" => &mut anchor.left,
+                "right" => &mut anchor.right,
+                _ => return Err(self.wrong(entry, "anchor", expected)),
+            };
+            if *slot {
+                return Err(self.wrong(entry, "anchor", expected));
+            }
+            *slot = true;
+        }
+        Ok(anchor)
+    }
+
+    fn margins(&self, node: &KdlNode) -> Result<Margins, ConfigError> {
+        let args = self.arguments(node)?;
+        let v = args
+            .iter()
+            .map(|e| self.integer::<i32>("margin", e, -10_000..=10_000))
+            .collect::<Result<Vec<_>, _>>()?;
+        match v.as_slice() {
+            [all] => Ok(Margins {
+                top: *all,
+                right: *all,
+                bottom: *all,
+                left: *all,
+            }),
+            [vertical, horizontal] => Ok(Margins {
+                top: *vertical,
+                right: *horizontal,
+                bottom: *vertical,
+                left: *horizontal,
+            }),
+            [top, right, bottom, left] => Ok(Margins {
+                top: *top,
+                right: *right,
+                bottom: *bottom,
+                left: *left,
+            }),
+            _ => Err(self.error(
+                node.name().span().offset(),
+                format!(
+                    "`margin` takes 1 (all), 2 (vertical horizontal) or 4 (top right bottom left) \
+                     values, not {}",
+                    v.len()
+                ),
+            )),
+        }
+    }
+
+    /// `shadow DX DY "#rrggbbaa"`, or `shadow "none"`.
+    fn shadow(&self, node: &KdlNode) -> Result<Option<Shadow>, ConfigError> {
+        let args = self.arguments(node)?;
+        match args.as_slice() {
+            [one] if one.value().as_string() == Some("none") => Ok(None),
+            [dx, dy, color] => Ok(Some(Shadow {
+                dx: self.float("shadow x offset", dx, -100.0..=100.0)?,
+                dy: self.float("shadow y offset", dy, -100.0..=100.0)?,
+                color: self.color("shadow colour", color)?,
+            })),
+            _ => Err(self.error(
+                node.name().span().offset(),
+                "`shadow` takes an x offset, a y offset and a colour, such as \
+                 `shadow 1 1 \"#000000a0\"`, or `shadow \"none\"`",
+            )),
+        }
+    }
+
+    fn line_height(&self, entry: &KdlEntry) -> Result<LineHeight, ConfigError> {
+        let expected = "a multiple of the font size (a number with a point, such as 1.3), \
+                        pixels (an integer, such as 18) or a gap in pixels (\"+4\")";
+        let value = match entry.value() {
+            KdlValue::Float(f) if (0.5..=10.0).contains(f) => LineHeight::Factor(*f as f32),
+            KdlValue::Integer(i) if (1..=1_000).contains(i) => LineHeight::Pixels(*i as f32),
+            KdlValue::String(s) => match s.strip_prefix('+').and_then(|g| g.parse::<f32>().ok()) {
+                Some(gap) if (0.0..=500.0).contains(&gap) => LineHeight::Gap(gap),
+                _ => return Err(self.wrong(entry, "line-height", expected)),
+            },
+            _ => return Err(self.wrong(entry, "line-height", expected)),
+        };
+        Ok(value)
+    }
+
+    fn format(&self, entry: &KdlEntry) -> Result<LineFormat, ConfigError> {
+        match entry.value() {
+            KdlValue::String(s) if s == "classic" => Ok(LineFormat::Classic),
+            KdlValue::String(s) => LineFormat::new(Some(s)).map_err(|e| {
+                self.error(
+                    self.offset_in_string(entry, e.offset),
+                    format!("format: {}", e.message),
+                )
+            }),
+            _ => Err(self.wrong(
+                entry,
+                "format",
+                "\"classic\" or a template string such as \"{time} {comm} {remote_addr}\"",
+            )),
+        }
+    }
+
+    fn bytes(&self, name: &str, entry: &KdlEntry) -> Result<u64, ConfigError> {
+        let expected = "a number of bytes (5120) or a size such as \"5KiB\", \"1MiB\"";
+        let n = match entry.value() {
+            KdlValue::Integer(i) => u64::try_from(*i).ok(),
+            KdlValue::String(s) => size_bytes(s),
+            _ => None,
+        };
+        n.ok_or_else(|| self.wrong(entry, name, expected))
+    }
+
+    fn duration(
+        &self,
+        name: &str,
+        entry: &KdlEntry,
+        range: RangeInclusive<Duration>,
+        range_text: &str,
+    ) -> Result<Duration, ConfigError> {
+        let seconds = match entry.value() {
+            KdlValue::Integer(i) => Some(*i as f64),
+            KdlValue::Float(f) if !f.is_nan() => Some(*f),
+            KdlValue::String(s) => duration_seconds(s),
+            _ => None,
+        };
+        let Some(seconds) = seconds else {
+            return Err(self.wrong(
+                entry,
+                name,
+                "a duration such as 60, 0.5, \"500ms\", \"2m\" or \"1h\"",
+            ));
+        };
+        match Duration::try_from_secs_f64(seconds) {
+            Ok(d) if range.contains(&d) => Ok(d),
+            _ => Err(self.wrong(entry, name, range_text)),
+        }
+    }
+
+    fn curve(&self, entry: &KdlEntry) -> Result<FadeCurve, ConfigError> {
+        let Some(spec) = entry.value().as_string() else {
+            return Err(self.wrong(
+                entry,
+                "fade-curve",
+                "a string of TIME,OPACITY points such as \"range=0:100 0,100 50,80 100,0\"",
+            ));
+        };
+        FadeCurve::parse(spec).map_err(|e| {
+            self.error(
+                self.offset_in_string(entry, e.offset),
+                format!("fade-curve: {}", e.message),
+            )
+        })
+    }
+
+    /// File offset of byte `inner` of a string value, when the string is
+    /// written so that its bytes are the value's (raw, or without
+    /// escapes); else the value's start.
+    fn offset_in_string(&self, entry: &KdlEntry, inner: usize) -> usize {
+        let start = entry.span().offset();
+        let written = self.text.get(start..).unwrap_or("");
+        let hashes = written.bytes().take_while(|&b| b == b'#').count();
+        let rest = &written[hashes..];
+        let opener = if rest.starts_with("\"\"\"") {
+            return start;
+        } else if rest.starts_with('"') {
+            hashes + 1
+        } else {
+            return start;
+        };
+        let Some(value) = entry.value().as_string() else {
+            return start;
+        };
+        // Same bytes in the file as in the value: no escapes were used.
+        if written.get(opener..opener + value.len()) == Some(value) {
+            start + opener + inner.min(value.len())
+        } else {
+            start
+        }
+    }
+
+    fn rules(&self, node: &KdlNode) -> Result<Rules, ConfigError> {
+        self.bare_section(node, "rules")?;
+        let mut rules = Vec::new();
+        let Some(children) = node.children() else {
+            return Ok(Rules::default());
+        };
+        for child in children.nodes() {
+            rules.push(self.rule(child)?);
+        }
+        Ok(Rules::new(rules))
+    }
+
+    /// One rule: `rewrite REGEX REPLACEMENT`, `group REGEX KEY`, `hide
+    /// REGEX`, or with a chain block: `rewrite REPLACEMENT { match …; not … }`,
+    /// `group KEY { … }`, `hide { … }`. Properties: `case-sensitive=#true`
+    /// (all its regexes), `group=#true` (rewrite only).
+    fn rule(&self, node: &KdlNode) -> Result<Rule, ConfigError> {
+        let kind = node.name().value();
+        let at = node.name().span().offset();
+        if !RULE_KINDS.contains(&kind) {
+            return Err(self.error(at, unknown("rule", kind, "rules {}", &RULE_KINDS)));
+        }
+        if node.ty().is_some() {
+            return Err(self.error(
+                node.span().offset(),
+                format!("`{kind}` takes no type annotation"),
+            ));
+        }
+        let mut case_sensitive = false;
+        let mut group = false;
+        let mut args = Vec::new();
+        for entry in node.entries() {
+            if entry.ty().is_some() {
+                return Err(self.error(
+                    entry.span().offset(),
+                    format!("`{kind}` takes plain values, without a type annotation"),
+                ));
+            }
+            match entry.name().map(|n| n.value()) {
+                None => args.push(entry),
+                Some("case-sensitive") => case_sensitive = self.boolean("case-sensitive", entry)?,
+                Some("group") if kind == "rewrite" => group = self.boolean("group", entry)?,
+                Some(other) => {
+                    let known: &[&str] = if kind == "rewrite" {
+                        &["case-sensitive", "group"]
+                    } else {
+                        &["case-sensitive"]
+                    };
+                    return Err(self.error(
+                        entry.span().offset(),
+                        unknown("property", other, kind, known),
+                    ));
+                }
+            }
+        }
+        let strings = args
+            .iter()
+            .map(|e| {
+                e.value()
+                    .as_string()
+                    .ok_or_else(|| self.wrong(e, &format!("a `{kind}` value"), "a string"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        // Where each regex of the chain is written, for messages.
+        let mut chain_entries: Vec<&KdlEntry> = Vec::new();
+        let mut chain: Vec<MatchSpec> = Vec::new();
+        let text_args = match node.children() {
+            Some(block) => {
+                for m in block.nodes() {
+                    let (spec, entry) = self.chain_link(m, case_sensitive)?;
+                    chain.push(spec);
+                    chain_entries.push(entry);
+                }
+                if chain.is_empty() {
+                    return Err(
+                        self.error(at, format!("`{kind} {{ … }}` needs at least one `match`"))
+                    );
+                }
+                strings.as_slice()
+            }
+            None => {
+                let Some((regex, rest)) = strings.split_first() else {
+                    return Err(self.error(at, usage(kind)));
+                };
+                chain.push(MatchSpec {
+                    case_sensitive,
+                    ..MatchSpec::new(*regex)
+                });
+                chain_entries.push(args[0]);
+                rest
+            }
+        };
+        let action = match (kind, text_args) {
+            ("rewrite", [replacement]) => Action::Rewrite {
+                replacement: (*replacement).to_owned(),
+                group,
+            },
+            ("group", [key]) => Action::Group {
+                key: (*key).to_owned(),
+            },
+            ("hide", []) => Action::Hide,
+            _ => {
+                // Too many values: point at the first extra one; too few:
+                // at the rule.
+                let wanted = usize::from(kind != "hide") + usize::from(node.children().is_none());
+                let offset = args.get(wanted).map_or(at, |e| e.span().offset());
+                return Err(self.error(offset, usage(kind)));
+            }
+        };
+        Rule::new(action, chain).map_err(|e| {
+            let offset = match e.matcher.and_then(|i| chain_entries.get(i)) {
+                Some(entry) => self.offset_in_string(entry, e.offset.unwrap_or(0)),
+                None => at,
+            };
+            self.error(offset, format!("{kind}: {}", e.message))
+        })
+    }
+
+    /// `match REGEX [case-sensitive=…] [replace=#true]` or `not REGEX
+    /// [case-sensitive=…]`.
+    fn chain_link<'n>(
+        &self,
+        node: &'n KdlNode,
+        case_sensitive: bool,
+    ) -> Result<(MatchSpec, &'n KdlEntry), ConfigError> {
+        let name = node.name().value();
+        let at = node.name().span().offset();
+        let negated = match name {
+            "match" => false,
+            "not" => true,
+            _ => {
+                return Err(self.error(
+                    at,
+                    unknown("chain entry", name, "a rule's { }", &["match", "not"]),
+                ))
+            }
+        };
+        if node.children().is_some() {
+            return Err(self.error(at, format!("`{name}` takes a regex, not a block {{ … }}")));
+        }
+        let mut spec = MatchSpec {
+            negated,
+            case_sensitive,
+            ..MatchSpec::new("")
+        };
+        let mut regex: Option<&KdlEntry> = None;
+        for entry in node.entries() {
+            match entry.name().map(|n| n.value()) {
+                None if regex.is_none() => {
+                    spec.pattern = entry
+                        .value()
+                        .as_string()
+                        .ok_or_else(|| {
+                            self.wrong(entry, &format!("the `{name}` regex"), "a string")
+                        })?
+                        .to_owned();
+                    regex = Some(entry);
+                }
+                None => {
+                    return Err(self.error(
+                        entry.span().offset(),
+                        format!(
+                        "`{name}` takes one regex; put others on their own `match` / `not` lines"
+                    ),
+                    ))
+                }
+                Some("case-sensitive") => {
+                    spec.case_sensitive = self.boolean("case-sensitive", entry)?
+                }
+                Some("replace") if !negated => spec.replaces = self.boolean("replace", entry)?,
+                Some(other) => {
+                    let known: &[&str] = if negated {
+                        &["case-sensitive"]
+                    } else {
+                        &["case-sensitive", "replace"]
+                    };
+                    return Err(self.error(
+                        entry.span().offset(),
+                        unknown("property", other, name, known),
+                    ));
+                }
+            }
+        }
+        let entry = regex.ok_or_else(|| {
+            self.error(
+                at,
+                format!("`{name}` needs a regex, such as `{name} \"firefox\"`"),
+            )
+        })?;
+        Ok((spec, entry))
+    }
+}
+
+fn usage(kind: &str) -> String {
+    match kind {
+        "rewrite" => {
+            "expected `rewrite REGEX REPLACEMENT` or `rewrite REPLACEMENT { match REGEX … }`".into()
+        }
+        "group" => "expected `group REGEX KEY` or `group KEY { match REGEX … }`".into(),
+        _ => "expected `hide REGEX` or `hide { match REGEX … }`".into(),
+    }
+}
+
+const DAY: Duration = Duration::from_secs(86_400);
+
+/// Bytes in `"5KiB"`, `"5K"`, `"1.5MiB"`, `"300"`; `None` otherwise.
+fn size_bytes(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let value: f64 = number.parse().ok().filter(|v: &f64| v.is_finite())?;
+    let scale = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kib" | "kb" => 1024.0,
+        "m" | "mib" | "mb" => 1024.0 * 1024.0,
+        "g" | "gib" | "gb" => 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    let bytes = value * scale;
+    (bytes <= u64::MAX as f64).then_some(bytes.round() as u64)
+}
+
+/// Seconds in a duration string: a decimal number and a unit, `ms`, `s`,
+/// `m` or `h`.
+fn duration_seconds(s: &str) -> Option<f64> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-'))
+        .unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let value: f64 = number.parse().ok()?;
+    match unit.trim_start() {
+        "ms" => Some(value / 1000.0),
+        "s" => Some(value),
+        "m" => Some(value * 60.0),
+        "h" => Some(value * 3600.0),
+        _ => None,
+    }
+}
+
+fn example_of(name: &str) -> &'static str {
+    match name {
+        "layer" => "\"bottom\"",
+        "output" => "\"default\"",
+        "anchor" => "\"top-right\"",
+        "font" => "\"DejaVu Sans Mono\"",
+        "font-size" => "13",
+        "line-height" => "1.3",
+        "text-color" | "background" | "line-background" => "\"#e0e0e0ff\"",
+        "tag" | "linger" => "#true",
+        "format" => "\"classic\"",
+        "traffic-threshold" => "\"5KiB\"",
+        "fade-time" => "60",
+        "fade-curve" => "\"0,100 100,0\"",
+        "width" => "900",
+        "height" => "400",
+        "max-fps" => "30",
+        "max-lines" => "20",
+        _ => "…",
+    }
+}
+
+fn unknown(what: &str, name: &str, place: &str, known: &[&str]) -> String {
+    let mut message = format!(
+        "unknown {what} `{}` in {place}; expected one of {}",
+        one_line(name, 40),
+        known.join(", ")
+    );
+    let length = name.chars().count();
+    let closest = known
+        .iter()
+        .filter(|k| k.len().abs_diff(length) <= 2)
+        .map(|k| (edit_distance(name, k), k))
+        .filter(|(d, _)| *d <= 2)
+        .min_by_key(|(d, _)| *d);
+    if let Some((_, k)) = closest {
+        message.push_str(&format!("; did you mean `{k}`?"));
+    }
+    message
+}
+
+/// Levenshtein distance in characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = Vec::with_capacity(b.len() + 1);
+        current.push(i + 1);
+        for (j, cb) in b.iter().enumerate() {
+            let substitute = previous[j] + usize::from(ca != *cb);
+            current.push(substitute.min(previous[j + 1] + 1).min(current[j] + 1));
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
+/// `s` on one line: control characters escaped, cut after `max` characters.
+fn one_line(s: &str, max: usize) -> String {
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i == max {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// 1-based line and column (in characters) of byte `offset` in `text`.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[line_start..].chars().count() + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_text(text: &str) -> Result<OverlayConfig, ConfigError> {
+        parse(text, Path::new("config.kdl"))
+    }
+
+    fn error(text: &str) -> String {
+        match parse_text(text) {
+            Ok(c) => panic!("{text:?} parsed to {c:?}, expected an error"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn empty_and_foreign_files_give_defaults() {
+        for text in [
+            "",
+            "// x\n",
+            "service { udp-idle 5 }\nother 1",
+            "overlay",
+            "overlay {}",
+        ] {
+            let c = parse_text(text).expect(text);
+            assert_eq!(c.surface.width, 900);
+            assert!(c.rules.is_empty());
+        }
+    }
+
+    #[test]
+    fn every_setting_is_read() {
+        let text = r##"
+            service { anything 1 }
+            overlay {
+                layer "top"
+                anchor "bottom-left"
+                margin 1 2 3 4
+                width 640
+                height 200
+                output "DP-1"
+                padding 4
+                font "Iosevka"
+                font-size 16
+                line-height "+4"
+                text-color "#ffffff"
+                background "#00000080"
+                line-background "#10101040"
+                shadow 2 2 "#000000ff"
+                shadow -1 -1 "#ffffff20"
+                tag #true
+                max-fps 60
+                format "{time} {comm}"
+                traffic-threshold "1KiB"
+                max-lines 5
+                fade-time "2m"
+                fade-curve "0,100 100,0"
+                linger #true
+                rules {
+                    hide "x"
+                }
+            }
+        "##;
+        let c = parse_text(text).expect("parses");
+        assert_eq!(c.surface.layer, Layer::Top);
+        assert!(c.surface.anchor.bottom && c.surface.anchor.left && !c.surface.anchor.top);
+        assert_eq!(
+            c.surface.margins,
+            Margins {
+                top: 1,
+                right: 2,
+                bottom: 3,
+                left: 4
+            }
+        );
+        assert_eq!(
+            (c.surface.width, c.surface.height, c.surface.padding),
+            (640, 200, 4)
+        );
+        assert_eq!(c.surface.output, OutputChoice::Named("DP-1".into()));
+        assert_eq!(c.style.font_family, "Iosevka");
+        assert_eq!(c.style.line_height, 20.0);
+        assert_eq!(c.style.shadows.len(), 2);
+        assert!(c.style.tag);
+        assert_eq!(c.style.max_fps, 60);
+        assert!(matches!(c.lines.format, LineFormat::Template(_)));
+        assert_eq!(c.lines.traffic_threshold, 1024);
+        assert_eq!(c.lines.max_lines, Some(5));
+        assert_eq!(c.fade.fade_time, Duration::from_secs(120));
+        assert!(c.fade.linger);
+        assert_eq!(c.rules.len(), 1);
+        let c =
+            parse_text("overlay { shadow \"none\"; line-height 2.0; font-size 10 }").expect("none");
+        assert!(c.style.shadows.is_empty());
+        assert_eq!(c.style.line_height, 20.0);
+    }
+
+    #[test]
+    fn positions_of_common_mistakes() {
+        let cases = [
+            ("overlay {\n  widht 5\n}", "config.kdl:2:3: unknown setting `widht` in overlay {}; expected one of layer, anchor, margin, width, height, output, padding, font, font-size, line-height, text-color, background, line-background, shadow, tag, max-fps, format, traffic-threshold, max-lines, fade-time, fade-curve, linger, rules; did you mean `width`?"),
+            ("overlay {\n  width \"wide\"\n}", "config.kdl:2:9: width must be an integer from 1 to 16384, not \"wide\""),
+            ("overlay {\n  tag 1\n}", "config.kdl:2:7: tag must be #true or #false, not 1"),
+            ("overlay {\n  text-color \"red\"\n}", "config.kdl:2:14: text-color must be a colour \"#rrggbb\" or \"#rrggbbaa\", not \"red\""),
+            ("overlay { width 1; width 2 }", "config.kdl:1:20: `width` is set twice; the first is at line 1"),
+            ("overlay {\n  width 5\n", "config.kdl:1:9: No closing '}' for child block"),
+            ("rules { hide \"x\" }", "config.kdl:1:1: line rules go inside the overlay section: overlay { rules { … } }"),
+            ("overlay {\n  format \"{time} {bogus}\"\n}", "config.kdl:2:19: format: unknown key `bogus` in the format; expected one of time, traffic, rx, tx, conns, id, proto, family, direction, state, local_addr, local_port, remote_addr, remote_port, pid, comm, exe, cmdline, uid, user, cgroup, unit, container, app_id, first_seen_us, last_seen_us, rx_bytes, tx_bytes, error"),
+            ("overlay {\n  fade-curve \"0,100 5,50 5,0\"\n}", "config.kdl:2:26: fade-curve: times must increase from point to point: 5 follows 5"),
+            ("overlay { anchor \"top-top\" }", "config.kdl:1:18: anchor must be edges joined by -, such as \"top-right\", \"bottom\", \"top-left-right\", or \"center\", not \"top-top\""),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(error(text), expected, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn rule_forms() {
+        let text = r##"
+            overlay {
+                rules {
+                    rewrite "^(\\S+) :: root :: " "$1 :: ⚙ :: "
+                    hide #"::\s*127\.0\.0\.1 "# case-sensitive=#true
+                    group "firefox (web)" {
+                        match "firefox"
+                        not "443/"
+                    }
+                    rewrite ":: $1 ::" group=#true {
+                        match #":: (\S+) \[firefox\] ::"# replace=#true
+                        match "alice" case-sensitive=#true
+                    }
+                    group #".*:: (.*?) :: (\S+) 53/udp.*"# "$1 $2 dns"
+                    hide { match "sshd"; not "alice" }
+                }
+            }
+        "##;
+        let c = parse_text(text).expect("parses");
+        let r = c.rules.rules();
+        assert_eq!(r.len(), 6);
+        assert!(r[1].chain()[0].case_sensitive);
+        assert!(r[2].chain()[1].negated);
+        assert_eq!(
+            r[3].action(),
+            &Action::Rewrite {
+                replacement: ":: $1 ::".into(),
+                group: true
+            }
+        );
+        assert!(r[3].chain()[0].replaces);
+        assert!(r[3].chain()[1].case_sensitive);
+        let out = c.rules.apply("10:00 :: root :: cron :: 1.1.1.1 80/tcp");
+        assert_eq!(out.text, "10:00 :: ⚙ :: cron :: 1.1.1.1 80/tcp");
+    }
+
+    #[test]
+    fn rule_errors_point_at_the_regex() {
+        let cases = [
+            // Raw string: the column of the regex error inside it.
+            ("overlay {\n  rules {\n    hide #\"a(b\"#\n  }\n}", "config.kdl:3:15: hide: bad regex: Parsing error at position 3"),
+            ("overlay { rules { hide \"x\" \"y\" } }", "config.kdl:1:28: expected `hide REGEX`"),
+            ("overlay { rules { drop \"x\" } }", "config.kdl:1:19: unknown rule `drop` in rules {}; expected one of rewrite, group, hide"),
+            ("overlay { rules { rewrite \"x\" } }", "config.kdl:1:19: expected `rewrite REGEX REPLACEMENT`"),
+            ("overlay { rules { hide \"x\" case=#true } }", "config.kdl:1:28: unknown property `case` in hide; expected one of case-sensitive"),
+            ("overlay { rules { hide { not \"x\" } } }", "config.kdl:1:19: hide: a rule needs at least one `match`"),
+            ("overlay { rules { group \"k\" {\n match \"a\" replace=#true\n match \"b\" replace=#true } } }", "config.kdl:3:9: group: only one regex"),
+            ("overlay { rules { hide { nope \"x\" } } }", "config.kdl:1:26: unknown chain entry `nope`"),
+            ("overlay { rules { hide 5 } }", "config.kdl:1:24: a `hide` value must be a string, not 5"),
+        ];
+        for (text, expected) in cases {
+            let message = error(text);
+            assert!(message.starts_with(expected), "{text:?}: {message}");
+            assert!(!message.contains('\n'), "{message:?}");
+        }
+        let message = error("overlay {\n  rules {\n    hide #\"a(b\"#\n  }\n}");
+        assert!(message.contains("bad regex"), "{message}");
+    }
+
+    #[test]
+    fn hostile_input_is_an_error_not_a_crash() {
+        let inputs = [
+            "{".repeat(2_000),
+            format!("overlay {{ {} 1 }}", "x".repeat(10_000)),
+            format!("overlay {{ rules {{ hide \"{}\" }} }}", "(".repeat(5_000)),
+            format!("overlay {{ fade-curve \"{}\" }}", "1,".repeat(5_000)),
+            "overlay { width 99999999999999999999999999999999999 }".into(),
+            "\0\u{202e}overlay".into(),
+        ];
+        for text in &inputs {
+            if let Err(e) = parse_text(text) {
+                let message = e.to_string();
+                assert!(message.starts_with("config.kdl"), "{message}");
+                assert!(!message.contains('\n'));
+            }
+        }
+    }
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(size_bytes("5KiB"), Some(5120));
+        assert_eq!(size_bytes("1.5M"), Some(1_572_864));
+        assert_eq!(size_bytes("300"), Some(300));
+        assert_eq!(size_bytes("5 parsecs"), None);
+        assert_eq!(duration_seconds("500ms"), Some(0.5));
+        assert_eq!(duration_seconds("2m"), Some(120.0));
+        assert_eq!(duration_seconds("2"), None);
+    }
+}

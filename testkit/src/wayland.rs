@@ -1,0 +1,266 @@
+//! A headless Wayland compositor for tests: `sway` with the headless
+//! wlroots backend and the pixman renderer, run as an unprivileged user
+//! (sway refuses root), and `grim` screenshots of it.
+//!
+//! Everything the compositor needs lives in one fresh directory under
+//! `/tmp` (its config, its log, and the user's `XDG_RUNTIME_DIR`, mode 0700
+//! and owned by the user); dropping [`Sway`] kills the compositor and
+//! removes the directory.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::{chown, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long sway may take to open its socket.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Who runs the compositor and its clients.
+#[derive(Debug, Clone)]
+pub struct WaylandUser {
+    /// User name (for messages).
+    pub name: String,
+    /// Its uid.
+    pub uid: u32,
+    /// Its primary gid.
+    pub gid: u32,
+}
+
+/// A running headless sway with one output.
+#[derive(Debug)]
+pub struct Sway {
+    child: Child,
+    dir: PathBuf,
+    runtime_dir: PathBuf,
+    display: String,
+    user: WaylandUser,
+}
+
+impl Sway {
+    /// Starts sway as `user` with one headless output `HEADLESS-1` of
+    /// `width`×`height` filled with `background` (`#rrggbb`), and returns
+    /// once clients can connect.
+    pub fn start(
+        user: &WaylandUser,
+        width: u32,
+        height: u32,
+        background: &str,
+    ) -> io::Result<Sway> {
+        Sway::start_scaled(user, width, height, 1, background)
+    }
+
+    /// Like [`Sway::start`], with the output at an integer `scale` (HiDPI):
+    /// `width`×`height` are its pixels, clients see it `scale` times
+    /// smaller in logical pixels, and screenshots have its full pixels.
+    pub fn start_scaled(
+        user: &WaylandUser,
+        width: u32,
+        height: u32,
+        scale: u32,
+        background: &str,
+    ) -> io::Result<Sway> {
+        let dir = fresh_dir()?;
+        let runtime_dir = dir.join("run");
+        fs::create_dir(&runtime_dir)?;
+        fs::set_permissions(&runtime_dir, fs::Permissions::from_mode(0o700))?;
+        chown(&runtime_dir, Some(user.uid), Some(user.gid))?;
+        let config = dir.join("sway.conf");
+        // No bar, no borders, no Xwayland: only the background and layer
+        // surfaces end up on screen.
+        fs::write(
+            &config,
+            format!(
+                "output HEADLESS-1 resolution {width}x{height} scale {scale} background {background} solid_color\n\
+                 xwayland disable\n\
+                 default_border none\n"
+            ),
+        )?;
+        fs::set_permissions(&config, fs::Permissions::from_mode(0o644))?;
+        let log = fs::File::create(dir.join("sway.log"))?;
+        let mut cmd = as_user(user, &runtime_dir, None);
+        cmd.env("WLR_BACKENDS", "headless")
+            .env("WLR_RENDERER", "pixman")
+            .env("WLR_LIBINPUT_NO_DEVICES", "1")
+            .env("WLR_HEADLESS_OUTPUTS", "1")
+            .arg("sway")
+            .arg("--config")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        let child = cmd
+            .spawn()
+            .map_err(|e| io::Error::new(e.kind(), format!("starting sway: {e}")))?;
+        let mut sway = Sway {
+            child,
+            dir,
+            runtime_dir,
+            display: String::new(),
+            user: user.clone(),
+        };
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        loop {
+            if let Some(d) = sway.find_socket() {
+                sway.display = d;
+                break;
+            }
+            if let Ok(Some(status)) = sway.child.try_wait() {
+                return Err(io::Error::other(format!(
+                    "sway exited ({status}) before opening its socket; its log:\n{}",
+                    sway.log()
+                )));
+            }
+            if Instant::now() > deadline {
+                return Err(io::Error::other(format!(
+                    "sway opened no Wayland socket in {STARTUP_TIMEOUT:?}; its log:\n{}",
+                    sway.log()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // The socket exists before the output is configured: wait until a
+        // screenshot works, which needs the output.
+        loop {
+            let probe = sway.dir.join("probe.png");
+            if sway.grim(&probe, None).is_ok() {
+                let _ = fs::remove_file(probe);
+                return Ok(sway);
+            }
+            if Instant::now() > deadline {
+                return Err(io::Error::other(format!(
+                    "grim cannot take a screenshot of sway after {STARTUP_TIMEOUT:?}; sway's log:\n{}",
+                    sway.log()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn find_socket(&self) -> Option<String> {
+        let entries = fs::read_dir(&self.runtime_dir).ok()?;
+        entries
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .find(|n| n.starts_with("wayland-") && !n.ends_with(".lock"))
+    }
+
+    /// `WAYLAND_DISPLAY` for clients (e.g. `wayland-1`).
+    pub fn display(&self) -> &str {
+        &self.display
+    }
+
+    /// The user's `XDG_RUNTIME_DIR`, where the socket is.
+    pub fn runtime_dir(&self) -> &Path {
+        &self.runtime_dir
+    }
+
+    /// The scratch directory (world-readable, for test files).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The compositor's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A command that runs `program` as the compositor's user, with the
+    /// environment of a client of this compositor.
+    pub fn client(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = as_user(&self.user, &self.runtime_dir, Some(&self.display));
+        cmd.arg(program);
+        cmd
+    }
+
+    /// Takes a screenshot into `path` (PNG), of the region `x,y wxh` when
+    /// given.
+    pub fn grim(&self, path: &Path, region: Option<(i32, i32, u32, u32)>) -> io::Result<()> {
+        let mut cmd = Command::new("timeout");
+        cmd.args(["--kill-after=2", "10", "grim"]);
+        if let Some((x, y, w, h)) = region {
+            cmd.arg("-g").arg(format!("{x},{y} {w}x{h}"));
+        }
+        // Root may connect to the user's compositor; the file stays ours.
+        let out: Output = cmd
+            .arg(path)
+            .env("XDG_RUNTIME_DIR", &self.runtime_dir)
+            .env(
+                "WAYLAND_DISPLAY",
+                if self.display.is_empty() {
+                    "wayland-1"
+                } else {
+                    &self.display
+                },
+            )
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| io::Error::new(e.kind(), format!("running grim: {e}")))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(io::Error::other(format!(
+                "grim failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )))
+        }
+    }
+
+    /// What sway has logged so far (worth printing when a test fails).
+    pub fn log(&self) -> String {
+        let log = fs::read_to_string(self.dir.join("sway.log")).unwrap_or_default();
+        // Its start-up is long and mostly noise: the end is what matters.
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(60)..].join("\n")
+    }
+}
+
+impl Drop for Sway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `setpriv` to `user` (its uid, primary gid and supplementary groups)
+/// with a client's environment; the parent's death kills the program.
+fn as_user(user: &WaylandUser, runtime_dir: &Path, display: Option<&str>) -> Command {
+    let mut cmd = Command::new("setpriv");
+    cmd.arg(format!("--reuid={}", user.uid))
+        .arg(format!("--regid={}", user.gid))
+        .arg("--init-groups")
+        .arg("--pdeathsig=KILL")
+        .arg("env")
+        .arg(format!("XDG_RUNTIME_DIR={}", runtime_dir.display()))
+        .arg("HOME=/nonexistent");
+    if let Some(d) = display {
+        cmd.arg(format!("WAYLAND_DISPLAY={d}"));
+    }
+    cmd
+}
+
+/// A new world-traversable directory under `/tmp`.
+fn fresh_dir() -> io::Result<PathBuf> {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    loop {
+        let dir = PathBuf::from(format!(
+            "/tmp/leco-wl-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        match fs::create_dir(&dir) {
+            Ok(()) => {
+                fs::set_permissions(&dir, fs::Permissions::from_mode(0o755))?;
+                return Ok(dir);
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                let _ = fs::remove_dir_all(&dir);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
