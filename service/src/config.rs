@@ -6,15 +6,15 @@
 //! root of the repository.
 //!
 //! Errors read `FILE:LINE:COLUMN: message` (1-based; the column counts
-//! characters) and say what was expected, so that an editor can jump to them.
+//! characters) and say what was expected, so that an editor can jump to them;
+//! leco-kdlconf does the reading, this module knows the settings.
 
-use std::fmt;
-use std::io::Read;
-use std::ops::RangeInclusive;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use kdl::{KdlDocument, KdlEntry, KdlError, KdlNode, KdlValue};
+use kdl::{KdlEntry, KdlNode};
+pub use leco_kdlconf::ConfigError;
+use leco_kdlconf::{duration_seconds, unknown, DurationForm, Source, DAY};
 
 /// Settings of leco-service from the `service {}` section of config.kdl.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,47 +56,6 @@ impl Default for ServiceConfig {
     }
 }
 
-/// A config problem, displayed as `FILE:LINE:COLUMN: message` (1-based line
-/// and column), or `FILE: message` when it concerns the whole file; one line,
-/// saying what was expected.
-#[derive(Debug, thiserror::Error)]
-#[error("{}: {message}", Location(.path, .position))]
-pub struct ConfigError {
-    path: PathBuf,
-    /// 1-based line and column (in characters), when the problem has a place.
-    position: Option<(usize, usize)>,
-    message: String,
-}
-
-impl ConfigError {
-    fn whole(path: &Path, message: impl Into<String>) -> Self {
-        ConfigError {
-            path: path.to_owned(),
-            position: None,
-            message: message.into(),
-        }
-    }
-
-    fn at(path: &Path, text: &str, offset: usize, message: impl Into<String>) -> Self {
-        ConfigError {
-            path: path.to_owned(),
-            position: Some(line_column(text, offset)),
-            message: message.into(),
-        }
-    }
-}
-
-struct Location<'a>(&'a PathBuf, &'a Option<(usize, usize)>);
-
-impl fmt::Display for Location<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.1 {
-            Some((line, column)) => write!(f, "{}:{line}:{column}", self.0.display()),
-            None => write!(f, "{}", self.0.display()),
-        }
-    }
-}
-
 /// The settings `service {}` knows, in the order error messages list them.
 const SETTINGS: [&str; 7] = [
     "update-interval",
@@ -108,181 +67,60 @@ const SETTINGS: [&str; 7] = [
     "signal-rate",
 ];
 
-/// Larger files are refused unread: a configuration is a few KiB, and this
-/// keeps `-c /dev/zero` from eating memory.
-const MAX_FILE_BYTES: u64 = 1 << 20;
-
-/// The kdl parser (6.7) recurses once per nested child block, per slashdash,
-/// per token of a block comment and per character it skips while recovering
-/// from an error at the top level, so a few hundred `{` overflow an 8 MiB
-/// stack and abort the process. We therefore parse on a thread whose stack
-/// covers the worst case of the text at hand. Measured in an unoptimized
-/// build, the worst case costs about 31 KiB per `{`, 26 KiB per `/` and
-/// 3.3 KiB per other byte (an optimized build needs about a fifth); these
-/// bounds keep a margin over that. The stack is only reserved address space:
-/// a normal file touches a few pages of it.
-const PARSER_STACK_BASE: usize = 1 << 20;
-const PARSER_STACK_PER_BRACE: usize = 48 << 10;
-const PARSER_STACK_PER_SLASH: usize = 40 << 10;
-const PARSER_STACK_PER_BYTE: usize = 6 << 10;
-/// Texts that would need more are refused: about 170 KiB of ordinary text,
-/// or 20 000 nested blocks.
-const PARSER_STACK_MAX: usize = 1 << 30;
-
-/// The stack the parser may need for `text`, or `None` beyond
-/// [`PARSER_STACK_MAX`].
-fn parser_stack(text: &str) -> Option<usize> {
-    text.bytes().try_fold(PARSER_STACK_BASE, |sum, byte| {
-        let cost = match byte {
-            b'{' => PARSER_STACK_PER_BRACE,
-            b'/' => PARSER_STACK_PER_SLASH,
-            _ => PARSER_STACK_PER_BYTE,
-        };
-        sum.checked_add(cost).filter(|&s| s <= PARSER_STACK_MAX)
-    })
-}
+/// Durations in `service {}`: numbers of seconds, or strings with a unit.
+const DURATION: DurationForm = DurationForm {
+    expected: "a duration such as 1, 0.5, \"500ms\" or \"2s\"",
+    from_string: duration_seconds,
+};
 
 impl ServiceConfig {
     /// Parses `text` (the contents of `path`, used only in messages).
     pub fn parse(text: &str, path: &Path) -> Result<ServiceConfig, ConfigError> {
-        let stack = parser_stack(text).ok_or_else(|| {
-            ConfigError::whole(
-                path,
-                format!(
-                    "too large or too deeply nested to parse ({} bytes); \
-                     a configuration file is a few KiB",
-                    text.len()
-                ),
-            )
-        })?;
-        std::thread::scope(|scope| {
-            let parser = std::thread::Builder::new()
-                .name("leco-config".into())
-                .stack_size(stack)
-                .spawn_scoped(scope, || parse_here(text, path))
-                .map_err(|e| {
-                    ConfigError::whole(path, format!("cannot start a thread to parse it: {e}"))
-                })?;
-            // The document is dropped on that thread too: dropping it
-            // recurses as deep as it nests.
-            parser.join().unwrap_or_else(|_| {
-                Err(ConfigError::whole(
-                    path,
-                    "the KDL parser failed on this file (a bug in it)",
-                ))
-            })
-        })
+        leco_kdlconf::parse_on_thread(text, path, parse_here)
     }
 
     /// Reads and parses a file; a missing file is an error naming it.
     pub fn load(path: &Path) -> Result<ServiceConfig, ConfigError> {
-        let text = read_text(path)?;
+        let text = leco_kdlconf::read_file(path)?;
         ServiceConfig::parse(&text, path)
     }
 }
 
-fn read_text(path: &Path) -> Result<String, ConfigError> {
-    let file = std::fs::File::open(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => ConfigError::whole(path, "no such file"),
-        _ => ConfigError::whole(path, format!("cannot open: {e}")),
-    })?;
-    let mut bytes = Vec::new();
-    file.take(MAX_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| ConfigError::whole(path, format!("cannot read: {e}")))?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(ConfigError::whole(
-            path,
-            format!("larger than {MAX_FILE_BYTES} bytes; a configuration file is a few KiB"),
-        ));
-    }
-    String::from_utf8(bytes).map_err(|e| {
-        let valid = e.utf8_error().valid_up_to();
-        let before = String::from_utf8_lossy(&e.as_bytes()[..valid]);
-        ConfigError::at(
-            path,
-            &before,
-            valid,
-            "not valid UTF-8; a configuration file is UTF-8 text",
-        )
-    })
-}
-
 /// Parses and reads the `service` section; runs on the parser thread.
-fn parse_here(text: &str, path: &Path) -> Result<ServiceConfig, ConfigError> {
-    let document = KdlDocument::parse_v2(text).map_err(|e| syntax_error(text, path, &e))?;
+fn parse_here(source: Source<'_>) -> Result<ServiceConfig, ConfigError> {
+    let document = source.document(duration_hint)?;
     let mut service: Option<&KdlNode> = None;
     for node in document.nodes() {
         if node.name().value() != "service" {
             continue;
         }
         if let Some(first) = service {
-            let (line, _) = line_column(text, first.name().span().offset());
-            return Err(ConfigError::at(
-                path,
-                text,
-                node.name().span().offset(),
-                format!("a second `service {{}}` section; put these settings into the one at line {line}"),
-            ));
+            return Err(source.second_section(first, node));
         }
         service = Some(node);
     }
     match service {
-        Some(node) => Reader { text, path }.service(node),
+        Some(node) => Reader { source }.service(node),
         None => Ok(ServiceConfig::default()),
     }
 }
 
-fn syntax_error(text: &str, path: &Path, error: &KdlError) -> ConfigError {
-    let Some(diagnostic) = error.diagnostics.first() else {
-        return ConfigError::whole(path, "not a valid KDL document");
-    };
-    let offset = diagnostic.span.offset();
-    let mut message = one_line(
-        diagnostic.message.as_deref().unwrap_or("invalid KDL"),
-        usize::MAX,
-    );
-    // The likeliest slip in this file is a bare `500ms`, which KDL reads
-    // as a broken number; say how to write it.
-    let token = text
-        .get(offset..)
-        .and_then(|rest| {
-            rest.split(|c: char| c.is_whitespace() || c == ';' || c == '}')
-                .next()
-        })
-        .unwrap_or("");
-    if token.parse::<f64>().is_err() && duration_seconds(token).is_some() {
-        message.push_str(&format!(
-            "; a duration with a unit is a quoted string: \"{token}\""
-        ));
-    }
-    ConfigError::at(path, text, offset, message)
+/// The likeliest slip in this file is a bare `500ms`, which KDL reads as a
+/// broken number; a syntax error at such a `token` says how to write it.
+fn duration_hint(token: &str) -> Option<String> {
+    (token.parse::<f64>().is_err() && duration_seconds(token).is_some())
+        .then(|| format!("a duration with a unit is a quoted string: \"{token}\""))
 }
 
 /// Walks the `service` node with the text around for messages.
 struct Reader<'a> {
-    text: &'a str,
-    path: &'a Path,
+    source: Source<'a>,
 }
 
 impl Reader<'_> {
     /// An error at byte `offset` of the text.
     fn error(&self, offset: usize, message: impl Into<String>) -> ConfigError {
-        ConfigError::at(self.path, self.text, offset, message)
-    }
-
-    /// The value as written in the file, for messages.
-    fn source(&self, entry: &KdlEntry) -> String {
-        let span = entry.span();
-        let written = self
-            .text
-            .get(span.offset()..span.offset().saturating_add(span.len()))
-            .filter(|s| !s.trim().is_empty())
-            .map(str::trim);
-        match written {
-            Some(s) => one_line(s, 40),
-            None => one_line(&entry.value().to_string(), 40),
-        }
+        self.source.error(offset, message)
     }
 
     fn service(&self, node: &KdlNode) -> Result<ServiceConfig, ConfigError> {
@@ -300,46 +138,47 @@ impl Reader<'_> {
             return Ok(config);
         };
         let mut seen: Vec<(&str, usize)> = Vec::new();
+        let s = &self.source;
         for child in children.nodes() {
             let name = child.name().value();
             let name_at = child.name().span().offset();
             if !SETTINGS.contains(&name) {
                 return Err(self.error(name_at, unknown_setting(name)));
             }
-            if let Some((_, first)) = seen.iter().find(|(n, _)| *n == name) {
-                let (line, _) = line_column(self.text, *first);
-                return Err(self.error(
-                    name_at,
-                    format!("`{name}` is set twice; the first is at line {line}"),
-                ));
-            }
-            seen.push((name, name_at));
+            s.set_once(&mut seen, name, name_at)?;
             let entry = self.value_of(child)?;
             match name {
                 "update-interval" => {
-                    config.update_interval = self.duration(
+                    config.update_interval = s.duration(
                         name,
                         entry,
+                        &DURATION,
                         Duration::from_millis(10)..=DAY,
                         "between 10ms and 1 day",
                     )?
                 }
                 "udp-idle" => {
-                    config.udp_idle = self.duration(
+                    config.udp_idle = s.duration(
                         name,
                         entry,
+                        &DURATION,
                         Duration::from_secs(1)..=DAY,
                         "between 1s and 1 day",
                     )?
                 }
                 "backlog" => {
-                    config.backlog =
-                        self.duration(name, entry, Duration::ZERO..=DAY, "between 0 and 1 day")?
+                    config.backlog = s.duration(
+                        name,
+                        entry,
+                        &DURATION,
+                        Duration::ZERO..=DAY,
+                        "between 0 and 1 day",
+                    )?
                 }
-                "backlog-max" => config.backlog_max = self.integer(name, entry, 0..=1_000_000)?,
-                "max-flows" => config.max_flows = self.integer(name, entry, 64..=4_194_304)?,
+                "backlog-max" => config.backlog_max = s.integer(name, entry, 0..=1_000_000)?,
+                "max-flows" => config.max_flows = s.integer(name, entry, 64..=4_194_304)?,
                 "ring-buffer-kib" => config.ring_buffer_kib = self.power_of_two(name, entry)?,
-                "signal-rate" => config.signal_rate = self.integer(name, entry, 1..=1_000_000)?,
+                "signal-rate" => config.signal_rate = s.integer(name, entry, 1..=1_000_000)?,
                 _ => return Err(self.error(name_at, unknown_setting(name))),
             }
         }
@@ -368,7 +207,7 @@ impl Reader<'_> {
                     entry.span().offset(),
                     format!(
                         "`{name}` takes one value, not a property `{}=…`",
-                        one_line(key.value(), 40)
+                        leco_kdlconf::one_line(key.value(), 40)
                     ),
                 ));
             }
@@ -398,61 +237,6 @@ impl Reader<'_> {
         }
     }
 
-    fn duration(
-        &self,
-        name: &str,
-        entry: &KdlEntry,
-        range: RangeInclusive<Duration>,
-        range_text: &str,
-    ) -> Result<Duration, ConfigError> {
-        let seconds = match entry.value() {
-            KdlValue::Integer(i) => Some(*i as f64),
-            KdlValue::Float(f) if !f.is_nan() => Some(*f),
-            KdlValue::String(s) => duration_seconds(s),
-            _ => None,
-        };
-        let Some(seconds) = seconds else {
-            return Err(self.error(
-                entry.span().offset(),
-                format!(
-                    "{name} must be a duration such as 1, 0.5, \"500ms\" or \"2s\", not {}",
-                    self.source(entry)
-                ),
-            ));
-        };
-        match Duration::try_from_secs_f64(seconds) {
-            Ok(d) if range.contains(&d) => Ok(d),
-            _ => Err(self.error(
-                entry.span().offset(),
-                format!("{name} must be {range_text}, not {}", self.source(entry)),
-            )),
-        }
-    }
-
-    fn integer<T: TryFrom<i128>>(
-        &self,
-        name: &str,
-        entry: &KdlEntry,
-        range: RangeInclusive<i128>,
-    ) -> Result<T, ConfigError> {
-        entry
-            .value()
-            .as_integer()
-            .filter(|i| range.contains(i))
-            .and_then(|i| T::try_from(i).ok())
-            .ok_or_else(|| {
-                self.error(
-                    entry.span().offset(),
-                    format!(
-                        "{name} must be an integer from {} to {}, not {}",
-                        range.start(),
-                        range.end(),
-                        self.source(entry)
-                    ),
-                )
-            })
-    }
-
     fn power_of_two(&self, name: &str, entry: &KdlEntry) -> Result<u32, ConfigError> {
         entry
             .value()
@@ -461,43 +245,12 @@ impl Reader<'_> {
             .and_then(|i| u32::try_from(i).ok())
             .filter(|i| i.is_power_of_two())
             .ok_or_else(|| {
-                self.error(
-                    entry.span().offset(),
-                    format!(
-                        "{name} must be a power of two from 4 to 1048576 (such as 256), not {}",
-                        self.source(entry)
-                    ),
+                self.source.wrong(
+                    entry,
+                    name,
+                    "a power of two from 4 to 1048576 (such as 256)",
                 )
             })
-    }
-}
-
-const DAY: Duration = Duration::from_secs(86_400);
-
-/// Seconds in a duration string: a decimal number and a unit, `ms`, `s`, `m`
-/// or `h` (`"500ms"`, `"1.5 h"`); `None` when it is not one. Negative
-/// numbers are accepted here so that they get the range message.
-fn duration_seconds(s: &str) -> Option<f64> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-'))
-        .unwrap_or(s.len());
-    let (number, unit) = s.split_at(split);
-    let digits = number.strip_prefix('-').unwrap_or(number);
-    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, "0"));
-    let is_digits = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
-    if !is_digits(whole) || !is_digits(fraction) {
-        return None;
-    }
-    let value: f64 = number.parse().ok()?;
-    match unit.trim_start() {
-        // Divided rather than multiplied by 0.001, so that "10ms" is exactly
-        // the f64 closest to 0.01.
-        "ms" => Some(value / 1000.0),
-        "s" => Some(value),
-        "m" => Some(value * 60.0),
-        "h" => Some(value * 3600.0),
-        _ => None,
     }
 }
 
@@ -515,70 +268,7 @@ fn default_of(name: &str) -> &'static str {
 }
 
 fn unknown_setting(name: &str) -> String {
-    let mut message = format!(
-        "unknown setting `{}` in service {{}}; expected one of {}",
-        one_line(name, 40),
-        SETTINGS.join(", ")
-    );
-    let length = name.chars().count();
-    let closest = SETTINGS
-        .iter()
-        // Names that differ more in length cannot be close; skipping them
-        // keeps a megabyte-long name cheap.
-        .filter(|known| known.len().abs_diff(length) <= 2)
-        .map(|known| (edit_distance(name, known), known))
-        .filter(|(distance, _)| *distance <= 2)
-        .min_by_key(|(distance, _)| *distance);
-    if let Some((_, known)) = closest {
-        message.push_str(&format!("; did you mean `{known}`?"));
-    }
-    message
-}
-
-/// Levenshtein distance in characters.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut current = Vec::with_capacity(b.len() + 1);
-        current.push(i + 1);
-        for (j, cb) in b.iter().enumerate() {
-            let substitute = previous[j] + usize::from(ca != *cb);
-            current.push(substitute.min(previous[j + 1] + 1).min(current[j] + 1));
-        }
-        previous = current;
-    }
-    previous[b.len()]
-}
-
-/// `s` on one line for a message: control characters escaped, cut after
-/// `max` characters.
-fn one_line(s: &str, max: usize) -> String {
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i == max {
-            out.push('…');
-            break;
-        }
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// 1-based line and column (in characters) of byte `offset` in `text`.
-fn line_column(text: &str, offset: usize) -> (usize, usize) {
-    let mut offset = offset.min(text.len());
-    while !text.is_char_boundary(offset) {
-        offset -= 1;
-    }
-    let before = &text[..offset];
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    (line, before[line_start..].chars().count() + 1)
+    unknown("setting", name, "service {}", &SETTINGS)
 }
 
 #[cfg(test)]
@@ -1078,27 +768,5 @@ mod tests {
             .to_string();
         assert_eq!(message, format!("{}: no such file", missing.display()));
         std::fs::remove_dir_all(&dir).expect("remove temp dir");
-    }
-
-    #[test]
-    fn positions() {
-        assert_eq!(line_column("", 0), (1, 1));
-        assert_eq!(line_column("abc", 2), (1, 3));
-        assert_eq!(line_column("a\nbc", 2), (2, 1));
-        assert_eq!(line_column("a\r\nbc", 4), (2, 2));
-        assert_eq!(line_column("éé\néx", 7), (2, 2));
-        // Past the end or inside a character: clamped, never a panic.
-        assert_eq!(line_column("ab", 99), (1, 3));
-        assert_eq!(line_column("é", 1), (1, 1));
-        assert_eq!(line_column("éé\néx", 6), (2, 1));
-    }
-
-    #[test]
-    fn distances() {
-        assert_eq!(edit_distance("", ""), 0);
-        assert_eq!(edit_distance("udp-idle", "udp-idle"), 0);
-        assert_eq!(edit_distance("udp-idel", "udp-idle"), 2);
-        assert_eq!(edit_distance("backlog", "backlog-max"), 4);
-        assert_eq!(edit_distance("é", "e"), 1);
     }
 }

@@ -11,15 +11,16 @@
 //! Errors read `FILE:LINE:COLUMN: message` (1-based; the column counts
 //! characters) and say what was expected. A bad regex points into the
 //! pattern when the string is written without escapes (a raw string
-//! `#"…"#` or a plain one without `\`).
+//! `#"…"#` or a plain one without `\`). leco-kdlconf reads the file and
+//! builds the errors; this module knows the settings.
 
-use std::fmt;
-use std::io::Read;
 use std::ops::RangeInclusive;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use kdl::{KdlDocument, KdlEntry, KdlError, KdlNode, KdlValue};
+use kdl::{KdlEntry, KdlNode, KdlValue};
+pub use leco_kdlconf::ConfigError;
+use leco_kdlconf::{one_line, unknown, DurationForm, Source, DAY};
 
 use super::{
     Anchor, Layer, Margins, OutputChoice, OverlayConfig, Shadow, DEFAULT_LINE_HEIGHT_FACTOR,
@@ -29,55 +30,6 @@ use crate::color::Rgba;
 use crate::fade::FadeCurve;
 use crate::format::LineFormat;
 use crate::rules::{Action, MatchSpec, Rule, Rules};
-
-/// A configuration problem, displayed as `FILE:LINE:COLUMN: message`
-/// (or `FILE: message` when it concerns the whole file), on one line.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}: {message}", Location(.path, .position))]
-pub struct ConfigError {
-    path: PathBuf,
-    position: Option<(usize, usize)>,
-    message: String,
-}
-
-impl ConfigError {
-    fn whole(path: &Path, message: impl Into<String>) -> ConfigError {
-        ConfigError {
-            path: path.to_owned(),
-            position: None,
-            message: message.into(),
-        }
-    }
-
-    fn at(path: &Path, text: &str, offset: usize, message: impl Into<String>) -> ConfigError {
-        ConfigError {
-            path: path.to_owned(),
-            position: Some(line_column(text, offset)),
-            message: message.into(),
-        }
-    }
-
-    /// 1-based line and column, when the problem has a place.
-    pub fn position(&self) -> Option<(usize, usize)> {
-        self.position
-    }
-
-    /// The message without the location.
-    pub fn message(&self) -> &str {
-        &self.message
-    }
-}
-
-struct Location<'a>(&'a PathBuf, &'a Option<(usize, usize)>);
-
-impl fmt::Display for Location<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.1 {
-            Some((line, column)) => write!(f, "{}:{line}:{column}", self.0.display()),
-            None => write!(f, "{}", self.0.display()),
-        }
-    }
-}
 
 /// The settings of `overlay {}`, in the order messages list them.
 const SETTINGS: [&str; 23] = [
@@ -111,112 +63,37 @@ const REPEATABLE: [&str; 1] = ["shadow"];
 
 const RULE_KINDS: [&str; 3] = ["rewrite", "group", "hide"];
 
-/// Larger files are refused unread.
-const MAX_FILE_BYTES: u64 = 1 << 20;
-
-/// The kdl parser recurses per nesting level (and per slashdash and
-/// comment token), so it runs on a thread whose stack covers the worst case
-/// of the text at hand; see leco-service's config.rs for the measurements
-/// these bounds come from.
-const PARSER_STACK_BASE: usize = 1 << 20;
-const PARSER_STACK_PER_BRACE: usize = 48 << 10;
-const PARSER_STACK_PER_SLASH: usize = 40 << 10;
-const PARSER_STACK_PER_BYTE: usize = 6 << 10;
-const PARSER_STACK_MAX: usize = 1 << 30;
-
-fn parser_stack(text: &str) -> Option<usize> {
-    text.bytes().try_fold(PARSER_STACK_BASE, |sum, byte| {
-        let cost = match byte {
-            b'{' => PARSER_STACK_PER_BRACE,
-            b'/' => PARSER_STACK_PER_SLASH,
-            _ => PARSER_STACK_PER_BYTE,
-        };
-        sum.checked_add(cost).filter(|&s| s <= PARSER_STACK_MAX)
-    })
-}
+/// Durations in `overlay {}`: numbers of seconds, or strings with a unit.
+const DURATION: DurationForm = DurationForm {
+    expected: "a duration such as 60, 0.5, \"500ms\", \"2m\" or \"1h\"",
+    from_string: leco_kdlconf::duration_seconds,
+};
 
 /// Reads and parses a file; a missing file is an error naming it.
 pub fn load(path: &Path) -> Result<OverlayConfig, ConfigError> {
-    let text = read_text(path)?;
+    let text = leco_kdlconf::read_file(path)?;
     parse(&text, path)
 }
 
 /// Parses `text` (the contents of `path`, used only in messages).
 pub fn parse(text: &str, path: &Path) -> Result<OverlayConfig, ConfigError> {
-    let stack = parser_stack(text).ok_or_else(|| {
-        ConfigError::whole(
-            path,
-            format!(
-                "too large or too deeply nested to parse ({} bytes); \
-                 a configuration file is a few KiB",
-                text.len()
-            ),
-        )
-    })?;
-    std::thread::scope(|scope| {
-        let parser = std::thread::Builder::new()
-            .name("leco-config".into())
-            .stack_size(stack)
-            .spawn_scoped(scope, || parse_here(text, path))
-            .map_err(|e| {
-                ConfigError::whole(path, format!("cannot start a thread to parse it: {e}"))
-            })?;
-        // The document is dropped on that thread too: dropping it recurses
-        // as deep as it nests.
-        parser.join().unwrap_or_else(|_| {
-            Err(ConfigError::whole(
-                path,
-                "the KDL parser failed on this file (a bug in it)",
-            ))
-        })
-    })
+    leco_kdlconf::parse_on_thread(text, path, parse_here)
 }
 
-fn read_text(path: &Path) -> Result<String, ConfigError> {
-    let file = std::fs::File::open(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => ConfigError::whole(path, "no such file"),
-        _ => ConfigError::whole(path, format!("cannot open: {e}")),
-    })?;
-    let mut bytes = Vec::new();
-    file.take(MAX_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| ConfigError::whole(path, format!("cannot read: {e}")))?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(ConfigError::whole(
-            path,
-            format!("larger than {MAX_FILE_BYTES} bytes; a configuration file is a few KiB"),
-        ));
-    }
-    String::from_utf8(bytes).map_err(|e| {
-        let valid = e.utf8_error().valid_up_to();
-        let before = String::from_utf8_lossy(&e.as_bytes()[..valid]);
-        ConfigError::at(
-            path,
-            &before,
-            valid,
-            "not valid UTF-8; a configuration file is UTF-8 text",
-        )
-    })
-}
-
-fn parse_here(text: &str, path: &Path) -> Result<OverlayConfig, ConfigError> {
-    let document = KdlDocument::parse_v2(text).map_err(|e| syntax_error(text, path, &e))?;
-    let reader = Reader { text, path };
+/// Parses and reads the `overlay` section; runs on the parser thread.
+fn parse_here(src: Source<'_>) -> Result<OverlayConfig, ConfigError> {
+    let document = src.document(|_| None)?;
     let mut overlay: Option<&KdlNode> = None;
     for node in document.nodes() {
         match node.name().value() {
             "overlay" => {
                 if let Some(first) = overlay {
-                    let (line, _) = line_column(text, first.name().span().offset());
-                    return Err(reader.error(
-                        node.name().span().offset(),
-                        format!("a second `overlay {{}}` section; put these settings into the one at line {line}"),
-                    ));
+                    return Err(src.second_section(first, node));
                 }
                 overlay = Some(node);
             }
             "rules" => {
-                return Err(reader.error(
+                return Err(src.error(
                     node.name().span().offset(),
                     "line rules go inside the overlay section: overlay { rules { … } }",
                 ))
@@ -225,20 +102,9 @@ fn parse_here(text: &str, path: &Path) -> Result<OverlayConfig, ConfigError> {
         }
     }
     match overlay {
-        Some(node) => reader.overlay(node),
+        Some(node) => Reader { src }.overlay(node),
         None => Ok(OverlayConfig::default()),
     }
-}
-
-fn syntax_error(text: &str, path: &Path, error: &KdlError) -> ConfigError {
-    let Some(diagnostic) = error.diagnostics.first() else {
-        return ConfigError::whole(path, "not a valid KDL document");
-    };
-    let message = one_line(
-        diagnostic.message.as_deref().unwrap_or("invalid KDL"),
-        usize::MAX,
-    );
-    ConfigError::at(path, text, diagnostic.span.offset(), message)
 }
 
 /// How the line height was given.
@@ -250,29 +116,10 @@ enum LineHeight {
 
 /// Walks the nodes with the text around for messages.
 struct Reader<'a> {
-    text: &'a str,
-    path: &'a Path,
+    src: Source<'a>,
 }
 
 impl Reader<'_> {
-    fn error(&self, offset: usize, message: impl Into<String>) -> ConfigError {
-        ConfigError::at(self.path, self.text, offset, message)
-    }
-
-    /// The value as written in the file, for messages.
-    fn source(&self, entry: &KdlEntry) -> String {
-        let span = entry.span();
-        let written = self
-            .text
-            .get(span.offset()..span.offset().saturating_add(span.len()))
-            .filter(|s| !s.trim().is_empty())
-            .map(str::trim);
-        match written {
-            Some(s) => one_line(s, 40),
-            None => one_line(&entry.value().to_string(), 40),
-        }
-    }
-
     fn overlay(&self, node: &KdlNode) -> Result<OverlayConfig, ConfigError> {
         self.bare_section(node, "overlay")?;
         let mut config = OverlayConfig::default();
@@ -286,20 +133,15 @@ impl Reader<'_> {
             let name = child.name().value();
             let at = child.name().span().offset();
             if !SETTINGS.contains(&name) {
-                return Err(self.error(at, unknown("setting", name, "overlay {}", &SETTINGS)));
+                return Err(self
+                    .src
+                    .error(at, unknown("setting", name, "overlay {}", &SETTINGS)));
             }
             if !REPEATABLE.contains(&name) {
-                if let Some((_, first)) = seen.iter().find(|(n, _)| *n == name) {
-                    let (line, _) = line_column(self.text, *first);
-                    return Err(self.error(
-                        at,
-                        format!("`{name}` is set twice; the first is at line {line}"),
-                    ));
-                }
-                seen.push((name, at));
+                self.src.set_once(&mut seen, name, at)?;
             }
             if child.ty().is_some() {
-                return Err(self.error(
+                return Err(self.src.error(
                     child.span().offset(),
                     format!("`{name}` takes no type annotation"),
                 ));
@@ -320,10 +162,10 @@ impl Reader<'_> {
                     let entry = self.value_of(child)?;
                     match name {
                         "layer" => s.layer = self.layer(entry)?,
-                        "width" => s.width = self.integer(name, entry, 1..=16_384)?,
-                        "height" => s.height = self.integer(name, entry, 1..=16_384)?,
+                        "width" => s.width = self.src.integer(name, entry, 1..=16_384)?,
+                        "height" => s.height = self.src.integer(name, entry, 1..=16_384)?,
                         "output" => s.output = self.output(entry)?,
-                        "padding" => s.padding = self.integer(name, entry, 0..=1_000)?,
+                        "padding" => s.padding = self.src.integer(name, entry, 0..=1_000)?,
                         "font" => {
                             st.font_family = self.string(
                                 name,
@@ -337,19 +179,20 @@ impl Reader<'_> {
                         "background" => st.background = self.color(name, entry)?,
                         "line-background" => st.line_background = self.color(name, entry)?,
                         "tag" => st.tag = self.boolean(name, entry)?,
-                        "max-fps" => st.max_fps = self.integer(name, entry, 1..=1_000)?,
+                        "max-fps" => st.max_fps = self.src.integer(name, entry, 1..=1_000)?,
                         "format" => config.lines.format = self.format(entry)?,
                         "traffic-threshold" => {
                             config.lines.traffic_threshold = self.bytes(name, entry)?
                         }
                         "max-lines" => {
                             config.lines.max_lines =
-                                Some(self.integer(name, entry, 0..=MAX_ROWS as i128)?)
+                                Some(self.src.integer(name, entry, 0..=MAX_ROWS as i128)?)
                         }
                         "fade-time" => {
-                            config.fade.fade_time = self.duration(
+                            config.fade.fade_time = self.src.duration(
                                 name,
                                 entry,
+                                &DURATION,
                                 Duration::from_millis(100)..=DAY,
                                 "between 100ms and 1 day",
                             )?
@@ -357,9 +200,9 @@ impl Reader<'_> {
                         "fade-curve" => config.fade.curve = self.curve(entry)?,
                         "linger" => config.fade.linger = self.boolean(name, entry)?,
                         _ => {
-                            return Err(
-                                self.error(at, unknown("setting", name, "overlay {}", &SETTINGS))
-                            )
+                            return Err(self
+                                .src
+                                .error(at, unknown("setting", name, "overlay {}", &SETTINGS)))
                         }
                     }
                 }
@@ -381,13 +224,13 @@ impl Reader<'_> {
     /// A section node: no type, no values.
     fn bare_section(&self, node: &KdlNode, name: &str) -> Result<(), ConfigError> {
         if node.ty().is_some() {
-            return Err(self.error(
+            return Err(self.src.error(
                 node.span().offset(),
                 format!("`{name}` takes no type annotation"),
             ));
         }
         if let Some(entry) = node.entries().first() {
-            return Err(self.error(
+            return Err(self.src.error(
                 entry.span().offset(),
                 format!("`{name}` takes no values; its contents go inside `{name} {{ … }}`"),
             ));
@@ -399,7 +242,7 @@ impl Reader<'_> {
     fn arguments<'n>(&self, node: &'n KdlNode) -> Result<Vec<&'n KdlEntry>, ConfigError> {
         let name = node.name().value();
         if node.children().is_some() {
-            return Err(self.error(
+            return Err(self.src.error(
                 node.name().span().offset(),
                 format!("`{name}` takes values, not a block {{ … }}"),
             ));
@@ -407,7 +250,7 @@ impl Reader<'_> {
         let mut arguments = Vec::new();
         for entry in node.entries() {
             if let Some(key) = entry.name() {
-                return Err(self.error(
+                return Err(self.src.error(
                     entry.span().offset(),
                     format!(
                         "`{name}` takes no property `{}=…`",
@@ -416,7 +259,7 @@ impl Reader<'_> {
                 ));
             }
             if entry.ty().is_some() {
-                return Err(self.error(
+                return Err(self.src.error(
                     entry.span().offset(),
                     format!("`{name}` takes plain values, without a type annotation"),
                 ));
@@ -431,7 +274,7 @@ impl Reader<'_> {
         let name = node.name().value();
         let arguments = self.arguments(node)?;
         match arguments.as_slice() {
-            [] => Err(self.error(
+            [] => Err(self.src.error(
                 node.name().span().offset(),
                 format!(
                     "`{name}` needs a value, such as `{name} {}`",
@@ -439,38 +282,11 @@ impl Reader<'_> {
                 ),
             )),
             [one] => Ok(one),
-            [_, second, ..] => Err(self.error(
+            [_, second, ..] => Err(self.src.error(
                 second.span().offset(),
                 format!("`{name}` takes one value, not {}", arguments.len()),
             )),
         }
-    }
-
-    fn wrong(&self, entry: &KdlEntry, name: &str, expected: &str) -> ConfigError {
-        self.error(
-            entry.span().offset(),
-            format!("{name} must be {expected}, not {}", self.source(entry)),
-        )
-    }
-
-    fn integer<T: TryFrom<i128>>(
-        &self,
-        name: &str,
-        entry: &KdlEntry,
-        range: RangeInclusive<i128>,
-    ) -> Result<T, ConfigError> {
-        entry
-            .value()
-            .as_integer()
-            .filter(|i| range.contains(i))
-            .and_then(|i| T::try_from(i).ok())
-            .ok_or_else(|| {
-                self.wrong(
-                    entry,
-                    name,
-                    &format!("an integer from {} to {}", range.start(), range.end()),
-                )
-            })
     }
 
     fn float(
@@ -485,7 +301,7 @@ impl Reader<'_> {
             _ => None,
         };
         v.filter(|v| range.contains(v)).ok_or_else(|| {
-            self.wrong(
+            self.src.wrong(
                 entry,
                 name,
                 &format!("a number from {} to {}", range.start(), range.end()),
@@ -497,7 +313,7 @@ impl Reader<'_> {
         entry
             .value()
             .as_bool()
-            .ok_or_else(|| self.wrong(entry, name, "#true or #false"))
+            .ok_or_else(|| self.src.wrong(entry, name, "#true or #false"))
     }
 
     fn string(&self, name: &str, entry: &KdlEntry, expected: &str) -> Result<String, ConfigError> {
@@ -505,7 +321,7 @@ impl Reader<'_> {
             .value()
             .as_string()
             .map(str::to_owned)
-            .ok_or_else(|| self.wrong(entry, name, expected))
+            .ok_or_else(|| self.src.wrong(entry, name, expected))
     }
 
     fn color(&self, name: &str, entry: &KdlEntry) -> Result<Rgba, ConfigError> {
@@ -513,7 +329,10 @@ impl Reader<'_> {
             .value()
             .as_string()
             .and_then(|s| s.parse().ok())
-            .ok_or_else(|| self.wrong(entry, name, "a colour \"#rrggbb\" or \"#rrggbbaa\""))
+            .ok_or_else(|| {
+                self.src
+                    .wrong(entry, name, "a colour \"#rrggbb\" or \"#rrggbbaa\"")
+            })
     }
 
     fn layer(&self, entry: &KdlEntry) -> Result<Layer, ConfigError> {
@@ -522,7 +341,7 @@ impl Reader<'_> {
             Some("bottom") => Ok(Layer::Bottom),
             Some("top") => Ok(Layer::Top),
             Some("overlay") => Ok(Layer::Overlay),
-            _ => Err(self.wrong(
+            _ => Err(self.src.wrong(
                 entry,
                 "layer",
                 "one of \"background\", \"bottom\", \"top\", \"overlay\"",
@@ -535,7 +354,7 @@ impl Reader<'_> {
             Some("default") => Ok(OutputChoice::Default),
             Some("all") => Ok(OutputChoice::All),
             Some(name) if !name.trim().is_empty() => Ok(OutputChoice::Named(name.to_owned())),
-            _ => Err(self.wrong(
+            _ => Err(self.src.wrong(
                 entry,
                 "output",
                 "\"default\", \"all\" or an output name such as \"DP-1\"",
@@ -548,7 +367,7 @@ impl Reader<'_> {
         let expected = "edges joined by -, such as \"top-right\", \"bottom\", \
                         \"top-left-right\", or \"center\"";
         let Some(s) = entry.value().as_string() else {
-            return Err(self.wrong(entry, "anchor", expected));
+            return Err(self.src.wrong(entry, "anchor", expected));
         };
         let mut anchor = Anchor::default();
         if s == "center" {
@@ -560,10 +379,10 @@ impl Reader<'_> {
                 "bottom" => &mut anchor.bottom,
                 "left" => &mut anchor.left,
                 "right" => &mut anchor.right,
-                _ => return Err(self.wrong(entry, "anchor", expected)),
+                _ => return Err(self.src.wrong(entry, "anchor", expected)),
             };
             if *slot {
-                return Err(self.wrong(entry, "anchor", expected));
+                return Err(self.src.wrong(entry, "anchor", expected));
             }
             *slot = true;
         }
@@ -574,7 +393,7 @@ impl Reader<'_> {
         let args = self.arguments(node)?;
         let v = args
             .iter()
-            .map(|e| self.integer::<i32>("margin", e, -10_000..=10_000))
+            .map(|e| self.src.integer::<i32>("margin", e, -10_000..=10_000))
             .collect::<Result<Vec<_>, _>>()?;
         match v.as_slice() {
             [all] => Ok(Margins {
@@ -595,7 +414,7 @@ impl Reader<'_> {
                 bottom: *bottom,
                 left: *left,
             }),
-            _ => Err(self.error(
+            _ => Err(self.src.error(
                 node.name().span().offset(),
                 format!(
                     "`margin` takes 1 (all), 2 (vertical horizontal) or 4 (top right bottom left) \
@@ -616,7 +435,7 @@ impl Reader<'_> {
                 dy: self.float("shadow y offset", dy, -100.0..=100.0)?,
                 color: self.color("shadow colour", color)?,
             })),
-            _ => Err(self.error(
+            _ => Err(self.src.error(
                 node.name().span().offset(),
                 "`shadow` takes an x offset, a y offset and a colour, such as \
                  `shadow 1 1 \"#000000a0\"`, or `shadow \"none\"`",
@@ -632,9 +451,9 @@ impl Reader<'_> {
             KdlValue::Integer(i) if (1..=1_000).contains(i) => LineHeight::Pixels(*i as f32),
             KdlValue::String(s) => match s.strip_prefix('+').and_then(|g| g.parse::<f32>().ok()) {
                 Some(gap) if (0.0..=500.0).contains(&gap) => LineHeight::Gap(gap),
-                _ => return Err(self.wrong(entry, "line-height", expected)),
+                _ => return Err(self.src.wrong(entry, "line-height", expected)),
             },
-            _ => return Err(self.wrong(entry, "line-height", expected)),
+            _ => return Err(self.src.wrong(entry, "line-height", expected)),
         };
         Ok(value)
     }
@@ -643,12 +462,12 @@ impl Reader<'_> {
         match entry.value() {
             KdlValue::String(s) if s == "classic" => Ok(LineFormat::Classic),
             KdlValue::String(s) => LineFormat::new(Some(s)).map_err(|e| {
-                self.error(
+                self.src.error(
                     self.offset_in_string(entry, e.offset),
                     format!("format: {}", e.message),
                 )
             }),
-            _ => Err(self.wrong(
+            _ => Err(self.src.wrong(
                 entry,
                 "format",
                 "\"classic\" or a template string such as \"{time} {comm} {remote_addr}\"",
@@ -663,45 +482,19 @@ impl Reader<'_> {
             KdlValue::String(s) => size_bytes(s),
             _ => None,
         };
-        n.ok_or_else(|| self.wrong(entry, name, expected))
-    }
-
-    fn duration(
-        &self,
-        name: &str,
-        entry: &KdlEntry,
-        range: RangeInclusive<Duration>,
-        range_text: &str,
-    ) -> Result<Duration, ConfigError> {
-        let seconds = match entry.value() {
-            KdlValue::Integer(i) => Some(*i as f64),
-            KdlValue::Float(f) if !f.is_nan() => Some(*f),
-            KdlValue::String(s) => duration_seconds(s),
-            _ => None,
-        };
-        let Some(seconds) = seconds else {
-            return Err(self.wrong(
-                entry,
-                name,
-                "a duration such as 60, 0.5, \"500ms\", \"2m\" or \"1h\"",
-            ));
-        };
-        match Duration::try_from_secs_f64(seconds) {
-            Ok(d) if range.contains(&d) => Ok(d),
-            _ => Err(self.wrong(entry, name, range_text)),
-        }
+        n.ok_or_else(|| self.src.wrong(entry, name, expected))
     }
 
     fn curve(&self, entry: &KdlEntry) -> Result<FadeCurve, ConfigError> {
         let Some(spec) = entry.value().as_string() else {
-            return Err(self.wrong(
+            return Err(self.src.wrong(
                 entry,
                 "fade-curve",
                 "a string of TIME,OPACITY points such as \"range=0:100 0,100 50,80 100,0\"",
             ));
         };
         FadeCurve::parse(spec).map_err(|e| {
-            self.error(
+            self.src.error(
                 self.offset_in_string(entry, e.offset),
                 format!("fade-curve: {}", e.message),
             )
@@ -713,7 +506,7 @@ impl Reader<'_> {
     /// escapes); else the value's start.
     fn offset_in_string(&self, entry: &KdlEntry, inner: usize) -> usize {
         let start = entry.span().offset();
-        let written = self.text.get(start..).unwrap_or("");
+        let written = self.src.text().get(start..).unwrap_or("");
         let hashes = written.bytes().take_while(|&b| b == b'#').count();
         let rest = &written[hashes..];
         let opener = if rest.starts_with("\"\"\"") {
@@ -754,10 +547,12 @@ impl Reader<'_> {
         let kind = node.name().value();
         let at = node.name().span().offset();
         if !RULE_KINDS.contains(&kind) {
-            return Err(self.error(at, unknown("rule", kind, "rules {}", &RULE_KINDS)));
+            return Err(self
+                .src
+                .error(at, unknown("rule", kind, "rules {}", &RULE_KINDS)));
         }
         if node.ty().is_some() {
-            return Err(self.error(
+            return Err(self.src.error(
                 node.span().offset(),
                 format!("`{kind}` takes no type annotation"),
             ));
@@ -767,7 +562,7 @@ impl Reader<'_> {
         let mut args = Vec::new();
         for entry in node.entries() {
             if entry.ty().is_some() {
-                return Err(self.error(
+                return Err(self.src.error(
                     entry.span().offset(),
                     format!("`{kind}` takes plain values, without a type annotation"),
                 ));
@@ -782,7 +577,7 @@ impl Reader<'_> {
                     } else {
                         &["case-sensitive"]
                     };
-                    return Err(self.error(
+                    return Err(self.src.error(
                         entry.span().offset(),
                         unknown("property", other, kind, known),
                     ));
@@ -794,7 +589,7 @@ impl Reader<'_> {
             .map(|e| {
                 e.value()
                     .as_string()
-                    .ok_or_else(|| self.wrong(e, &format!("a `{kind}` value"), "a string"))
+                    .ok_or_else(|| self.src.wrong(e, &format!("a `{kind}` value"), "a string"))
             })
             .collect::<Result<Vec<_>, _>>()?;
         // Where each regex of the chain is written, for messages.
@@ -808,15 +603,15 @@ impl Reader<'_> {
                     chain_entries.push(entry);
                 }
                 if chain.is_empty() {
-                    return Err(
-                        self.error(at, format!("`{kind} {{ … }}` needs at least one `match`"))
-                    );
+                    return Err(self
+                        .src
+                        .error(at, format!("`{kind} {{ … }}` needs at least one `match`")));
                 }
                 strings.as_slice()
             }
             None => {
                 let Some((regex, rest)) = strings.split_first() else {
-                    return Err(self.error(at, usage(kind)));
+                    return Err(self.src.error(at, usage(kind)));
                 };
                 chain.push(MatchSpec {
                     case_sensitive,
@@ -840,7 +635,7 @@ impl Reader<'_> {
                 // at the rule.
                 let wanted = usize::from(kind != "hide") + usize::from(node.children().is_none());
                 let offset = args.get(wanted).map_or(at, |e| e.span().offset());
-                return Err(self.error(offset, usage(kind)));
+                return Err(self.src.error(offset, usage(kind)));
             }
         };
         Rule::new(action, chain).map_err(|e| {
@@ -848,7 +643,7 @@ impl Reader<'_> {
                 Some(entry) => self.offset_in_string(entry, e.offset.unwrap_or(0)),
                 None => at,
             };
-            self.error(offset, format!("{kind}: {}", e.message))
+            self.src.error(offset, format!("{kind}: {}", e.message))
         })
     }
 
@@ -865,14 +660,16 @@ impl Reader<'_> {
             "match" => false,
             "not" => true,
             _ => {
-                return Err(self.error(
+                return Err(self.src.error(
                     at,
                     unknown("chain entry", name, "a rule's { }", &["match", "not"]),
                 ))
             }
         };
         if node.children().is_some() {
-            return Err(self.error(at, format!("`{name}` takes a regex, not a block {{ … }}")));
+            return Err(self
+                .src
+                .error(at, format!("`{name}` takes a regex, not a block {{ … }}")));
         }
         let mut spec = MatchSpec {
             negated,
@@ -887,13 +684,14 @@ impl Reader<'_> {
                         .value()
                         .as_string()
                         .ok_or_else(|| {
-                            self.wrong(entry, &format!("the `{name}` regex"), "a string")
+                            self.src
+                                .wrong(entry, &format!("the `{name}` regex"), "a string")
                         })?
                         .to_owned();
                     regex = Some(entry);
                 }
                 None => {
-                    return Err(self.error(
+                    return Err(self.src.error(
                         entry.span().offset(),
                         format!(
                         "`{name}` takes one regex; put others on their own `match` / `not` lines"
@@ -910,7 +708,7 @@ impl Reader<'_> {
                     } else {
                         &["case-sensitive", "replace"]
                     };
-                    return Err(self.error(
+                    return Err(self.src.error(
                         entry.span().offset(),
                         unknown("property", other, name, known),
                     ));
@@ -918,7 +716,7 @@ impl Reader<'_> {
             }
         }
         let entry = regex.ok_or_else(|| {
-            self.error(
+            self.src.error(
                 at,
                 format!("`{name}` needs a regex, such as `{name} \"firefox\"`"),
             )
@@ -937,8 +735,6 @@ fn usage(kind: &str) -> String {
     }
 }
 
-const DAY: Duration = Duration::from_secs(86_400);
-
 /// Bytes in `"5KiB"`, `"5K"`, `"1.5MiB"`, `"300"`; `None` otherwise.
 fn size_bytes(s: &str) -> Option<u64> {
     let s = s.trim();
@@ -956,24 +752,6 @@ fn size_bytes(s: &str) -> Option<u64> {
     };
     let bytes = value * scale;
     (bytes <= u64::MAX as f64).then_some(bytes.round() as u64)
-}
-
-/// Seconds in a duration string: a decimal number and a unit, `ms`, `s`,
-/// `m` or `h`.
-fn duration_seconds(s: &str) -> Option<f64> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-'))
-        .unwrap_or(s.len());
-    let (number, unit) = s.split_at(split);
-    let value: f64 = number.parse().ok()?;
-    match unit.trim_start() {
-        "ms" => Some(value / 1000.0),
-        "s" => Some(value),
-        "m" => Some(value * 60.0),
-        "h" => Some(value * 3600.0),
-        _ => None,
-    }
 }
 
 fn example_of(name: &str) -> &'static str {
@@ -996,70 +774,6 @@ fn example_of(name: &str) -> &'static str {
         "max-lines" => "20",
         _ => "…",
     }
-}
-
-fn unknown(what: &str, name: &str, place: &str, known: &[&str]) -> String {
-    let mut message = format!(
-        "unknown {what} `{}` in {place}; expected one of {}",
-        one_line(name, 40),
-        known.join(", ")
-    );
-    let length = name.chars().count();
-    let closest = known
-        .iter()
-        .filter(|k| k.len().abs_diff(length) <= 2)
-        .map(|k| (edit_distance(name, k), k))
-        .filter(|(d, _)| *d <= 2)
-        .min_by_key(|(d, _)| *d);
-    if let Some((_, k)) = closest {
-        message.push_str(&format!("; did you mean `{k}`?"));
-    }
-    message
-}
-
-/// Levenshtein distance in characters.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut current = Vec::with_capacity(b.len() + 1);
-        current.push(i + 1);
-        for (j, cb) in b.iter().enumerate() {
-            let substitute = previous[j] + usize::from(ca != *cb);
-            current.push(substitute.min(previous[j + 1] + 1).min(current[j] + 1));
-        }
-        previous = current;
-    }
-    previous[b.len()]
-}
-
-/// `s` on one line: control characters escaped, cut after `max` characters.
-fn one_line(s: &str, max: usize) -> String {
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i == max {
-            out.push('…');
-            break;
-        }
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// 1-based line and column (in characters) of byte `offset` in `text`.
-fn line_column(text: &str, offset: usize) -> (usize, usize) {
-    let mut offset = offset.min(text.len());
-    while !text.is_char_boundary(offset) {
-        offset -= 1;
-    }
-    let before = &text[..offset];
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    (line, before[line_start..].chars().count() + 1)
 }
 
 #[cfg(test)]
@@ -1259,13 +973,10 @@ mod tests {
     }
 
     #[test]
-    fn sizes_and_durations() {
+    fn sizes() {
         assert_eq!(size_bytes("5KiB"), Some(5120));
         assert_eq!(size_bytes("1.5M"), Some(1_572_864));
         assert_eq!(size_bytes("300"), Some(300));
         assert_eq!(size_bytes("5 parsecs"), None);
-        assert_eq!(duration_seconds("500ms"), Some(0.5));
-        assert_eq!(duration_seconds("2m"), Some(120.0));
-        assert_eq!(duration_seconds("2"), None);
     }
 }

@@ -1,0 +1,676 @@
+//! Reading leco's KDL configuration (`config.kdl`, KDL v2) with
+//! `FILE:LINE:COLUMN` errors.
+//!
+//! One file configures the whole project and each program reads its own
+//! section of it; what a section means stays with its program. This crate
+//! holds what every section reader needs: reading the file, parsing it
+//! safely, and errors that say where and what was expected, one line each,
+//! so that an editor can jump to them.
+//!
+//! Entry points: [`read_file`], then [`parse_on_thread`], whose closure gets
+//! a [`Source`] to build the document ([`Source::document`]) and to read
+//! values with messages that point into the text.
+
+use std::fmt;
+use std::io::Read;
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use kdl::{KdlDocument, KdlEntry, KdlError, KdlNode, KdlValue};
+
+/// A config problem, displayed as `FILE:LINE:COLUMN: message` (1-based line
+/// and column), or `FILE: message` when it concerns the whole file; one line,
+/// saying what was expected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {message}", Location(.path, .position))]
+pub struct ConfigError {
+    path: PathBuf,
+    /// 1-based line and column (in characters), when the problem has a place.
+    position: Option<(usize, usize)>,
+    message: String,
+}
+
+impl ConfigError {
+    /// A problem with the file as a whole (`FILE: message`).
+    pub fn whole(path: &Path, message: impl Into<String>) -> Self {
+        ConfigError {
+            path: path.to_owned(),
+            position: None,
+            message: message.into(),
+        }
+    }
+
+    /// A problem at byte `offset` of `text`, the contents of `path`.
+    pub fn at(path: &Path, text: &str, offset: usize, message: impl Into<String>) -> Self {
+        ConfigError {
+            path: path.to_owned(),
+            position: Some(line_column(text, offset)),
+            message: message.into(),
+        }
+    }
+
+    /// The file the problem is in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// 1-based line and column, when the problem has a place.
+    pub fn position(&self) -> Option<(usize, usize)> {
+        self.position
+    }
+
+    /// The message without the location.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+struct Location<'a>(&'a PathBuf, &'a Option<(usize, usize)>);
+
+impl fmt::Display for Location<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.1 {
+            Some((line, column)) => write!(f, "{}:{line}:{column}", self.0.display()),
+            None => write!(f, "{}", self.0.display()),
+        }
+    }
+}
+
+/// One day, the longest duration any setting takes.
+pub const DAY: Duration = Duration::from_secs(86_400);
+
+/// Larger files are refused unread: a configuration is a few KiB, and this
+/// keeps `-c /dev/zero` from eating memory.
+const MAX_FILE_BYTES: u64 = 1 << 20;
+
+/// The kdl parser (6.7) recurses once per nested child block, per slashdash,
+/// per token of a block comment and per character it skips while recovering
+/// from an error at the top level, so a few hundred `{` overflow an 8 MiB
+/// stack and abort the process. We therefore parse on a thread whose stack
+/// covers the worst case of the text at hand. Measured in an unoptimized
+/// build, the worst case costs about 31 KiB per `{`, 26 KiB per `/` and
+/// 3.3 KiB per other byte (an optimized build needs about a fifth); these
+/// bounds keep a margin over that. The stack is only reserved address space:
+/// a normal file touches a few pages of it.
+const PARSER_STACK_BASE: usize = 1 << 20;
+const PARSER_STACK_PER_BRACE: usize = 48 << 10;
+const PARSER_STACK_PER_SLASH: usize = 40 << 10;
+const PARSER_STACK_PER_BYTE: usize = 6 << 10;
+/// Texts that would need more are refused: about 170 KiB of ordinary text,
+/// or 20 000 nested blocks.
+const PARSER_STACK_MAX: usize = 1 << 30;
+
+/// The stack the parser may need for `text`, or `None` beyond
+/// [`PARSER_STACK_MAX`].
+fn parser_stack(text: &str) -> Option<usize> {
+    text.bytes().try_fold(PARSER_STACK_BASE, |sum, byte| {
+        let cost = match byte {
+            b'{' => PARSER_STACK_PER_BRACE,
+            b'/' => PARSER_STACK_PER_SLASH,
+            _ => PARSER_STACK_PER_BYTE,
+        };
+        sum.checked_add(cost).filter(|&s| s <= PARSER_STACK_MAX)
+    })
+}
+
+/// Runs `work` on a thread with a stack large enough for parsing `text` (the
+/// contents of `path`) with kdl, which recurses per nesting level. `work`
+/// should build the document with [`Source::document`] and drop it before
+/// returning, since dropping it recurses as deep. Texts too large or too
+/// deeply nested for any reasonable stack are an error.
+pub fn parse_on_thread<T, F>(text: &str, path: &Path, work: F) -> Result<T, ConfigError>
+where
+    T: Send,
+    F: FnOnce(Source<'_>) -> Result<T, ConfigError> + Send,
+{
+    let stack = parser_stack(text).ok_or_else(|| {
+        ConfigError::whole(
+            path,
+            format!(
+                "too large or too deeply nested to parse ({} bytes); \
+                 a configuration file is a few KiB",
+                text.len()
+            ),
+        )
+    })?;
+    std::thread::scope(|scope| {
+        let parser = std::thread::Builder::new()
+            .name("leco-config".into())
+            .stack_size(stack)
+            .spawn_scoped(scope, || work(Source { text, path }))
+            .map_err(|e| {
+                ConfigError::whole(path, format!("cannot start a thread to parse it: {e}"))
+            })?;
+        parser.join().unwrap_or_else(|_| {
+            Err(ConfigError::whole(
+                path,
+                "the KDL parser failed on this file (a bug in it)",
+            ))
+        })
+    })
+}
+
+/// Reads a configuration file as text; a missing, unreadable, oversized or
+/// non-UTF-8 file is an error naming it (the last with the place of the
+/// first bad byte).
+pub fn read_file(path: &Path) -> Result<String, ConfigError> {
+    let file = std::fs::File::open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => ConfigError::whole(path, "no such file"),
+        _ => ConfigError::whole(path, format!("cannot open: {e}")),
+    })?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| ConfigError::whole(path, format!("cannot read: {e}")))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(ConfigError::whole(
+            path,
+            format!("larger than {MAX_FILE_BYTES} bytes; a configuration file is a few KiB"),
+        ));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let valid = e.utf8_error().valid_up_to();
+        let before = String::from_utf8_lossy(&e.as_bytes()[..valid]);
+        ConfigError::at(
+            path,
+            &before,
+            valid,
+            "not valid UTF-8; a configuration file is UTF-8 text",
+        )
+    })
+}
+
+/// How a section writes durations as strings, and how its messages describe
+/// them; numbers always count seconds.
+#[derive(Debug, Clone, Copy)]
+pub struct DurationForm {
+    /// What a duration looks like, for messages: `a duration such as 1,
+    /// 0.5, "500ms" or "2s"`.
+    pub expected: &'static str,
+    /// Seconds in a string value, `None` when it is not a duration; usually
+    /// [`duration_seconds`].
+    pub from_string: fn(&str) -> Option<f64>,
+}
+
+/// The text being parsed and its file, for building errors that point into
+/// it and for reading values.
+#[derive(Debug, Clone, Copy)]
+pub struct Source<'a> {
+    text: &'a str,
+    path: &'a Path,
+}
+
+impl<'a> Source<'a> {
+    /// `text`, the contents of `path` (used only in messages).
+    pub fn new(text: &'a str, path: &'a Path) -> Self {
+        Source { text, path }
+    }
+
+    /// The whole text.
+    pub fn text(&self) -> &'a str {
+        self.text
+    }
+
+    /// The file, as messages name it.
+    pub fn path(&self) -> &'a Path {
+        self.path
+    }
+
+    /// An error at byte `offset` of the text.
+    pub fn error(&self, offset: usize, message: impl Into<String>) -> ConfigError {
+        ConfigError::at(self.path, self.text, offset, message)
+    }
+
+    /// The 1-based line of byte `offset`.
+    pub fn line_of(&self, offset: usize) -> usize {
+        line_column(self.text, offset).0
+    }
+
+    /// Parses the text as a KDL v2 document. A syntax error points at the
+    /// parser's first diagnostic; `hint` gets the word written there and may
+    /// add a sentence on how to write it instead.
+    pub fn document(
+        &self,
+        hint: impl FnOnce(&str) -> Option<String>,
+    ) -> Result<KdlDocument, ConfigError> {
+        KdlDocument::parse_v2(self.text).map_err(|e| self.syntax_error(&e, hint))
+    }
+
+    fn syntax_error(
+        &self,
+        error: &KdlError,
+        hint: impl FnOnce(&str) -> Option<String>,
+    ) -> ConfigError {
+        let Some(diagnostic) = error.diagnostics.first() else {
+            return ConfigError::whole(self.path, "not a valid KDL document");
+        };
+        let offset = diagnostic.span.offset();
+        let mut message = one_line(
+            diagnostic.message.as_deref().unwrap_or("invalid KDL"),
+            usize::MAX,
+        );
+        let token = self
+            .text
+            .get(offset..)
+            .and_then(|rest| {
+                rest.split(|c: char| c.is_whitespace() || c == ';' || c == '}')
+                    .next()
+            })
+            .unwrap_or("");
+        if let Some(hint) = hint(token) {
+            message.push_str("; ");
+            message.push_str(&hint);
+        }
+        self.error(offset, message)
+    }
+
+    /// The error for a second top-level `again` where `first` already is:
+    /// one section of a name per file.
+    pub fn second_section(&self, first: &KdlNode, again: &KdlNode) -> ConfigError {
+        let name = again.name().value();
+        let line = self.line_of(first.name().span().offset());
+        self.error(
+            again.name().span().offset(),
+            format!(
+                "a second `{name} {{}}` section; put these settings into the one at line {line}"
+            ),
+        )
+    }
+
+    /// Records setting `name` written at byte `at`, or the error when
+    /// `seen` already has it.
+    pub fn set_once<'n>(
+        &self,
+        seen: &mut Vec<(&'n str, usize)>,
+        name: &'n str,
+        at: usize,
+    ) -> Result<(), ConfigError> {
+        if let Some((_, first)) = seen.iter().find(|(n, _)| *n == name) {
+            let line = self.line_of(*first);
+            return Err(self.error(
+                at,
+                format!("`{name}` is set twice; the first is at line {line}"),
+            ));
+        }
+        seen.push((name, at));
+        Ok(())
+    }
+
+    /// The value as written in the file, for messages: on one line, cut
+    /// after 40 characters.
+    pub fn written(&self, entry: &KdlEntry) -> String {
+        let span = entry.span();
+        let written = self
+            .text
+            .get(span.offset()..span.offset().saturating_add(span.len()))
+            .filter(|s| !s.trim().is_empty())
+            .map(str::trim);
+        match written {
+            Some(s) => one_line(s, 40),
+            None => one_line(&entry.value().to_string(), 40),
+        }
+    }
+
+    /// The error for a value of `name` that is not `expected`:
+    /// `NAME must be EXPECTED, not WRITTEN`.
+    pub fn wrong(&self, entry: &KdlEntry, name: &str, expected: &str) -> ConfigError {
+        self.error(
+            entry.span().offset(),
+            format!("{name} must be {expected}, not {}", self.written(entry)),
+        )
+    }
+
+    /// The value of `name` as an integer in `range` that fits `T`.
+    pub fn integer<T: TryFrom<i128>>(
+        &self,
+        name: &str,
+        entry: &KdlEntry,
+        range: RangeInclusive<i128>,
+    ) -> Result<T, ConfigError> {
+        entry
+            .value()
+            .as_integer()
+            .filter(|i| range.contains(i))
+            .and_then(|i| T::try_from(i).ok())
+            .ok_or_else(|| {
+                self.wrong(
+                    entry,
+                    name,
+                    &format!("an integer from {} to {}", range.start(), range.end()),
+                )
+            })
+    }
+
+    /// The value of `name` as a duration in `range` (described by
+    /// `range_text`, such as `between 1s and 1 day`): seconds as a number,
+    /// or a string that `form` reads.
+    pub fn duration(
+        &self,
+        name: &str,
+        entry: &KdlEntry,
+        form: &DurationForm,
+        range: RangeInclusive<Duration>,
+        range_text: &str,
+    ) -> Result<Duration, ConfigError> {
+        let seconds = match entry.value() {
+            KdlValue::Integer(i) => Some(*i as f64),
+            KdlValue::Float(f) if !f.is_nan() => Some(*f),
+            KdlValue::String(s) => (form.from_string)(s),
+            _ => None,
+        };
+        let Some(seconds) = seconds else {
+            return Err(self.wrong(entry, name, form.expected));
+        };
+        match Duration::try_from_secs_f64(seconds) {
+            Ok(d) if range.contains(&d) => Ok(d),
+            _ => Err(self.wrong(entry, name, range_text)),
+        }
+    }
+}
+
+/// Seconds in a duration string: a decimal number and a unit, `ms`, `s`, `m`
+/// or `h` (`"500ms"`, `"1.5 h"`); `None` when it is not one. Negative
+/// numbers are accepted here so that they get the range message.
+pub fn duration_seconds(s: &str) -> Option<f64> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-'))
+        .unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let digits = number.strip_prefix('-').unwrap_or(number);
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, "0"));
+    let is_digits = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+    if !is_digits(whole) || !is_digits(fraction) {
+        return None;
+    }
+    let value: f64 = number.parse().ok()?;
+    match unit.trim_start() {
+        // Divided rather than multiplied by 0.001, so that "10ms" is exactly
+        // the f64 closest to 0.01.
+        "ms" => Some(value / 1000.0),
+        "s" => Some(value),
+        "m" => Some(value * 60.0),
+        "h" => Some(value * 3600.0),
+        _ => None,
+    }
+}
+
+/// The message for an unknown `name` where one of `known` belongs:
+/// `unknown WHAT `NAME` in PLACE; expected one of …`, with `; did you mean
+/// `…`?` when one is within two edits.
+pub fn unknown(what: &str, name: &str, place: &str, known: &[&str]) -> String {
+    let mut message = format!(
+        "unknown {what} `{}` in {place}; expected one of {}",
+        one_line(name, 40),
+        known.join(", ")
+    );
+    let length = name.chars().count();
+    let closest = known
+        .iter()
+        // Names that differ more in length cannot be close; skipping them
+        // keeps a megabyte-long name cheap.
+        .filter(|k| k.len().abs_diff(length) <= 2)
+        .map(|k| (edit_distance(name, k), k))
+        .filter(|(distance, _)| *distance <= 2)
+        .min_by_key(|(distance, _)| *distance);
+    if let Some((_, k)) = closest {
+        message.push_str(&format!("; did you mean `{k}`?"));
+    }
+    message
+}
+
+/// Levenshtein distance in characters.
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = Vec::with_capacity(b.len() + 1);
+        current.push(i + 1);
+        for (j, cb) in b.iter().enumerate() {
+            let substitute = previous[j] + usize::from(ca != *cb);
+            current.push(substitute.min(previous[j + 1] + 1).min(current[j] + 1));
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
+/// `s` on one line for a message: control characters escaped, cut after
+/// `max` characters.
+pub fn one_line(s: &str, max: usize) -> String {
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i == max {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// 1-based line and column (in characters) of byte `offset` in `text`;
+/// an offset past the end or inside a character is clamped.
+pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[line_start..].chars().count() + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DURATION: DurationForm = DurationForm {
+        expected: "a duration such as 1 or \"2s\"",
+        from_string: duration_seconds,
+    };
+
+    /// Reads the single `name value` node of `text` with `read`.
+    fn value<T: Send>(
+        text: &str,
+        read: impl FnOnce(&Source<'_>, &KdlEntry) -> Result<T, ConfigError> + Send,
+    ) -> Result<T, String> {
+        parse_on_thread(text, Path::new("t.kdl"), |source| {
+            let document = source.document(|_| None)?;
+            let entry = &document.nodes()[0].entries()[0];
+            read(&source, entry)
+        })
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn positions() {
+        assert_eq!(line_column("", 0), (1, 1));
+        assert_eq!(line_column("abc", 2), (1, 3));
+        assert_eq!(line_column("a\nbc", 2), (2, 1));
+        assert_eq!(line_column("a\r\nbc", 4), (2, 2));
+        assert_eq!(line_column("éé\néx", 7), (2, 2));
+        // Past the end or inside a character: clamped, never a panic.
+        assert_eq!(line_column("ab", 99), (1, 3));
+        assert_eq!(line_column("é", 1), (1, 1));
+        assert_eq!(line_column("éé\néx", 6), (2, 1));
+    }
+
+    #[test]
+    fn distances() {
+        assert_eq!(edit_distance("", ""), 0);
+        assert_eq!(edit_distance("udp-idle", "udp-idle"), 0);
+        assert_eq!(edit_distance("udp-idel", "udp-idle"), 2);
+        assert_eq!(edit_distance("backlog", "backlog-max"), 4);
+        assert_eq!(edit_distance("é", "e"), 1);
+    }
+
+    #[test]
+    fn error_display() {
+        let path = Path::new("dir/c.kdl");
+        let e = ConfigError::at(path, "a\nbcd", 4, "bad");
+        assert_eq!(e.to_string(), "dir/c.kdl:2:3: bad");
+        assert_eq!((e.position(), e.message()), (Some((2, 3)), "bad"));
+        assert_eq!(e.path(), path);
+        assert_eq!(
+            ConfigError::whole(path, "gone").to_string(),
+            "dir/c.kdl: gone"
+        );
+    }
+
+    #[test]
+    fn unknown_names_suggest_the_closest() {
+        let known = ["width", "height", "wide-mode"];
+        assert_eq!(
+            unknown("setting", "widht", "x {}", &known),
+            "unknown setting `widht` in x {}; expected one of width, height, wide-mode; \
+             did you mean `width`?"
+        );
+        assert!(!unknown("setting", "colour", "x {}", &known).contains("did you mean"));
+        let long = "y".repeat(1 << 20);
+        assert!(unknown("rule", &long, "r {}", &known).contains(&format!("`{}…`", "y".repeat(40))));
+    }
+
+    #[test]
+    fn one_line_escapes_and_cuts() {
+        assert_eq!(one_line("a\nb\tc", usize::MAX), "a\\nb\\tc");
+        assert_eq!(one_line("abcdef", 3), "abc…");
+        assert_eq!(one_line("abc", 3), "abc");
+    }
+
+    #[test]
+    fn duration_strings() {
+        assert_eq!(duration_seconds("500ms"), Some(0.5));
+        assert_eq!(duration_seconds("0.25 h"), Some(900.0));
+        assert_eq!(duration_seconds("-1s"), Some(-1.0));
+        for bad in ["2", "1.s", ".5s", "1e3s", "5 days", "", "-s"] {
+            assert_eq!(duration_seconds(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn typed_values() {
+        let int = |text: &str| value(text, |s, e| s.integer::<u8>("n", e, 1..=300));
+        assert_eq!(int("n 7"), Ok(7));
+        assert_eq!(
+            int("n 0"),
+            Err("t.kdl:1:3: n must be an integer from 1 to 300, not 0".into())
+        );
+        // In range but not a u8.
+        assert_eq!(
+            int("n 256"),
+            Err("t.kdl:1:3: n must be an integer from 1 to 300, not 256".into())
+        );
+        let duration = |text: &str| {
+            value(text, |s, e| {
+                s.duration("d", e, &DURATION, Duration::ZERO..=DAY, "at most a day")
+            })
+        };
+        assert_eq!(duration("d \"2m\""), Ok(Duration::from_secs(120)));
+        assert_eq!(duration("d 0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(
+            duration("d #nan"),
+            Err("t.kdl:1:3: d must be a duration such as 1 or \"2s\", not #nan".into())
+        );
+        assert_eq!(
+            duration("d \"25h\""),
+            Err("t.kdl:1:3: d must be at most a day, not \"25h\"".into())
+        );
+    }
+
+    #[test]
+    fn syntax_errors_take_a_hint() {
+        let parse = |text: &str| {
+            parse_on_thread(text, Path::new("t.kdl"), |source| {
+                source
+                    .document(|token| Some(format!("saw {token}")))
+                    .map(|_| ())
+            })
+            .map_err(|e| e.to_string())
+        };
+        assert_eq!(
+            parse("a {\n  b 1.x;\n}"),
+            Err("t.kdl:2:5: Non-digit character found after the '.' of a float; saw 1.x".into())
+        );
+        assert_eq!(parse("a 1"), Ok(()));
+    }
+
+    #[test]
+    fn repeated_names_and_sections() {
+        let text = "s { a 1; b 2; a 3 }\ns {}";
+        let outcome = parse_on_thread(text, Path::new("t.kdl"), |source| {
+            let document = source.document(|_| None)?;
+            let nodes = document.nodes();
+            let mut seen = Vec::new();
+            let children = nodes[0].children().map(|c| c.nodes()).unwrap_or(&[]);
+            let repeated = children
+                .iter()
+                .try_for_each(|n| source.set_once(&mut seen, n.name().value(), n.span().offset()))
+                .map_err(|e| e.to_string());
+            Ok((
+                repeated,
+                source.second_section(&nodes[0], &nodes[1]).to_string(),
+            ))
+        })
+        .expect("parses");
+        assert_eq!(
+            outcome,
+            (
+                Err("t.kdl:1:15: `a` is set twice; the first is at line 1".into()),
+                "t.kdl:2:1: a second `s {}` section; put these settings into the one at line 1"
+                    .into()
+            )
+        );
+    }
+
+    #[test]
+    fn deep_nesting_is_parsed_or_refused_never_a_crash() {
+        let deep = format!("{}{}", "a{".repeat(2_000), "}".repeat(2_000));
+        let parsed = parse_on_thread(&deep, Path::new("t.kdl"), |source| {
+            source.document(|_| None).map(|d| d.nodes().len())
+        });
+        assert_eq!(parsed, Ok(1));
+        assert_eq!(
+            parse_on_thread(&"{".repeat(30_000), Path::new("t.kdl"), |_| Ok(())),
+            Err(ConfigError::whole(
+                Path::new("t.kdl"),
+                "too large or too deeply nested to parse (30000 bytes); \
+                 a configuration file is a few KiB"
+            ))
+        );
+    }
+
+    #[test]
+    fn read_file_names_the_problem() {
+        let dir = std::env::temp_dir().join(format!("leco-kdlconf-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("c.kdl");
+        std::fs::write(&path, "a 1\n").expect("write");
+        assert_eq!(read_file(&path), Ok("a 1\n".into()));
+
+        std::fs::write(&path, b"a {\n  x \xff\n}\n").expect("write");
+        let message = read_file(&path).expect_err("not UTF-8").to_string();
+        assert_eq!(
+            message,
+            format!(
+                "{}:2:5: not valid UTF-8; a configuration file is UTF-8 text",
+                path.display()
+            )
+        );
+
+        std::fs::write(&path, vec![b' '; (MAX_FILE_BYTES + 1) as usize]).expect("write");
+        let message = read_file(&path).expect_err("too large").to_string();
+        assert!(message.ends_with("larger than 1048576 bytes; a configuration file is a few KiB"));
+
+        let missing = dir.join("missing.kdl");
+        let message = read_file(&missing).expect_err("missing").to_string();
+        assert_eq!(message, format!("{}: no such file", missing.display()));
+        std::fs::remove_dir_all(&dir).expect("remove temp dir");
+    }
+}
