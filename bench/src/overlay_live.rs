@@ -22,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context, Result};
 use leco_proto::{Connection, Dict, Dicts, Proto, BUS_NAME, INTERFACE, OBJECT_PATH};
-use leco_testkit::bus::{ensure_user, TestBus};
+use leco_testkit::bus::TestBus;
 use leco_testkit::wayland::{Sway, WaylandUser};
 
 /// The section's title; the report keeps one section of this name.
@@ -322,19 +322,14 @@ pub fn run(overlay_bin: &Path, windows: Windows) -> Result<String> {
             overlay_bin.display()
         );
     }
-    let (uid, gid) = ensure_user(USER, &["leco"]);
-    let user = WaylandUser {
-        name: USER.to_owned(),
-        uid,
-        gid,
-    };
+    let user = WaylandUser::ensure(USER, &["leco"]);
     let bus = TestBus::start().context("starting the private bus")?;
     let sway = Sway::start(&user, SCREEN.0, SCREEN.1, "#203040").context("starting sway")?;
     let fake = Fake::start(bus.address())?;
 
-    let bin = sway.dir().join("leco-overlay");
-    fs::copy(overlay_bin, &bin).context("copying leco-overlay for the test user")?;
-    fs::set_permissions(&bin, fs::Permissions::from_mode(0o755))?;
+    let bin = sway
+        .install(overlay_bin)
+        .context("copying leco-overlay for the test user")?;
     let cfg = sway.dir().join("config.kdl");
     fs::write(&cfg, config())?;
     fs::set_permissions(&cfg, fs::Permissions::from_mode(0o644))?;

@@ -3,16 +3,12 @@
 //! and programs that go away with the last holder. Needs root (CI runs as
 //! root; elsewhere these skip, loudly).
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::os::fd::{BorrowedFd, OwnedFd};
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use leco_bpf::handoff::{pin_state, unpin};
 use leco_bpf::{Capture, Event, EventKind, HandoffError, Handover, Options, PinState, Received};
-use leco_testkit::{require_root, spawn_named};
+use leco_testkit::{require_root, Bpffs, LoopbackConnection};
 
 fn options() -> Options {
     Options {
@@ -53,29 +49,6 @@ fn assert_unloaded(ids: &[(String, u32)]) {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// A loopback TCP connection from a child named `comm`, kept open until the
-/// returned stream is dropped; returns the child's port.
-fn connection(comm: &str) -> (TcpStream, u16, leco_testkit::Child) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let child = spawn_named(comm, move |_| {
-        let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-            return 1;
-        };
-        if s.write_all(b"ping").is_err() {
-            return 2;
-        }
-        // Stay connected until the test closes its side.
-        let mut rest = Vec::new();
-        let _ = s.read_to_end(&mut rest);
-        0
-    });
-    let (mut server, _) = listener.accept().expect("accept");
-    let mut got = [0u8; 4];
-    server.read_exact(&mut got).expect("read");
-    (server, port, child)
 }
 
 #[test]
@@ -163,8 +136,8 @@ fn received_descriptors_outlive_the_loader_and_are_checked() {
     assert_eq!(received.ignored(), ["unrelated".to_string()]);
     assert_eq!(received.settings(), manifest.settings);
     let mut reader = received.maps().reader().expect("reader");
-    let (server, port, child) = connection("leco-t-handoff");
-    let pid = child.pid();
+    let conn = LoopbackConnection::open("leco-t-handoff");
+    let pid = conn.pid();
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut seen = Vec::new();
     let new = loop {
@@ -186,13 +159,12 @@ fn received_descriptors_outlive_the_loader_and_are_checked() {
         assert!(Instant::now() < deadline, "no new event for pid {pid}");
     };
     assert_eq!(new.owner.comm, b"leco-t-handoff");
-    assert_eq!(new.remote_port, port);
+    assert_eq!(new.remote_port, conn.port());
     assert!(
         received.maps().flows().iter().any(|f| f.id == new.id),
         "the open connection is in the flow table"
     );
-    drop(server);
-    assert_eq!(child.wait(), 0);
+    assert_eq!(conn.close(), 0);
 
     // Last holder gone: programs gone.
     drop(reader);
@@ -201,40 +173,13 @@ fn received_descriptors_outlive_the_loader_and_are_checked() {
     assert_unloaded(&programs);
 }
 
-/// A private bpffs instance, unmounted when dropped.
-struct Bpffs(PathBuf);
-
-impl Bpffs {
-    fn mount(tag: &str) -> Bpffs {
-        let dir = std::env::temp_dir().join(format!("leco-bpffs-{tag}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("mount point");
-        let ok = Command::new("mount")
-            .args(["-t", "bpf", "-o", "mode=0755", "bpf"])
-            .arg(&dir)
-            .status()
-            .expect("run mount");
-        assert!(ok.success(), "mounting a bpffs on {}", dir.display());
-        Bpffs(dir)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for Bpffs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-        let _ = std::fs::remove_dir(&self.0);
-    }
-}
-
 #[test]
 fn pins_are_complete_only_with_every_object_and_their_manifest() {
     if !require_root("pins_are_complete_only_with_every_object_and_their_manifest") {
         return;
     }
-    let fs = Bpffs::mount("pins");
+    let fs =
+        Bpffs::mount(std::env::temp_dir().join(format!("leco-bpffs-pins-{}", std::process::id())));
     let dir = fs.path().join("leco");
     assert!(matches!(pin_state(&dir), PinState::Absent));
 

@@ -357,36 +357,9 @@ impl fmt::Display for Template {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use leco_proto::{Direction, Proto, TRAFFIC_THRESHOLD};
+    use leco_proto::TRAFFIC_THRESHOLD;
 
-    pub(crate) fn conn() -> Connection {
-        Connection {
-            id: 1,
-            proto: Proto::Tcp,
-            family: 4,
-            direction: Some(Direction::Out),
-            state: "established".into(),
-            local_addr: "10.0.0.2".into(),
-            local_port: 40000,
-            remote_addr: "93.184.216.34".into(),
-            remote_port: 443,
-            pid: Some(42),
-            comm: Some("curl".into()),
-            exe: None,
-            cmdline: Some(vec!["curl".to_owned(), "-s".to_owned()].into()),
-            uid: Some(1000),
-            user: Some("alice".into()),
-            cgroup: None,
-            unit: Some("session-2.scope".into()),
-            container: None,
-            app_id: None,
-            first_seen_us: 1_700_000_000_000_000,
-            last_seen_us: 1_700_000_060_000_000,
-            rx_bytes: 58,
-            tx_bytes: 26,
-            error: None,
-        }
-    }
+    pub(crate) use leco_proto::example::curl as conn;
 
     #[test]
     fn classic_equals_the_proto_line() {

@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use leco_testkit::bus::{ensure_user, TestBus};
+use leco_testkit::bus::TestBus;
 use leco_testkit::wayland::{Sway, WaylandUser};
 use leco_testkit::{require_root, spawn_named};
 
@@ -85,17 +85,7 @@ fn overlay_under_sway() {
     if !require_root("overlay_under_sway (overlay e2e under headless sway)") {
         return;
     }
-    for tool in ["sway", "grim", "dbus-daemon", "setpriv"] {
-        assert!(
-            on_path(tool),
-            "overlay e2e: `{tool}` is not installed; install the test tools with \
-             `./scripts/deps.sh test` (apt-get install sway grim fonts-dejavu-core dbus-daemon)"
-        );
-    }
-    assert!(
-        Path::new("/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf").exists(),
-        "overlay e2e: DejaVu Sans Mono is missing: apt-get install fonts-dejavu-core"
-    );
+    require_tools();
     let service_bin = sibling_binary("leco-service");
     assert!(
         service_bin.exists(),
@@ -104,25 +94,7 @@ fn overlay_under_sway() {
         service_bin.display()
     );
 
-    let (uid, gid) = ensure_user(USER, &["leco"]);
-    let user = WaylandUser {
-        name: USER.to_owned(),
-        uid,
-        gid,
-    };
-    let bus = TestBus::start().expect("private system-like bus");
-    let sway = Sway::start(&user, SCREEN.0, SCREEN.1, "#203040").expect("headless sway");
-    let mut t = Harness {
-        overlay_bin: copy_for(&sway, Path::new(env!("CARGO_BIN_EXE_leco-overlay"))),
-        config: sway.dir().join("config.kdl"),
-        sway,
-        bus,
-        overlay: None,
-        service: None,
-        shots: 0,
-        screen: SCREEN,
-        corner: corner(),
-    };
+    let mut t = Harness::start(1);
 
     // 1. A broken configuration at start.
     let broken = config(FADE_S).replace(&format!("width {WIDTH}"), "width \"wide\"");
@@ -278,34 +250,8 @@ fn hidpi_output_at_scale_2() {
     if !require_root("hidpi_output_at_scale_2 (overlay under headless sway)") {
         return;
     }
-    for tool in ["sway", "grim", "dbus-daemon", "setpriv"] {
-        assert!(
-            on_path(tool),
-            "overlay e2e: `{tool}` is not installed; install the test tools with \
-             `./scripts/deps.sh test`"
-        );
-    }
-    let (uid, gid) = ensure_user(USER, &["leco"]);
-    let user = WaylandUser {
-        name: USER.to_owned(),
-        uid,
-        gid,
-    };
-    let bus = TestBus::start().expect("private system-like bus");
-    let sway = Sway::start_scaled(&user, SCREEN.0 * 2, SCREEN.1 * 2, 2, "#203040")
-        .expect("headless sway at scale 2");
-    let (cx, cy, cw, ch) = corner();
-    let mut t = Harness {
-        overlay_bin: copy_for(&sway, Path::new(env!("CARGO_BIN_EXE_leco-overlay"))),
-        config: sway.dir().join("config.kdl"),
-        sway,
-        bus,
-        overlay: None,
-        service: None,
-        shots: 0,
-        screen: (SCREEN.0 * 2, SCREEN.1 * 2),
-        corner: (cx * 2, cy * 2, cw * 2, ch * 2),
-    };
+    require_tools();
+    let mut t = Harness::start(2);
     t.write_config(&config(FADE_S));
     t.start_overlay();
     t.wait_log("leco-service is not running", Duration::from_secs(15));
@@ -391,6 +337,31 @@ struct Harness {
 }
 
 impl Harness {
+    /// The test user, a private bus and a headless sway whose one output
+    /// has integer `scale` ([`SCREEN`] logical pixels); nothing started in
+    /// it yet.
+    fn start(scale: u32) -> Harness {
+        let user = WaylandUser::ensure(USER, &["leco"]);
+        let bus = TestBus::start().expect("private system-like bus");
+        let screen = (SCREEN.0 * scale, SCREEN.1 * scale);
+        let sway = Sway::start_scaled(&user, screen.0, screen.1, scale, "#203040")
+            .unwrap_or_else(|e| panic!("headless sway at scale {scale}: {e}"));
+        let (cx, cy, cw, ch) = corner();
+        Harness {
+            overlay_bin: sway
+                .install(Path::new(env!("CARGO_BIN_EXE_leco-overlay")))
+                .expect("leco-overlay for the test user"),
+            config: sway.dir().join("config.kdl"),
+            sway,
+            bus,
+            overlay: None,
+            service: None,
+            shots: 0,
+            screen,
+            corner: (cx * scale, cy * scale, cw * scale, ch * scale),
+        }
+    }
+
     /// Replaces the configuration the way editors do: a new file renamed
     /// over the old one.
     fn write_config(&self, text: &str) {
@@ -570,12 +541,20 @@ fn sibling_binary(name: &str) -> PathBuf {
     Path::new(env!("CARGO_BIN_EXE_leco-overlay")).with_file_name(name)
 }
 
-/// A copy of `bin` the test user can run (the build tree may be private).
-fn copy_for(sway: &Sway, bin: &Path) -> PathBuf {
-    let to = sway.dir().join(bin.file_name().expect("binary name"));
-    fs::copy(bin, &to).unwrap_or_else(|e| panic!("copying {}: {e}", bin.display()));
-    fs::set_permissions(&to, fs::Permissions::from_mode(0o755)).expect("chmod");
-    to
+/// Fails, saying what to install, unless the tools and the font both tests
+/// need are here.
+fn require_tools() {
+    for tool in ["sway", "grim", "dbus-daemon", "setpriv"] {
+        assert!(
+            on_path(tool),
+            "overlay e2e: `{tool}` is not installed; install the test tools with \
+             `./scripts/deps.sh test` (apt-get install sway grim fonts-dejavu-core dbus-daemon)"
+        );
+    }
+    assert!(
+        Path::new("/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf").exists(),
+        "overlay e2e: DejaVu Sans Mono is missing: apt-get install fonts-dejavu-core"
+    );
 }
 
 fn on_path(tool: &str) -> bool {

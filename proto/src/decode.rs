@@ -354,34 +354,7 @@ mod tests {
     use super::*;
     use crate::Dict;
 
-    fn full() -> Connection {
-        Connection {
-            id: 7,
-            proto: Proto::Udp,
-            family: 6,
-            direction: Some(Direction::In),
-            state: "open".into(),
-            local_addr: "::1".into(),
-            local_port: 53,
-            remote_addr: "::1".into(),
-            remote_port: 40000,
-            pid: Some(99),
-            comm: Some("dnsmasq".into()),
-            exe: Some("/usr/sbin/dnsmasq".into()),
-            cmdline: Some(vec!["dnsmasq".to_owned(), "-k".to_owned()].into()),
-            uid: Some(0),
-            user: Some("root".into()),
-            cgroup: Some("/system.slice/dnsmasq.service".into()),
-            unit: Some("dnsmasq.service".into()),
-            container: Some("podman:0123456789ab".into()),
-            app_id: Some("org.example.App".into()),
-            first_seen_us: 1,
-            last_seen_us: 2,
-            rx_bytes: u64::MAX,
-            tx_bytes: 4,
-            error: Some("connection refused".into()),
-        }
-    }
+    use crate::example::dnsmasq as full;
 
     fn sparse() -> Connection {
         Connection {

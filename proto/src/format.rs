@@ -66,36 +66,8 @@ pub fn classic_line(c: &Connection, hhmm: &str, threshold: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Direction, Proto};
 
-    fn conn() -> Connection {
-        Connection {
-            id: 1,
-            proto: Proto::Tcp,
-            family: 4,
-            direction: Some(Direction::Out),
-            state: "established".into(),
-            local_addr: "10.0.0.2".into(),
-            local_port: 40000,
-            remote_addr: "93.184.216.34".into(),
-            remote_port: 443,
-            pid: Some(42),
-            comm: Some("curl".into()),
-            exe: None,
-            cmdline: None,
-            uid: Some(1000),
-            user: Some("alice".into()),
-            cgroup: None,
-            unit: Some("session-2.scope".into()),
-            container: None,
-            app_id: None,
-            first_seen_us: 0,
-            last_seen_us: 0,
-            rx_bytes: 58,
-            tx_bytes: 26,
-            error: None,
-        }
-    }
+    use crate::example::curl as conn;
 
     #[test]
     fn human_units() {

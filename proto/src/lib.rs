@@ -8,6 +8,10 @@
 mod connection;
 mod decode;
 mod dict;
+// Public only so that the clients' tests can share it: not part of the
+// contract, hence hidden.
+#[doc(hidden)]
+pub mod example;
 mod format;
 mod names;
 mod text;

@@ -7,8 +7,7 @@
 
 mod common;
 
-use std::io::{IoSliceMut, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::IoSliceMut;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixDatagram;
 use std::os::unix::process::CommandExt;
@@ -21,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use common::{client, get, lines, runtime, snapshot, Dict, BIN, READY};
 use leco_testkit::bus::{ensure_user, TestBus};
-use leco_testkit::{require_root, spawn_named};
+use leco_testkit::{require_root, Bpffs, LoopbackConnection};
 use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 
 // ---- helpers ------------------------------------------------------------
@@ -39,6 +38,33 @@ fn leco(args: &[&str], env: &[(&str, &str)]) -> Output {
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts that `out` succeeded, showing its stderr if not.
+fn assert_ok(out: &Output) {
+    assert!(out.status.success(), "{}", stderr(out));
+}
+
+/// Asserts that `out`'s stderr contains `needle`.
+fn assert_says(out: &Output, needle: &str) {
+    assert!(stderr(out).contains(needle), "{}", stderr(out));
+}
+
+/// The single line a failed `out` wrote to stderr: a refusal must read
+/// whole in the unit's log.
+fn one_line_error(out: &Output) -> String {
+    assert!(!out.status.success());
+    let err = stderr(out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    err
+}
+
+/// Asserts that a load redone from scratch replaced the programs `old`
+/// with `new`: none kept, the old ones gone.
+fn assert_replaced(old: &[(String, u32)], new: &[(String, u32)]) {
+    assert!(new.iter().all(|p| !old.contains(p)), "{old:?} {new:?}");
+    assert_unloaded(old);
+    assert_loaded(new);
 }
 
 /// Whether the kernel still has program `id` (`bpftool prog show id N`).
@@ -186,94 +212,30 @@ impl Drop for Run {
     }
 }
 
-/// A loopback TCP connection from a child named `comm`, open until the
-/// returned server side is dropped.
-struct Connection {
-    server: Option<TcpStream>,
-    child: Option<leco_testkit::Child>,
-    port: u16,
-    pid: u32,
-}
-
-impl Connection {
-    fn open(comm: &str) -> Connection {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        let child = spawn_named(comm, move |_| {
-            let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-                return 1;
-            };
-            if s.write_all(b"ping").is_err() {
-                return 2;
-            }
-            let mut rest = Vec::new();
-            let _ = s.read_to_end(&mut rest);
-            0
-        });
-        let (mut server, _) = listener.accept().expect("accept");
-        let mut got = [0u8; 4];
-        server.read_exact(&mut got).expect("read");
-        Connection {
-            pid: child.pid(),
-            server: Some(server),
-            child: Some(child),
-            port,
-        }
-    }
-
-    fn is(&self, d: &Dict) -> bool {
-        get::<u16>(d, "remote_port") == Some(self.port) && get::<u32>(d, "pid") == Some(self.pid)
-    }
-
-    fn close(mut self) {
-        drop(self.server.take());
-        assert_eq!(self.child.take().expect("child").wait(), 0);
-    }
+/// Whether Snapshot() entry `d` is `conn`.
+fn is(conn: &LoopbackConnection, d: &Dict) -> bool {
+    get::<u16>(d, "remote_port") == Some(conn.port()) && get::<u32>(d, "pid") == Some(conn.pid())
 }
 
 /// Polls Snapshot() until `conn` is in it (10 s); returns its entry.
-fn in_snapshot(bus: &TestBus, conn: &Connection) -> Dict {
+fn in_snapshot(bus: &TestBus, conn: &LoopbackConnection) -> Dict {
     runtime().block_on(async {
         let c = client(bus).await;
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let snap = snapshot(&c).await.expect("Snapshot");
-            if let Some(d) = snap.into_iter().find(|d| conn.is(d)) {
+            if let Some(d) = snap.into_iter().find(|d| is(conn, d)) {
                 return d;
             }
             assert!(
                 Instant::now() < deadline,
                 "connection to port {} (pid {}) not in Snapshot()",
-                conn.port,
-                conn.pid
+                conn.port(),
+                conn.pid()
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     })
-}
-
-/// A private bpffs instance, unmounted (pins and all) when dropped.
-struct Bpffs(PathBuf);
-
-impl Bpffs {
-    fn mount() -> Bpffs {
-        let dir = PathBuf::from(format!("/tmp/leco-privsep-bpffs-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("mount point");
-        let ok = Command::new("mount")
-            .args(["-t", "bpf", "-o", "mode=0755", "bpf"])
-            .arg(&dir)
-            .status()
-            .expect("run mount");
-        assert!(ok.success(), "mounting a bpffs on {}", dir.display());
-        Bpffs(dir)
-    }
-}
-
-impl Drop for Bpffs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-        let _ = std::fs::remove_dir(&self.0);
-    }
 }
 
 // ---- systemd's side of the file descriptor store, as systemd does it ------
@@ -340,6 +302,14 @@ impl FakeSystemd {
             .expect("store")
             .iter()
             .map(|(n, fd)| (n.clone(), fd.try_clone().expect("dup")))
+            .collect()
+    }
+
+    /// [`passed`](Self::passed) without `name`, as from a store that lost it.
+    fn passed_without(&self, name: &str) -> Vec<(String, OwnedFd)> {
+        self.passed()
+            .into_iter()
+            .filter(|(n, _)| n != name)
             .collect()
     }
 
@@ -493,19 +463,16 @@ fn run_without_a_handover_says_so_in_one_line() {
     if !require_root("run_without_a_handover_says_so_in_one_line") {
         return;
     }
-    let out = leco(&["run", "--bus-address", "unix:path=/nonexistent"], &[]);
-    assert!(!out.status.success());
-    let err = stderr(&out);
-    assert_eq!(err.lines().count(), 1, "{err}");
+    let err = one_line_error(&leco(
+        &["run", "--bus-address", "unix:path=/nonexistent"],
+        &[],
+    ));
     assert!(
         err.starts_with("leco-service: no eBPF objects handed over: run `leco-service load` first"),
         "{err}"
     );
 
-    let out = leco(&["run", "--pin", "/nonexistent/leco"], &[]);
-    assert!(!out.status.success());
-    let err = stderr(&out);
-    assert_eq!(err.lines().count(), 1, "{err}");
+    let err = one_line_error(&leco(&["run", "--pin", "/nonexistent/leco"], &[]));
     assert!(
         err.contains("no eBPF objects pinned in /nonexistent/leco"),
         "{err}"
@@ -517,11 +484,7 @@ fn run_without_a_handover_says_so_in_one_line() {
         &[("LISTEN_PID", "1"), ("LISTEN_FDS", "1")],
     );
     assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("no eBPF objects handed over"),
-        "{}",
-        stderr(&out)
-    );
+    assert_says(&out, "no eBPF objects handed over");
 }
 
 #[test]
@@ -531,24 +494,24 @@ fn pinned_load_serves_unprivileged_across_restarts_and_redoes_partial_loads() {
     }
     ensure_user("leco", &[]); // the only user besides root that may own the name
     let bus = TestBus::start().expect("private dbus-daemon");
-    let fs = Bpffs::mount();
-    let dir = fs.0.join("leco");
+    // Under /tmp, not $TMPDIR: user leco must reach the pins.
+    let fs = Bpffs::mount(format!("/tmp/leco-privsep-bpffs-{}", std::process::id()));
+    let dir = fs.path().join("leco");
     let dir_s = dir.to_str().expect("utf-8");
+    let load = || {
+        let out = leco(&["load", "--pin", dir_s, "--owner", "leco"], &[]);
+        assert_ok(&out);
+        out
+    };
 
-    let first = leco(&["load", "--pin", dir_s, "--owner", "leco"], &[]);
-    assert!(first.status.success(), "{}", stderr(&first));
+    let first = load();
     let ids = program_ids(&first);
     assert!(ids.len() >= 4, "{ids:?}");
     assert_loaded(&ids);
 
     // Once complete, loading again does nothing.
-    let again = leco(&["load", "--pin", dir_s, "--owner", "leco"], &[]);
-    assert!(again.status.success(), "{}", stderr(&again));
-    assert!(
-        stderr(&again).contains("already loaded"),
-        "{}",
-        stderr(&again)
-    );
+    let again = load();
+    assert_says(&again, "already loaded");
     assert_eq!(program_ids(&again), ids);
 
     // Served by user leco with no capabilities, asked for a setting fixed at load.
@@ -561,7 +524,7 @@ fn pinned_load_serves_unprivileged_across_restarts_and_redoes_partial_loads() {
         "{:#?}",
         run.seen
     );
-    let conn = Connection::open("leco-t-privsep");
+    let conn = LoopbackConnection::open("leco-t-privsep");
     let before = in_snapshot(&bus, &conn);
     assert_eq!(
         get::<String>(&before, "comm").as_deref(),
@@ -578,38 +541,22 @@ fn pinned_load_serves_unprivileged_across_restarts_and_redoes_partial_loads() {
         get::<String>(&after, "comm").as_deref(),
         Some("leco-t-privsep")
     );
-    conn.close();
+    assert_eq!(conn.close(), 0);
     run.kill();
 
     // A half-finished load (a pin missing) is redone, never used.
     std::fs::remove_file(dir.join("leco-link-on_sock_send_length")).expect("unpin one");
-    let redo = leco(&["load", "--pin", dir_s, "--owner", "leco"], &[]);
-    assert!(redo.status.success(), "{}", stderr(&redo));
-    assert!(
-        stderr(&redo).contains("not a complete load"),
-        "{}",
-        stderr(&redo)
-    );
+    let redo = load();
+    assert_says(&redo, "not a complete load");
     let new_ids = program_ids(&redo);
-    assert!(
-        new_ids.iter().all(|p| !ids.contains(p)),
-        "{ids:?} {new_ids:?}"
-    );
-    assert_unloaded(&ids);
-    assert_loaded(&new_ids);
+    assert_replaced(&ids, &new_ids);
 
     // So is one whose manifest (always pinned last) never came.
     std::fs::remove_file(dir.join("leco-manifest")).expect("unpin the manifest");
-    let redo = leco(&["load", "--pin", dir_s, "--owner", "leco"], &[]);
-    assert!(redo.status.success(), "{}", stderr(&redo));
-    assert!(
-        stderr(&redo).contains("without their manifest"),
-        "{}",
-        stderr(&redo)
-    );
+    let redo = load();
+    assert_says(&redo, "without their manifest");
     let ids = program_ids(&redo);
-    assert_unloaded(&new_ids);
-    assert_loaded(&ids);
+    assert_replaced(&new_ids, &ids);
 
     // Removing the pins removes the programs.
     for e in std::fs::read_dir(&dir).expect("pins").flatten() {
@@ -629,14 +576,15 @@ fn fd_store_handover_works_as_systemd_passes_it() {
     let state = systemd.dir.join("runtime").join("fdstore.state");
     let state_s = state.to_str().expect("utf-8").to_owned();
     let load = || {
-        leco(
+        let out = leco(
             &["load", "--state", &state_s],
             &[("NOTIFY_SOCKET", systemd.notify_socket())],
-        )
+        );
+        assert_ok(&out);
+        out
     };
 
     let first = load();
-    assert!(first.status.success(), "{}", stderr(&first));
     let ids = program_ids(&first);
     assert_loaded(&ids);
     let names = systemd.names();
@@ -657,12 +605,7 @@ fn fd_store_handover_works_as_systemd_passes_it() {
 
     // Complete: the next load does nothing, and touches no stored fd.
     let again = load();
-    assert!(again.status.success(), "{}", stderr(&again));
-    assert!(
-        stderr(&again).contains("already loaded"),
-        "{}",
-        stderr(&again)
-    );
+    assert_says(&again, "already loaded");
     assert_eq!(program_ids(&again), ids);
     assert!(
         systemd.take_log().is_empty(),
@@ -671,56 +614,38 @@ fn fd_store_handover_works_as_systemd_passes_it() {
     assert_eq!(systemd.names(), names);
 
     // `run`, as systemd starts it, unprivileged.
-    let run = Run::start(run_with_fds(
-        &systemd.passed(),
-        &["--bus-address", bus.address()],
-    ));
+    let start = || {
+        Run::start(run_with_fds(
+            &systemd.passed(),
+            &["--bus-address", bus.address()],
+        ))
+    };
+    let run = start();
     run.assert_unprivileged();
-    let conn = Connection::open("leco-t-fdstore");
+    let conn = LoopbackConnection::open("leco-t-fdstore");
     let before = in_snapshot(&bus, &conn);
     run.kill();
     // Restarted with the same store: the connection is still known.
-    let run = Run::start(run_with_fds(
-        &systemd.passed(),
-        &["--bus-address", bus.address()],
-    ));
+    let run = start();
     let after = in_snapshot(&bus, &conn);
     assert_eq!(get::<u64>(&after, "id"), get::<u64>(&before, "id"));
-    conn.close();
+    assert_eq!(conn.close(), 0);
     run.kill();
 
     // An incomplete store is refused with what is missing, in one line.
-    let partial: Vec<(String, OwnedFd)> = systemd
-        .passed()
-        .into_iter()
-        .filter(|(n, _)| n != "leco-map-flows")
-        .collect();
-    let out = run_with_fds(&partial, &["--bus-address", bus.address()])
-        .stdin(Stdio::null())
-        .output()
-        .expect("run");
-    assert!(!out.status.success());
-    assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("incomplete handover: leco-map-flows"),
-        "{}",
-        stderr(&out)
-    );
-    let no_manifest: Vec<(String, OwnedFd)> = systemd
-        .passed()
-        .into_iter()
-        .filter(|(n, _)| n != "leco-manifest")
-        .collect();
-    let out = run_with_fds(&no_manifest, &["--bus-address", bus.address()])
-        .stdin(Stdio::null())
-        .output()
-        .expect("run");
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("without their manifest"),
-        "{}",
-        stderr(&out)
-    );
+    let refused = |fds: &[(String, OwnedFd)]| {
+        let out = run_with_fds(fds, &["--bus-address", bus.address()])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run");
+        assert!(!out.status.success());
+        out
+    };
+    let partial = systemd.passed_without("leco-map-flows");
+    let err = one_line_error(&refused(&partial));
+    assert!(err.contains("incomplete handover: leco-map-flows"), "{err}");
+    let no_manifest = systemd.passed_without("leco-manifest");
+    assert_says(&refused(&no_manifest), "without their manifest");
     // These copies would keep the programs loaded, as a store does.
     drop((partial, no_manifest));
 
@@ -730,7 +655,6 @@ fn fd_store_handover_works_as_systemd_passes_it() {
     std::fs::remove_file(&state).expect("remove the state file");
     systemd.forget("leco-manifest");
     let redo = load();
-    assert!(redo.status.success(), "{}", stderr(&redo));
     let log = systemd.take_log();
     let first_store = log
         .iter()
@@ -743,24 +667,14 @@ fn fd_store_handover_works_as_systemd_passes_it() {
         "{log:?}"
     );
     let new_ids = program_ids(&redo);
-    assert!(
-        new_ids.iter().all(|p| !ids.contains(p)),
-        "{ids:?} {new_ids:?}"
-    );
-    assert_unloaded(&ids);
-    assert_loaded(&new_ids);
+    assert_replaced(&ids, &new_ids);
     assert_eq!(systemd.names().len(), names.len());
 
     // Objects gone from under a state file (the store was released): redone too.
     systemd.release();
     assert_unloaded(&new_ids);
     let redo = load();
-    assert!(redo.status.success(), "{}", stderr(&redo));
-    assert!(
-        stderr(&redo).contains("is not complete"),
-        "{}",
-        stderr(&redo)
-    );
+    assert_says(&redo, "is not complete");
     let last_ids = program_ids(&redo);
     assert_loaded(&last_ids);
 

@@ -18,10 +18,9 @@
 use std::fs;
 use std::io::{self, BufRead, BufReader};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -105,7 +104,7 @@ impl TestBus {
     /// Starts the daemon and returns once it accepts connections (it prints
     /// its address only after it listens).
     pub fn start() -> io::Result<TestBus> {
-        let dir = fresh_dir()?;
+        let dir = crate::fresh_dir("leco-bus")?;
         Self::start_in(&dir).inspect_err(|_| {
             let _ = fs::remove_dir_all(&dir);
         })
@@ -203,29 +202,6 @@ impl Drop for TestBus {
         let _ = self.daemon.kill();
         let _ = self.daemon.wait();
         let _ = fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// A new, world-traversable directory under `/tmp`. Not `$TMPDIR`: under
-/// `sudo -E` that may be a user's private runtime directory, which the other
-/// users a test runs clients as could not reach.
-fn fresh_dir() -> io::Result<PathBuf> {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    loop {
-        let dir = PathBuf::from(format!(
-            "/tmp/leco-bus-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        match fs::create_dir(&dir) {
-            Ok(()) => {
-                fs::set_permissions(&dir, fs::Permissions::from_mode(0o755))?;
-                return Ok(dir);
-            }
-            // Left over from an earlier process with the same pid.
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! Helpers for leco's real-kernel tests: child processes with a chosen
-//! `comm` that make loopback traffic, a loud root check, scratch cgroups.
+//! `comm` that make loopback traffic, a loud root check, scratch cgroups
+//! and private bpffs mounts.
 //!
 //! Children are forked, not spawned from a helper binary, so that the
 //! process name, pid and exit timing are exactly what a test asserts on.
@@ -10,9 +11,13 @@ pub mod bus;
 pub mod wayland;
 
 use std::fs;
-use std::io::{Read, Write};
+use std::io::{self, Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 /// Whether a test that needs root may run. Outside CI, a non-root run skips
 /// loudly; in CI (`CI` set) nothing of ours may be skipped, so it fails.
@@ -191,4 +196,121 @@ pub fn closed_port(v6: bool) -> u16 {
     let addr = if v6 { "[::1]:0" } else { "127.0.0.1:0" };
     let l = std::net::TcpListener::bind(addr).expect("bind");
     l.local_addr().expect("local addr").port()
+}
+
+/// A loopback TCP connection from a child named `comm` to this process,
+/// held open until [`LoopbackConnection::close`] (or drop): a flow the
+/// eBPF programs see made by a known process, and still there to look up.
+#[derive(Debug)]
+pub struct LoopbackConnection {
+    // Declared before `child`: dropped first, its EOF lets the child exit.
+    server: Option<TcpStream>,
+    child: Option<Child>,
+    port: u16,
+    pid: u32,
+}
+
+impl LoopbackConnection {
+    /// Forks a child named `comm` that connects to a fresh listener on
+    /// 127.0.0.1, and returns once this side has read its first bytes (so
+    /// the connection is established on both ends).
+    pub fn open(comm: &str) -> LoopbackConnection {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let child = spawn_named(comm, move |_| {
+            let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+                return 1;
+            };
+            if s.write_all(b"ping").is_err() {
+                return 2;
+            }
+            // Stay connected until the test closes its side.
+            let mut rest = Vec::new();
+            let _ = s.read_to_end(&mut rest);
+            0
+        });
+        let (mut server, _) = listener.accept().expect("accept");
+        let mut got = [0u8; 4];
+        server.read_exact(&mut got).expect("read");
+        LoopbackConnection {
+            pid: child.pid(),
+            server: Some(server),
+            child: Some(child),
+            port,
+        }
+    }
+
+    /// The listening port: the child's remote port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The child's pid: the connection's owner.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Closes this side and waits for the child; returns its exit code (0:
+    /// it connected, sent, and saw the close).
+    pub fn close(mut self) -> i32 {
+        drop(self.server.take());
+        self.child.take().expect("child").wait()
+    }
+}
+
+/// A private bpffs instance, unmounted (pins and all) and its mount point
+/// removed when dropped.
+#[derive(Debug)]
+pub struct Bpffs(PathBuf);
+
+impl Bpffs {
+    /// Mounts a new bpffs (mode 0755, so unprivileged readers may open its
+    /// pins) on `dir`, created if need be.
+    pub fn mount(dir: impl Into<PathBuf>) -> Bpffs {
+        let dir = dir.into();
+        fs::create_dir_all(&dir).expect("mount point");
+        let ok = Command::new("mount")
+            .args(["-t", "bpf", "-o", "mode=0755", "bpf"])
+            .arg(&dir)
+            .status()
+            .expect("run mount");
+        assert!(ok.success(), "mounting a bpffs on {}", dir.display());
+        Bpffs(dir)
+    }
+
+    /// The mount point.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Bpffs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+        let _ = fs::remove_dir(&self.0);
+    }
+}
+
+/// A new, world-traversable directory `/tmp/PREFIX-PID-N`. Not `$TMPDIR`:
+/// under `sudo -E` that may be a user's private runtime directory, which
+/// the other users a test runs clients as could not reach.
+pub(crate) fn fresh_dir(prefix: &str) -> io::Result<PathBuf> {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    loop {
+        let dir = PathBuf::from(format!(
+            "/tmp/{prefix}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        match fs::create_dir(&dir) {
+            Ok(()) => {
+                fs::set_permissions(&dir, fs::Permissions::from_mode(0o755))?;
+                return Ok(dir);
+            }
+            // Left over from an earlier process with the same pid: never
+            // ours to remove (its daemon may still use it), take the next.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
 }

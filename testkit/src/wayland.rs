@@ -12,7 +12,6 @@ use std::io;
 use std::os::unix::fs::{chown, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 /// How long sway may take to open its socket.
@@ -27,6 +26,19 @@ pub struct WaylandUser {
     pub uid: u32,
     /// Its primary gid.
     pub gid: u32,
+}
+
+impl WaylandUser {
+    /// The user `name`, created (with `groups`, see
+    /// [`ensure_user`](crate::bus::ensure_user)) if it does not exist yet.
+    pub fn ensure(name: &str, groups: &[&str]) -> WaylandUser {
+        let (uid, gid) = crate::bus::ensure_user(name, groups);
+        WaylandUser {
+            name: name.to_owned(),
+            uid,
+            gid,
+        }
+    }
 }
 
 /// A running headless sway with one output.
@@ -62,7 +74,7 @@ impl Sway {
         scale: u32,
         background: &str,
     ) -> io::Result<Sway> {
-        let dir = fresh_dir()?;
+        let dir = crate::fresh_dir("leco-wl")?;
         let runtime_dir = dir.join("run");
         fs::create_dir(&runtime_dir)?;
         fs::set_permissions(&runtime_dir, fs::Permissions::from_mode(0o700))?;
@@ -162,6 +174,22 @@ impl Sway {
         &self.dir
     }
 
+    /// Copies `bin` into the scratch directory, mode 0755, and returns the
+    /// copy: the compositor's user may not reach the build tree.
+    pub fn install(&self, bin: &Path) -> io::Result<PathBuf> {
+        let name = bin.file_name().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} names no file", bin.display()),
+            )
+        })?;
+        let to = self.dir.join(name);
+        fs::copy(bin, &to)
+            .map_err(|e| io::Error::new(e.kind(), format!("copying {}: {e}", bin.display())))?;
+        fs::set_permissions(&to, fs::Permissions::from_mode(0o755))?;
+        Ok(to)
+    }
+
     /// The compositor's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
@@ -241,26 +269,4 @@ fn as_user(user: &WaylandUser, runtime_dir: &Path, display: Option<&str>) -> Com
         cmd.arg(format!("WAYLAND_DISPLAY={d}"));
     }
     cmd
-}
-
-/// A new world-traversable directory under `/tmp`.
-fn fresh_dir() -> io::Result<PathBuf> {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    loop {
-        let dir = PathBuf::from(format!(
-            "/tmp/leco-wl-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        match fs::create_dir(&dir) {
-            Ok(()) => {
-                fs::set_permissions(&dir, fs::Permissions::from_mode(0o755))?;
-                return Ok(dir);
-            }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                let _ = fs::remove_dir_all(&dir);
-            }
-            Err(e) => return Err(e),
-        }
-    }
 }

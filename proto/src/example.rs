@@ -1,0 +1,69 @@
+//! Sample records for tests: this crate's and its clients' (the overlay's
+//! formatting and model tests build on the same connection), so that what
+//! a test assumes about "a typical connection" is written down once.
+
+use crate::{Connection, Direction, Proto};
+
+/// `curl` (pid 42, user alice, in `session-2.scope`) talking TCP over IPv4
+/// from 10.0.0.2:40000 to 93.184.216.34:443, with 58 bytes in and 26 out,
+/// last seen a minute after it was first seen.
+pub fn curl() -> Connection {
+    Connection {
+        id: 1,
+        proto: Proto::Tcp,
+        family: 4,
+        direction: Some(Direction::Out),
+        state: "established".into(),
+        local_addr: "10.0.0.2".into(),
+        local_port: 40000,
+        remote_addr: "93.184.216.34".into(),
+        remote_port: 443,
+        pid: Some(42),
+        comm: Some("curl".into()),
+        exe: None,
+        cmdline: Some(vec!["curl".to_owned(), "-s".to_owned()].into()),
+        uid: Some(1000),
+        user: Some("alice".into()),
+        cgroup: None,
+        unit: Some("session-2.scope".into()),
+        container: None,
+        app_id: None,
+        first_seen_us: 1_700_000_000_000_000,
+        last_seen_us: 1_700_000_060_000_000,
+        rx_bytes: 58,
+        tx_bytes: 26,
+        error: None,
+    }
+}
+
+/// An incoming UDP flow to `dnsmasq` over IPv6 with every key known (an
+/// error and the largest byte count included): each optional key of the
+/// contract is present.
+pub fn dnsmasq() -> Connection {
+    Connection {
+        id: 7,
+        proto: Proto::Udp,
+        family: 6,
+        direction: Some(Direction::In),
+        state: "open".into(),
+        local_addr: "::1".into(),
+        local_port: 53,
+        remote_addr: "::1".into(),
+        remote_port: 40000,
+        pid: Some(99),
+        comm: Some("dnsmasq".into()),
+        exe: Some("/usr/sbin/dnsmasq".into()),
+        cmdline: Some(vec!["dnsmasq".to_owned(), "-k".to_owned()].into()),
+        uid: Some(0),
+        user: Some("root".into()),
+        cgroup: Some("/system.slice/dnsmasq.service".into()),
+        unit: Some("dnsmasq.service".into()),
+        container: Some("podman:0123456789ab".into()),
+        app_id: Some("org.example.App".into()),
+        first_seen_us: 1,
+        last_seen_us: 2,
+        rx_bytes: u64::MAX,
+        tx_bytes: 4,
+        error: Some("connection refused".into()),
+    }
+}
