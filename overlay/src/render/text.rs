@@ -27,6 +27,14 @@ const FALLBACK_FAMILIES: [&str; 5] = [
 /// text full of distinct code points must not grow memory without bound.
 const GLYPH_CACHE_LIMIT: usize = 8192;
 
+/// Lines shaped between two trims of cosmic-text's cache of shaped words,
+/// and the trims a word survives unused: overlay lines repeat most words
+/// (`::`, user and program names, `/tcp`), so a word shaped once is reused
+/// until it has gone unused for 256 to 320 lines, and hostile text full of
+/// distinct words cannot grow the cache without bound.
+const SHAPE_TRIM_EVERY: u32 = 64;
+const SHAPE_TRIM_KEEP: u64 = 4;
+
 /// A font database with a resolved family, a glyph cache and a reusable
 /// shaping buffer. Loading the system fonts takes a while, so one of these
 /// lives as long as the renderer (or the plot) using it.
@@ -36,6 +44,8 @@ pub(crate) struct Fonts {
     family: String,
     buffer: Option<Buffer>,
     glyphs: Vec<(CacheKey, i32, i32)>,
+    /// Lines shaped since the shaped-word cache was last trimmed.
+    shaped: u32,
 }
 
 impl std::fmt::Debug for Fonts {
@@ -106,6 +116,7 @@ impl Fonts {
             family: resolved,
             buffer: None,
             glyphs: Vec::new(),
+            shaped: 0,
         })
     }
 
@@ -158,6 +169,11 @@ impl Fonts {
         let attrs = Attrs::new().family(Family::Name(&self.family));
         buffer.set_text(&text, &attrs, Shaping::Advanced, None);
         buffer.shape_until_scroll(&mut self.system, false);
+        self.shaped += 1;
+        if self.shaped >= SHAPE_TRIM_EVERY {
+            self.shaped = 0;
+            self.system.shape_run_cache.trim(SHAPE_TRIM_KEEP);
+        }
 
         self.glyphs.clear();
         let mut ink_right = 0.0f32;
