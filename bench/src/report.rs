@@ -982,9 +982,9 @@ fn dbus_section(out: &mut String, r: &Report, verdicts: &mut Vec<bool>) {
             out,
             "\nOne service per bound serves its rates. For about {} s per rate the bench opens loopback TCP connections to its own \
              listener one at a time on an absolute schedule (not in batches); the server closes \
-             each {} ms after accepting it and the client {} ms after connecting (so that no \
-             flow ends in the same instant it starts, which would merge its `new` into its \
-             `closed`), and a subscriber on its own thread and runtime (match rule \
+             each {} ms after accepting it and the client {} ms after connecting (short-lived \
+             connections, as a browser makes; the service signals a connection's `new` even \
+             when it has ended before its turn), and a subscriber on its own thread and runtime (match rule \
              `type='signal',interface='org.leco.Overseer1',member='ConnectionEvent',arg0='new'`) \
              pairs each connection with the `new` signal whose `pid` is the bench's and whose \
              `local_port` is the connection's ephemeral port; latency is the signal's receipt \
@@ -1004,9 +1004,9 @@ fn dbus_section(out: &mut String, r: &Report, verdicts: &mut Vec<bool>) {
             let _ = writeln!(
                 out,
                 "At {} these connections make {} events/s (two flows each, a `new` and a \
-                 `closed` each), more than the bound of {} signals/s: pending events then merge \
-                 per connection, and a `new` still queued when its connection's `closed` comes \
-                 is merged into it, so that connection never gets a `new` signal.\n",
+                 `closed` each), more than the bound of {} signals/s: pending signals pile up \
+                 and, beyond two seconds' worth, the oldest are given up (counted as \
+                 coalesced), so those connections get no `new` signal.\n",
                 rate_label(Some(l.target_rate)),
                 fmt_num(l.target_rate * 4.0, 0),
                 fmt_num(f64::from(l.signal_rate), 0),
