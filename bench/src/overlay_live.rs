@@ -457,13 +457,14 @@ pub fn run(overlay_bin: &Path, windows: Windows) -> Result<String> {
         busy.wakeups_per_s()
     ));
     let picture = mib(u64::from(SURFACE.0) * u64::from(SURFACE.1) * 4 / 1024);
-    let rest = mib(rss_100.total) - 3.0 * picture;
+    let rest = mib(rss_100.total) - 2.0 * picture;
     // The default surface, 900x400: what it would hold with the same rest.
     let default_picture = 900.0 * 400.0 * 4.0 / (1024.0 * 1024.0);
     md.push_str(&format!(
         "\nMemory is mostly pixels: the two wl_shm buffers that take turns (one shown, one \
-         drawn) and the renderer's own picture are {picture:.1} MiB each at {}x{}; \
-         everything else (code, fonts, glyph and line caches, the bus thread) comes to about \
+         drawn) are {picture:.1} MiB each at {}x{}, and the renderer draws straight into \
+         them from its cached line images (it keeps no picture of its own); everything \
+         else (code, fonts, glyph and line caches, the bus thread) comes to about \
          {rest:.1} MiB with 100 lines shown, so the default 900x400 surface would hold about \
          {:.1} MiB. Idle, the loop sleeps in poll(2) without a timeout: no wake-ups at all. \
          While 100 lines fade along a smooth curve every frame differs, \
@@ -471,10 +472,10 @@ pub fn run(overlay_bin: &Path, windows: Windows) -> Result<String> {
          step's timer, the frame callback, the buffer's release). At 100 events/s each D-Bus message wakes the bus thread \
          and, through the wake-up socket, the drawing thread (which takes in whatever \
          arrived); redraws stay under `max-fps` (30), and only the rectangles that changed \
-         are copied into the buffer.\n\n",
+         are drawn into the buffer.\n\n",
         SURFACE.0,
         SURFACE.1,
-        rest + 3.0 * default_picture
+        rest + 2.0 * default_picture
     ));
     Ok(md)
 }

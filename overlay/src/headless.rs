@@ -125,15 +125,14 @@ pub fn render_pixmap(opts: &HeadlessOptions) -> anyhow::Result<tiny_skia::Pixmap
         Renderer::with_font_files(&config.style, &opts.font_files)?
     };
     renderer.set_padding(config.surface.padding);
-    let rendered = renderer
+    renderer
         .render(&frame, width, height, opts.scale)
         .with_context(|| {
             format!(
                 "surface {}x{} at scale {}",
                 config.surface.width, config.surface.height, opts.scale
             )
-        })?;
-    Ok(rendered.pixmap.clone())
+        })
 }
 
 /// The frame the model shows at `at` after applying `events` in order.

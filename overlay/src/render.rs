@@ -1,11 +1,15 @@
-//! Drawing a [`Frame`] into a pixmap with tiny-skia and cosmic-text, and
-//! converting it for wl_shm.
+//! Drawing a [`Frame`] with tiny-skia and cosmic-text, straight into
+//! wl_shm buffers.
 //!
 //! Each distinct line is shaped and composited once, at full opacity, into a
 //! small premultiplied sprite (line background, tag, shadow layers, text);
-//! a frame then only blits the sprites of rows that changed, scaled by the
-//! line's opacity. A steady frame draws nothing and reports no damage; a
-//! fade step costs one scaled copy per fading row.
+//! a frame then only records which sprite and opacity each row shows, and
+//! reports the rows that changed. There is no full-size picture: any
+//! rectangle of any buffer is drawn from that row state on demand (the
+//! background, plus each row's sprite scaled by its opacity), so a buffer
+//! several frames behind is brought up to date without a copy of the
+//! screen kept in memory. A steady frame draws nothing and reports no
+//! damage; a fade step costs one scaled copy per fading row and buffer.
 
 pub(crate) mod text;
 
@@ -81,14 +85,14 @@ pub struct Damage {
     pub height: u32,
 }
 
-/// The result of [`Renderer::render`]: the whole picture and what changed
-/// since the previous call.
-#[derive(Debug, Clone, Copy)]
-pub struct Rendered<'a> {
-    /// The full picture, premultiplied RGBA.
-    pub pixmap: &'a Pixmap,
-    /// Changed rectangles; empty when the frame equals the previous one.
-    pub damage: &'a [Damage],
+/// Byte order of the pixels [`Renderer::draw_region`] writes; both are
+/// premultiplied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PixelOrder {
+    /// R, G, B, A: a tiny-skia [`Pixmap`]'s data.
+    Rgba,
+    /// B, G, R, A: wl_shm `Argb8888` (a little-endian 32-bit word).
+    Bgra,
 }
 
 /// Draws frames. Holds the fonts (loaded once), the sprite cache and the
@@ -97,8 +101,9 @@ pub struct Renderer {
     fonts: Fonts,
     style: Style,
     padding: u32,
-    pixmap: Option<Pixmap>,
     geometry: Option<Geometry>,
+    /// The layout of `geometry`, kept for drawing regions.
+    layout: Option<Layout>,
     /// What each row showed after the previous render.
     shown: Vec<Option<RowState>>,
     shown_status: Option<String>,
@@ -217,8 +222,17 @@ struct Sprite {
     status: bool,
     /// Left edge in the buffer.
     x: u32,
-    pixmap: Option<Pixmap>,
+    pixels: Option<SpritePixels>,
     last_used: u64,
+}
+
+/// A sprite's pixels, premultiplied B, G, R, A: the order of the buffers
+/// they mostly go to, so blitting one is a plain (scaled) copy.
+#[derive(Debug)]
+struct SpritePixels {
+    data: Vec<u8>,
+    width: u32,
+    height: u32,
 }
 
 impl Renderer {
@@ -245,8 +259,8 @@ impl Renderer {
             fonts,
             style: style.clone(),
             padding: 0,
-            pixmap: None,
             geometry: None,
+            layout: None,
             shown: Vec::new(),
             shown_status: None,
             sprites: HashMap::new(),
@@ -285,27 +299,58 @@ impl Renderer {
     /// everything and damages the whole buffer.
     pub fn invalidate(&mut self) {
         self.geometry = None;
+        self.layout = None;
         self.sprites.clear();
     }
 
-    /// The last picture drawn, if any.
-    pub fn pixmap(&self) -> Option<&Pixmap> {
-        self.pixmap.as_ref()
+    /// The whole current picture (as of the last [`Renderer::update`]) in
+    /// a new pixmap, for pictures and tests; `None` before the first
+    /// update.
+    pub fn picture(&self) -> Option<Pixmap> {
+        let g = self.geometry?;
+        let mut pm = Pixmap::new(g.width, g.height)?;
+        let whole = Damage {
+            x: 0,
+            y: 0,
+            width: g.width,
+            height: g.height,
+        };
+        self.draw_region(pm.data_mut(), g.width as usize * 4, whole, PixelOrder::Rgba)
+            .ok()?;
+        Some(pm)
     }
 
-    /// Draw `frame` into a `width_px`×`height_px` buffer at `scale` buffer
-    /// pixels per logical pixel (1, 2, or fractional such as 1.5: sizes
-    /// from the style are logical and text is shaped at its physical size,
-    /// so it stays crisp). Returns the picture and the rectangles that
-    /// changed since the previous call (the whole buffer after a size,
-    /// scale or style change; nothing for an identical frame).
+    /// [`Renderer::update`] then [`Renderer::picture`]: one picture of
+    /// `frame`, for pictures and tests.
     pub fn render(
         &mut self,
         frame: &Frame,
         width_px: u32,
         height_px: u32,
         scale: f32,
-    ) -> Result<Rendered<'_>, RenderError> {
+    ) -> Result<Pixmap, RenderError> {
+        self.update(frame, width_px, height_px, scale)?;
+        self.picture().ok_or(RenderError::Size {
+            width: width_px,
+            height: height_px,
+        })
+    }
+
+    /// Make `frame` the current picture of a `width_px`×`height_px`
+    /// buffer at `scale` buffer pixels per logical pixel (1, 2, or
+    /// fractional such as 1.5: sizes from the style are logical and text
+    /// is shaped at its physical size, so it stays crisp). Nothing is
+    /// drawn: new lines get their sprites, and the rectangles that changed
+    /// since the previous call are returned (the whole buffer after a
+    /// size, scale or style change; nothing for an identical frame) for
+    /// [`Renderer::draw_region`] to draw.
+    pub fn update(
+        &mut self,
+        frame: &Frame,
+        width_px: u32,
+        height_px: u32,
+        scale: f32,
+    ) -> Result<&[Damage], RenderError> {
         if !(1..=MAX_SIDE).contains(&width_px) || !(1..=MAX_SIDE).contains(&height_px) {
             return Err(RenderError::Size {
                 width: width_px,
@@ -326,11 +371,7 @@ impl Renderer {
             status: frame.status.is_some(),
         };
         let layout = Layout::new(&self.style, self.padding, geometry);
-        let full = self.geometry != Some(geometry)
-            || self
-                .pixmap
-                .as_ref()
-                .is_none_or(|p| p.width() != width_px || p.height() != height_px);
+        let full = self.geometry != Some(geometry);
         if full {
             if self
                 .geometry
@@ -342,19 +383,6 @@ impl Renderer {
             self.geometry = Some(geometry);
             self.shown.clear();
             self.shown_status = None;
-        }
-
-        let wanted = self.wanted_rows(frame, &layout);
-        let mut pixmap = match self.pixmap.take() {
-            Some(p) if p.width() == width_px && p.height() == height_px => p,
-            _ => Pixmap::new(width_px, height_px).ok_or(RenderError::Size {
-                width: width_px,
-                height: height_px,
-            })?,
-        };
-        let background = premultiply(self.style.background);
-        if full {
-            fill_rows(&mut pixmap, 0, height_px, background);
             self.damage.push(Damage {
                 x: 0,
                 y: 0,
@@ -362,7 +390,9 @@ impl Renderer {
                 height: height_px,
             });
         }
+        self.layout = Some(layout);
 
+        let wanted = self.wanted_rows(frame, &layout);
         let rows = wanted.len().max(self.shown.len());
         for k in 0..rows {
             let new = wanted.get(k).and_then(Option::as_ref);
@@ -379,46 +409,113 @@ impl Renderer {
             if !full {
                 push_damage(&mut self.damage, width_px, top, bottom);
             }
-            match new {
-                Some(state) => {
-                    self.draw_sprite(&mut pixmap, &layout, state, false, (top, bottom), !full);
-                }
-                None if !full => fill_rows(&mut pixmap, top, bottom, background),
-                None => {}
+            if let Some(state) = new {
+                self.ensure_sprite(&layout, state, false);
             }
         }
         self.shown = wanted;
 
         if full || frame.status != self.shown_status {
             if let Some(status) = &frame.status {
-                let top = layout.status_top;
-                let bottom = (top + layout.status_line_px.ceil() as u32).min(height_px);
+                let (top, bottom) = status_span(&layout, height_px);
                 if !full {
                     push_damage(&mut self.damage, width_px, top, bottom);
                 }
-                let state = RowState {
-                    text: status.clone(),
-                    alpha: 255,
-                    key_hash: 0,
-                };
-                self.draw_sprite(&mut pixmap, &layout, &state, true, (top, bottom), !full);
+                self.ensure_sprite(&layout, &status_state(status), true);
             }
             self.shown_status = frame.status.clone();
         } else if let Some(status) = &frame.status {
-            let state = RowState {
-                text: status.clone(),
-                alpha: 255,
-                key_hash: 0,
-            };
-            self.touch_sprite(&state, true);
+            self.touch_sprite(&status_state(status), true);
         }
 
         self.evict();
-        let pixmap = self.pixmap.insert(pixmap);
-        Ok(Rendered {
-            pixmap,
-            damage: &self.damage,
-        })
+        Ok(&self.damage)
+    }
+
+    /// What the last [`Renderer::update`] returned.
+    pub fn damage(&self) -> &[Damage] {
+        &self.damage
+    }
+
+    /// Draws `region` of the current picture (as of the last
+    /// [`Renderer::update`]) into `dst`, a buffer of the updated size with
+    /// `stride` bytes per row, in `order`; the rest of `dst` is left
+    /// alone. The region is clipped to the buffer. Before the first update
+    /// (or after [`Renderer::invalidate`]) nothing is drawn.
+    pub fn draw_region(
+        &self,
+        dst: &mut [u8],
+        stride: usize,
+        region: Damage,
+        order: PixelOrder,
+    ) -> Result<(), RenderError> {
+        let (Some(g), Some(layout)) = (self.geometry, self.layout) else {
+            return Ok(());
+        };
+        let x0 = region.x.min(g.width);
+        let x1 = region.x.saturating_add(region.width).min(g.width);
+        let y0 = region.y.min(g.height);
+        let y1 = region.y.saturating_add(region.height).min(g.height);
+        if x1 <= x0 || y1 <= y0 {
+            return Ok(());
+        }
+        let needed = (y1 as usize - 1) * stride + x1 as usize * 4;
+        if stride < g.width as usize * 4 || dst.len() < needed {
+            return Err(RenderError::ShmBuffer {
+                needed,
+                got: dst.len(),
+            });
+        }
+        let [r, gr, b, a] = premultiply(self.style.background);
+        let mut canvas = Canvas {
+            data: dst,
+            stride,
+            width: g.width,
+            x0,
+            x1,
+            background: [b, gr, r, a],
+        };
+        // Rows are disjoint and in order, the status band below them; what
+        // lies between them is background.
+        let mut cursor = y0;
+        let rows = self.shown.iter().enumerate().filter_map(|(k, state)| {
+            let state = state.as_ref()?;
+            let span = layout.row_span(k)?;
+            Some((span, self.sprite_for(state, false)))
+        });
+        let status = self.shown_status.as_ref().map(|text| {
+            let state = status_state(text);
+            (
+                status_span(&layout, g.height),
+                self.sprite_for(&state, true),
+            )
+        });
+        for ((top, bottom), sprite) in rows.chain(status) {
+            if bottom <= cursor {
+                continue;
+            }
+            if top >= y1 {
+                break;
+            }
+            let (t, b) = (top.max(cursor), bottom.min(y1));
+            canvas.fill(cursor, t, x0, x1);
+            canvas.row(top, t, b, sprite);
+            cursor = b;
+        }
+        canvas.fill(cursor, y1, x0, x1);
+        if order == PixelOrder::Rgba {
+            for y in y0 as usize..y1 as usize {
+                swap_red_blue(&mut dst[y * stride + x0 as usize * 4..y * stride + x1 as usize * 4]);
+            }
+        }
+        Ok(())
+    }
+
+    /// The sprite and opacity a row shows, if it has pixels.
+    fn sprite_for(&self, state: &RowState, status: bool) -> Option<(&Sprite, u8)> {
+        let (key, _) = self.sprite_key(state, status);
+        let sprite = self.sprites.get(&key)?;
+        (sprite.text == state.text && sprite.status == status).then_some((sprite, state.alpha))
     }
 
     /// The frame's lines by row, as they will be drawn: invisible lines
@@ -460,22 +557,15 @@ impl Renderer {
         }
     }
 
-    fn draw_sprite(
-        &mut self,
-        pixmap: &mut Pixmap,
-        layout: &Layout,
-        state: &RowState,
-        status: bool,
-        (top, bottom): (u32, u32),
-        clear_first: bool,
-    ) {
+    /// Builds the sprite of a row unless the cache has it.
+    fn ensure_sprite(&mut self, layout: &Layout, state: &RowState, status: bool) {
         let (key, tag) = self.sprite_key(state, status);
         let fresh = match self.sprites.get(&key) {
             Some(s) => s.text != state.text || s.tag != tag || s.status != status,
             None => true,
         };
         if fresh {
-            let sprite = build_sprite(
+            let mut sprite = build_sprite(
                 &mut self.fonts,
                 &mut self.tag_mask,
                 &mut self.layer_rows,
@@ -485,34 +575,11 @@ impl Renderer {
                 tag,
                 status,
             );
+            sprite.last_used = self.frame_no;
             self.sprites.insert(key, sprite);
+        } else if let Some(s) = self.sprites.get_mut(&key) {
+            s.last_used = self.frame_no;
         }
-        let Some(sprite) = self.sprites.get_mut(&key) else {
-            return;
-        };
-        sprite.last_used = self.frame_no;
-        let background = premultiply(self.style.background);
-        let transparent = background == [0; 4];
-        let Some(sp) = &sprite.pixmap else {
-            if clear_first {
-                fill_rows(pixmap, top, bottom, background);
-            }
-            return;
-        };
-        if clear_first {
-            if transparent {
-                // The blit overwrites every byte of the sprite's rectangle:
-                // clear only around it.
-                let sprite_bottom = (top + sp.height()).min(bottom);
-                let (x0, x1) = (sprite.x, sprite.x + sp.width());
-                fill_rect(pixmap, 0, x0, top, sprite_bottom, background);
-                fill_rect(pixmap, x1, pixmap.width(), top, sprite_bottom, background);
-                fill_rows(pixmap, sprite_bottom, bottom, background);
-            } else {
-                fill_rows(pixmap, top, bottom, background);
-            }
-        }
-        blit(pixmap, sp, sprite.x, top, bottom, state.alpha, transparent);
     }
 
     /// Keeps the sprite cache to what is on screen plus a few spares,
@@ -595,7 +662,7 @@ fn build_sprite(
         tag,
         status,
         x,
-        pixmap: None,
+        pixels: None,
         last_used: 0,
     };
     let Some(mut pm) = Pixmap::new(width.max(1), height.max(1)) else {
@@ -643,8 +710,30 @@ fn build_sprite(
     if let Some(color) = &raster.color {
         blend_rgba(&mut pm, color, raster.width, raster.height, text_x);
     }
-    sprite.pixmap = Some(pm);
+    let (width, height) = (pm.width(), pm.height());
+    let mut data = pm.take();
+    swap_red_blue(&mut data);
+    sprite.pixels = Some(SpritePixels {
+        data,
+        width,
+        height,
+    });
     sprite
+}
+
+/// The row state of a status line.
+fn status_state(text: &str) -> RowState {
+    RowState {
+        text: text.to_owned(),
+        alpha: 255,
+        key_hash: 0,
+    }
+}
+
+/// Pixel rows `[top, bottom)` of the status band.
+fn status_span(layout: &Layout, height: u32) -> (u32, u32) {
+    let top = layout.status_top;
+    (top, (top + layout.status_line_px.ceil() as u32).min(height))
 }
 
 /// The status line is the text colour, fainter.
@@ -805,43 +894,83 @@ fn px(v: f32) -> u32 {
     }
 }
 
-/// Sets whole pixel rows `[top, bottom)` to one premultiplied colour.
-fn fill_rows(pm: &mut Pixmap, top: u32, bottom: u32, color: [u8; 4]) {
-    let stride = pm.width() as usize * 4;
-    let (top, bottom) = (top.min(pm.height()), bottom.min(pm.height()));
-    let Some(rows) = pm
-        .data_mut()
-        .get_mut(top as usize * stride..bottom as usize * stride)
-    else {
-        return;
-    };
-    if color == [0; 4] {
-        rows.fill(0);
-    } else {
-        for px in rows.chunks_exact_mut(4) {
-            px.copy_from_slice(&color);
-        }
-    }
+/// Columns `[x0, x1)` of a destination buffer being drawn.
+struct Canvas<'a> {
+    data: &'a mut [u8],
+    stride: usize,
+    width: u32,
+    x0: u32,
+    x1: u32,
+    /// Premultiplied, in the sprites' byte order.
+    background: [u8; 4],
 }
 
-/// Sets columns `[x0, x1)` of pixel rows `[top, bottom)` to one
-/// premultiplied colour.
-fn fill_rect(pm: &mut Pixmap, x0: u32, x1: u32, top: u32, bottom: u32, color: [u8; 4]) {
-    let (w, h) = (pm.width(), pm.height());
-    let (x0, x1) = (x0.min(w) as usize, x1.min(w) as usize);
-    if x1 <= x0 {
-        return;
-    }
-    let stride = w as usize * 4;
-    let data = pm.data_mut();
-    for y in top.min(h) as usize..bottom.min(h) as usize {
-        let row = &mut data[y * stride + x0 * 4..y * stride + x1 * 4];
-        if color == [0; 4] {
-            row.fill(0);
-        } else {
-            for px in row.chunks_exact_mut(4) {
-                px.copy_from_slice(&color);
+impl Canvas<'_> {
+    /// Sets columns `[x0, x1)` of rows `[top, bottom)` to the background.
+    fn fill(&mut self, top: u32, bottom: u32, x0: u32, x1: u32) {
+        if x1 <= x0 {
+            return;
+        }
+        let (x0, x1) = (x0 as usize * 4, x1 as usize * 4);
+        for y in top as usize..bottom as usize {
+            let Some(row) = self
+                .data
+                .get_mut(y * self.stride + x0..y * self.stride + x1)
+            else {
+                return;
+            };
+            if self.background == [0; 4] {
+                row.fill(0);
+            } else {
+                for px in row.chunks_exact_mut(4) {
+                    px.copy_from_slice(&self.background);
+                }
             }
+        }
+    }
+
+    /// Draws rows `[t, b)` of a line whose row starts at `top`: the
+    /// background, and the sprite (if any) over it scaled by its opacity.
+    /// Over a transparent background the blend reduces to a (scaled) copy,
+    /// and only the pixels around the sprite need clearing.
+    fn row(&mut self, top: u32, t: u32, b: u32, sprite: Option<(&Sprite, u8)>) {
+        let (x0, x1) = (self.x0, self.x1);
+        let Some((sprite, alpha, sp)) = sprite.and_then(|(s, a)| Some((s, a, s.pixels.as_ref()?)))
+        else {
+            self.fill(t, b, x0, x1);
+            return;
+        };
+        let sx0 = sprite.x.clamp(x0, x1);
+        let sx1 = sprite
+            .x
+            .saturating_add(sp.width)
+            .min(self.width)
+            .clamp(sx0, x1);
+        let sprite_bottom = top.saturating_add(sp.height).clamp(t, b);
+        let clear = self.background == [0; 4];
+        if clear {
+            self.fill(t, sprite_bottom, x0, sx0);
+            self.fill(t, sprite_bottom, sx1, x1);
+        } else {
+            self.fill(t, sprite_bottom, x0, x1);
+        }
+        self.fill(sprite_bottom, b, x0, x1);
+        let cols = (sx1 - sx0) as usize * 4;
+        if cols == 0 {
+            return;
+        }
+        let sw = sp.width as usize * 4;
+        let skip = (sx0 - sprite.x) as usize * 4;
+        for y in t..sprite_bottom {
+            let s_start = (y - top) as usize * sw + skip;
+            let d_start = y as usize * self.stride + sx0 as usize * 4;
+            let (Some(s), Some(d)) = (
+                sp.data.get(s_start..s_start + cols),
+                self.data.get_mut(d_start..d_start + cols),
+            ) else {
+                return;
+            };
+            blit_row(s, d, alpha, clear);
         }
     }
 }
@@ -1136,44 +1265,23 @@ fn blend_rgba(pm: &mut Pixmap, layer: &[u8], lw: u32, lh: u32, ox: u32) {
     }
 }
 
-/// Source-over of a sprite scaled by `alpha` into rows `[top, bottom)` of
-/// the buffer at column `x`. When the destination is known to be
-/// transparent the blend reduces to a (scaled) copy.
-fn blit(dst: &mut Pixmap, sprite: &Pixmap, x: u32, top: u32, bottom: u32, alpha: u8, clear: bool) {
-    let (dw, dh) = (dst.width(), dst.height());
-    if x >= dw || top >= dh {
-        return;
-    }
-    let rows = sprite.height().min(bottom.min(dh).saturating_sub(top)) as usize;
-    let cols = sprite.width().min(dw - x) as usize;
-    let sw = sprite.width() as usize * 4;
-    let stride = dw as usize * 4;
-    let src = sprite.data();
-    let data = dst.data_mut();
+/// Source-over of one row of sprite pixels scaled by `alpha`; when the
+/// destination is known to be transparent, a (scaled) copy.
+fn blit_row(s: &[u8], d: &mut [u8], alpha: u8, clear: bool) {
     let a = u32::from(alpha);
-    for r in 0..rows {
-        let s_start = r * sw;
-        let d_start = (top as usize + r) * stride + x as usize * 4;
-        let (Some(s), Some(d)) = (
-            src.get(s_start..s_start + cols * 4),
-            data.get_mut(d_start..d_start + cols * 4),
-        ) else {
-            return;
-        };
-        match (clear, alpha) {
-            (true, 255) => d.copy_from_slice(s),
-            (true, _) => scale_copy(s, d, alpha),
-            (false, _) => {
-                for (sp, dp) in s.chunks_exact(4).zip(d.chunks_exact_mut(4)) {
-                    if sp[3] == 0 {
-                        continue;
-                    }
-                    let sa = div255(u32::from(sp[3]) * a);
-                    let inv = 255 - sa;
-                    for i in 0..4 {
-                        let sv = div255(u32::from(sp[i]) * a);
-                        dp[i] = (sv + div255(u32::from(dp[i]) * inv)) as u8;
-                    }
+    match (clear, alpha) {
+        (true, 255) => d.copy_from_slice(s),
+        (true, _) => scale_copy(s, d, alpha),
+        (false, _) => {
+            for (sp, dp) in s.chunks_exact(4).zip(d.chunks_exact_mut(4)) {
+                if sp[3] == 0 {
+                    continue;
+                }
+                let sa = div255(u32::from(sp[3]) * a);
+                let inv = 255 - sa;
+                for i in 0..4 {
+                    let sv = div255(u32::from(sp[i]) * a);
+                    dp[i] = (sv + div255(u32::from(dp[i]) * inv)) as u8;
                 }
             }
         }
@@ -1248,6 +1356,24 @@ pub fn copy_region_to_argb8888(
         swizzle(s, d);
     }
     Ok(())
+}
+
+/// RGBA ⇄ BGRA in place, the same block shape as [`swizzle`] so it
+/// vectorizes too.
+#[inline(never)]
+fn swap_red_blue(px: &mut [u8]) {
+    let mut blocks = px.chunks_exact_mut(64);
+    for d in &mut blocks {
+        let Ok(d) = <&mut [u8; 64]>::try_from(d) else {
+            continue;
+        };
+        for i in 0..16 {
+            d.swap(4 * i, 4 * i + 2);
+        }
+    }
+    for d in blocks.into_remainder().chunks_exact_mut(4) {
+        d.swap(0, 2);
+    }
 }
 
 /// RGBA → BGRA. Written as byte moves within fixed 64-byte blocks, the
@@ -1422,6 +1548,60 @@ mod tests {
             }
             assert_eq!(got, want, "{cols} columns");
         }
+    }
+
+    #[test]
+    fn a_region_drawn_in_either_order_matches_the_picture() {
+        let font = PathBuf::from("/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf");
+        if !font.exists() {
+            return;
+        }
+        let style = Style {
+            background: Rgba::new(0x10, 0x20, 0x30, 0xc0),
+            ..Style::default()
+        };
+        let mut r = Renderer::with_font_files(&style, &[font]).expect("font loads");
+        r.set_padding(4);
+        let frame = Frame {
+            lines: (0..3)
+                .map(|row| crate::model::DrawLine {
+                    row,
+                    text: format!("line {row} :: some text"),
+                    opacity: 1.0 - row as f32 * 0.3,
+                    key_hash: row as u64,
+                })
+                .collect(),
+            status: Some("status".into()),
+            ..Frame::default()
+        };
+        let (w, h) = (160u32, 90u32);
+        let picture = r.render(&frame, w, h, 1.0).expect("renders");
+        // A region cutting through rows and sprites, into a wider buffer.
+        let region = Damage {
+            x: 13,
+            y: 7,
+            width: 101,
+            height: 500,
+        };
+        let stride = w as usize * 4 + 12;
+        let mut dst = vec![0xaau8; stride * h as usize];
+        r.draw_region(&mut dst, stride, region, PixelOrder::Bgra)
+            .expect("fits");
+        for y in 0..h as usize {
+            for x in 0..w as usize {
+                let got = &dst[y * stride + x * 4..y * stride + x * 4 + 4];
+                let i = (y * w as usize + x) * 4;
+                let [r, g, b, a] = [0, 1, 2, 3].map(|c| picture.data()[i + c]);
+                if (13..114).contains(&x) && y >= 7 {
+                    assert_eq!(got, [b, g, r, a], "({x},{y})");
+                } else {
+                    assert_eq!(got, [0xaa; 4], "({x},{y}) untouched");
+                }
+            }
+        }
+        assert!(r
+            .draw_region(&mut dst[..100], stride, region, PixelOrder::Bgra)
+            .is_err());
     }
 
     #[test]

@@ -43,7 +43,7 @@ use wayland_client::{Connection, EventQueue, QueueHandle};
 
 use crate::config::{Layer, OutputChoice, Style, SurfaceConfig};
 use crate::model::Frame;
-use crate::render::{copy_region_to_argb8888, copy_to_argb8888, Damage, Renderer};
+use crate::render::{Damage, PixelOrder, Renderer};
 
 use protocols::{FractionalData, NoEvents};
 
@@ -188,17 +188,18 @@ impl Drop for OverlaySurface {
 /// A wl_shm buffer and what it lacks of the current picture.
 ///
 /// Buffers take turns (one shown while the next is drawn), so a buffer is
-/// usually two frames behind: rather than copying the whole picture into it
+/// usually two frames behind: rather than drawing the whole picture into it
 /// each time (megabytes per frame on a tall surface), only the rectangles
-/// that changed since it was last written are copied.
+/// that changed since it was last written are drawn, from the renderer's
+/// row state (there is no other copy of the picture to copy from).
 #[derive(Debug)]
 struct ShmBuffer {
     buffer: Buffer,
-    /// None: everything must be copied.
+    /// None: everything must be drawn.
     stale: Option<Vec<Damage>>,
 }
 
-/// Beyond this many stale rectangles a whole copy is simpler and as cheap.
+/// Beyond this many stale rectangles a whole redraw is simpler and as cheap.
 const MAX_STALE_RECTS: usize = 32;
 
 /// Buffers kept per surface: one shown, one being drawn, one spare for a
@@ -526,11 +527,11 @@ fn draw(
             return Ok(false);
         }
     };
-    let rendered = s
-        .renderer
-        .render(frame, bw, bh, scale)
+    s.renderer
+        .update(frame, bw, bh, scale)
         .context("rendering")?;
-    if rendered.damage.is_empty() && !s.full_damage {
+    let damage = s.renderer.damage();
+    if damage.is_empty() && !s.full_damage {
         // The same picture as shown (e.g. a fade step too small to change
         // a pixel's alpha): no commit, no frame callback, no wake-up.
         tracing::trace!("nothing changed: no commit");
@@ -540,8 +541,8 @@ fn draw(
     let full = s.full_damage;
     for b in &mut s.buffers {
         b.stale = match b.stale.take() {
-            Some(mut rects) if !full && rects.len() + rendered.damage.len() <= MAX_STALE_RECTS => {
-                rects.extend_from_slice(rendered.damage);
+            Some(mut rects) if !full && rects.len() + damage.len() <= MAX_STALE_RECTS => {
+                rects.extend_from_slice(damage);
                 Some(rects)
             }
             _ => None,
@@ -551,13 +552,22 @@ fn draw(
     let canvas = pool
         .canvas(&target.buffer)
         .ok_or_else(|| anyhow!("buffer busy right after checking it was free"))?;
-    match target.stale.replace(Vec::new()) {
-        None => copy_to_argb8888(rendered.pixmap, canvas),
-        Some(rects) => rects
-            .into_iter()
-            .try_for_each(|r| copy_region_to_argb8888(rendered.pixmap, canvas, stride as usize, r)),
-    }
-    .context("copying into the buffer")?;
+    let whole = Damage {
+        x: 0,
+        y: 0,
+        width: bw,
+        height: bh,
+    };
+    let rects = target.stale.replace(Vec::new());
+    rects
+        .as_deref()
+        .unwrap_or(std::slice::from_ref(&whole))
+        .iter()
+        .try_for_each(|&r| {
+            s.renderer
+                .draw_region(canvas, stride as usize, r, PixelOrder::Bgra)
+        })
+        .context("drawing into the buffer")?;
     let buffer = &target.buffer;
 
     let surface = s.layer.wl_surface();
@@ -574,13 +584,13 @@ fn draw(
     if std::mem::take(&mut s.full_damage) {
         surface.damage_buffer(0, 0, bw as i32, bh as i32);
     } else {
-        for d in rendered.damage {
+        for d in damage {
             surface.damage_buffer(d.x as i32, d.y as i32, d.width as i32, d.height as i32);
         }
     }
     tracing::trace!(
         "commit {bw}x{bh} at scale {scale}: {} damaged rectangles",
-        rendered.damage.len()
+        damage.len()
     );
     surface.frame(qh, FrameCallbackData(surface.clone()));
     s.layer.commit();

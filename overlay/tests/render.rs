@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use leco_overlay::color::Rgba;
 use leco_overlay::config::{Shadow, Style};
 use leco_overlay::model::{DrawLine, Frame};
-use leco_overlay::render::{copy_to_argb8888, tag_color, Damage, Renderer};
+use leco_overlay::render::{copy_to_argb8888, tag_color, Damage, PixelOrder, Renderer};
 use tiny_skia::Pixmap;
 
 /// Per-channel difference a pixel may show and still count as equal.
@@ -101,10 +101,22 @@ fn sample_frame() -> Frame {
 }
 
 fn render(r: &mut Renderer, frame: &Frame, w: u32, h: u32, scale: f32) -> Pixmap {
-    r.render(frame, w, h, scale)
+    r.render(frame, w, h, scale).expect("renders")
+}
+
+/// Updates `r` and draws only the damage into `pm`, as the surface does
+/// with a buffer it keeps.
+fn render_damage(r: &mut Renderer, frame: &Frame, pm: &mut Pixmap, scale: f32) -> Vec<Damage> {
+    let damage = r
+        .update(frame, pm.width(), pm.height(), scale)
         .expect("renders")
-        .pixmap
-        .clone()
+        .to_vec();
+    let stride = pm.width() as usize * 4;
+    for &d in &damage {
+        r.draw_region(pm.data_mut(), stride, d, PixelOrder::Rgba)
+            .expect("fits");
+    }
+    damage
 }
 
 fn golden_path(name: &str) -> PathBuf {
@@ -386,9 +398,10 @@ fn status_line_is_discreet_and_at_the_bottom() {
 fn damage_covers_changed_rows_only() {
     let mut r = renderer(&style(), 6);
     let frame = sample_frame();
-    let out = r.render(&frame, 560, 112, 1.0).expect("renders");
+    let mut pm = Pixmap::new(560, 112).expect("size");
+    let damage = render_damage(&mut r, &frame, &mut pm, 1.0);
     assert_eq!(
-        out.damage,
+        damage,
         &[Damage {
             x: 0,
             y: 0,
@@ -397,15 +410,14 @@ fn damage_covers_changed_rows_only() {
         }]
     );
     // Same frame: nothing to redraw.
-    let out = r.render(&frame, 560, 112, 1.0).expect("renders");
-    assert!(out.damage.is_empty());
+    assert!(render_damage(&mut r, &frame, &mut pm, 1.0).is_empty());
     // Row 2 fades a step, row 4 disappears.
     let mut next = frame.clone();
     next.lines[2].opacity = 0.4;
     next.lines.remove(4);
-    let out = r.render(&next, 560, 112, 1.0).expect("renders");
+    let damage = render_damage(&mut r, &next, &mut pm, 1.0);
     assert_eq!(
-        out.damage,
+        damage,
         &[
             Damage {
                 x: 0,
@@ -422,14 +434,14 @@ fn damage_covers_changed_rows_only() {
         ]
     );
     // The incremental picture equals a fresh full render of the same frame.
-    let incremental = out.pixmap.clone();
+    let incremental = pm;
     let mut fresh = renderer(&style(), 6);
     let full = render(&mut fresh, &next, 560, 112, 1.0);
     assert!(incremental.data() == full.data());
     // A size or scale change redraws everything.
-    let out = r.render(&next, 560, 112, 2.0).expect("renders");
-    assert_eq!(out.damage.len(), 1);
-    assert_eq!(out.damage[0].height, 112);
+    let damage = r.update(&next, 560, 112, 2.0).expect("renders");
+    assert_eq!(damage.len(), 1);
+    assert_eq!(damage[0].height, 112);
 }
 
 #[test]
@@ -441,11 +453,12 @@ fn incremental_rendering_with_an_opaque_background_matches_a_full_one() {
     };
     let mut r = renderer(&style, 6);
     let mut frame = sample_frame();
-    render(&mut r, &frame, 560, 112, 1.0);
+    let mut incremental = Pixmap::new(560, 112).expect("size");
+    render_damage(&mut r, &frame, &mut incremental, 1.0);
     frame.lines[0].opacity = 0.7;
     frame.lines[1].text = "14:03 :: alice :: ssh :: 192.168.1.21 22/tcp".into();
     frame.lines.pop();
-    let incremental = render(&mut r, &frame, 560, 112, 1.0);
+    render_damage(&mut r, &frame, &mut incremental, 1.0);
     let mut fresh = renderer(&style, 6);
     let full = render(&mut fresh, &frame, 560, 112, 1.0);
     assert!(incremental.data() == full.data());
