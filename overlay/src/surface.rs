@@ -352,7 +352,14 @@ impl State {
                 }
             }
             OutputChoice::All => {
-                let outputs: Vec<_> = self.outputs.outputs().collect();
+                // Only outputs the compositor has described (wl_output.done):
+                // a new output's global comes first, and a surface made then
+                // would not know the output's name or scale.
+                let outputs: Vec<_> = self
+                    .outputs
+                    .outputs()
+                    .filter(|o| self.outputs.info(o).is_some())
+                    .collect();
                 for o in outputs {
                     if !self.surfaces.iter().any(|s| s.output.as_ref() == Some(&o)) {
                         self.add_surface(Some(o));

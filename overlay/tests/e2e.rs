@@ -43,6 +43,8 @@ const HEIGHT: u32 = 120;
 const MARGIN_TOP: u32 = 12;
 const MARGIN_RIGHT: u32 = 16;
 const FADE_S: u64 = 4;
+/// The second output's size, made at run time.
+const SECOND: (u32, u32) = (800, 600);
 /// The name of the process whose connection the overlay must show.
 const COMM: &str = "lecoe2e";
 
@@ -274,6 +276,128 @@ fn hidpi_output_at_scale_2() {
     );
 }
 
+/// Outputs added at run time, with no service (the status line, drawn on
+/// every surface, is what shows):
+///
+/// 1. `output "all"`: a second output made at run time gets its own
+///    surface (one, named after it) with the status line in its corner,
+///    and the first output keeps its own;
+/// 2. `output "HEADLESS-2"` (a reload): nothing on HEADLESS-1, the status
+///    line on HEADLESS-2;
+/// 3. `output "HEADLESS-3"`, not there yet: nothing anywhere; once it is
+///    made, the status line on it alone.
+///
+/// Outputs going away are not tested: sway 1.7's headless outputs cannot
+/// be removed (`output X unplug` came in sway 1.8) nor disabled (wlroots
+/// 0.15's headless backend refuses, "Cannot disable a headless output",
+/// while swaymsg still answers success).
+#[test]
+fn outputs_added_at_run_time() {
+    if !require_root("outputs_added_at_run_time (overlay under headless sway)") {
+        return;
+    }
+    require_tools();
+    let mut t = Harness::start(1);
+    let first = View::output("HEADLESS-1", SCREEN);
+    let second = View::output("HEADLESS-2", SECOND);
+    let third = View::output("HEADLESS-3", SECOND);
+    let status = |s: &Screen| s.inside > 30 && s.outside == 0;
+    let empty = |s: &Screen| s.inside == 0 && s.outside == 0;
+    let with_output =
+        |o: &str| config(FADE_S).replace("overlay {", &format!("overlay {{\n    output \"{o}\""));
+
+    // 1. All outputs, one more made at run time.
+    t.write_config(&with_output("all"));
+    t.start_overlay();
+    t.wait_log("leco-service is not running", Duration::from_secs(15));
+    t.wait_view(
+        &first,
+        "the status line on HEADLESS-1",
+        Duration::from_secs(15),
+        status,
+    );
+    t.add_output("HEADLESS-2", SCREEN.0);
+    let shot = t.wait_view(
+        &second,
+        "the status line on the new output HEADLESS-2",
+        Duration::from_secs(10),
+        status,
+    );
+    eprintln!("status line on HEADLESS-2: {shot:?}");
+    // It starts at the rectangle's left edge (past the padding): the
+    // surface took the corner of HEADLESS-2, not of a wider layout.
+    let (bx, _, _, _) = shot.bbox.expect("a bounding box");
+    assert!(
+        (second.corner.0..second.corner.0 + 20).contains(&bx),
+        "the status line should start at the corner's left edge {}: {shot:?}",
+        second.corner.0
+    );
+    t.wait_view(
+        &first,
+        "the status line still on HEADLESS-1",
+        Duration::from_secs(5),
+        status,
+    );
+    let log = t.overlay_log();
+    let made = |name: &str| {
+        log.lines()
+            .filter(|l| l.contains(&format!("surface on {name}:")))
+            .count()
+    };
+    assert!(
+        made("HEADLESS-1") == 1 && made("HEADLESS-2") == 1 && made("the compositor's choice") == 0,
+        "one surface per output, each made for its named output; the log is:\n{log}"
+    );
+
+    // 2. One named output, by a reload.
+    t.write_config(&with_output("HEADLESS-2"));
+    t.wait_log("configuration reloaded", Duration::from_secs(10));
+    t.wait_view(
+        &first,
+        "an empty HEADLESS-1 with output \"HEADLESS-2\"",
+        Duration::from_secs(10),
+        empty,
+    );
+    t.wait_view(
+        &second,
+        "the status line on HEADLESS-2 with output \"HEADLESS-2\"",
+        Duration::from_secs(10),
+        status,
+    );
+
+    // 3. A named output that comes later.
+    t.write_config(&with_output("HEADLESS-3"));
+    t.wait_log("HEADLESS-3 is not connected", Duration::from_secs(10));
+    for (view, name) in [(&first, "HEADLESS-1"), (&second, "HEADLESS-2")] {
+        t.wait_view(
+            view,
+            &format!("an empty {name} while HEADLESS-3 is missing"),
+            Duration::from_secs(10),
+            empty,
+        );
+    }
+    t.add_output("HEADLESS-3", SCREEN.0 + SECOND.0);
+    t.wait_view(
+        &third,
+        "the status line on HEADLESS-3 once made",
+        Duration::from_secs(10),
+        status,
+    );
+    for (view, name) in [(&first, "HEADLESS-1"), (&second, "HEADLESS-2")] {
+        t.wait_view(
+            view,
+            &format!("an empty {name} with output \"HEADLESS-3\""),
+            Duration::from_secs(5),
+            empty,
+        );
+    }
+    assert!(
+        t.overlay_alive(),
+        "the overlay must still run:\n{}",
+        t.overlay_log()
+    );
+}
+
 /// What a screenshot shows, relative to the anchored rectangle.
 #[derive(Debug, Clone, Copy)]
 struct Screen {
@@ -319,6 +443,27 @@ fn analyse(png: &Path, screen: (u32, u32), corner: (u32, u32, u32, u32)) -> Resu
         s.bbox = Some((x0, y0, x1 - x0 + 1, y1 - y0 + 1));
     }
     Ok(s)
+}
+
+/// One output's screenshot (`output` None: the whole layout) and where
+/// the anchored rectangle lies in it.
+#[derive(Debug, Clone, Copy)]
+struct View {
+    output: Option<&'static str>,
+    screen: (u32, u32),
+    corner: (u32, u32, u32, u32),
+}
+
+impl View {
+    /// The output `name`, `screen` pixels at scale 1, the rectangle in its
+    /// top-right corner.
+    fn output(name: &'static str, screen: (u32, u32)) -> View {
+        View {
+            output: Some(name),
+            screen,
+            corner: (screen.0 - MARGIN_RIGHT - WIDTH, MARGIN_TOP, WIDTH, HEIGHT),
+        }
+    }
 }
 
 /// Everything the test started; dropping it stops the overlay and the
@@ -465,15 +610,33 @@ impl Harness {
         timeout: Duration,
         ok: impl Fn(&Screen) -> bool,
     ) -> Screen {
+        let view = View {
+            output: None,
+            screen: self.screen,
+            corner: self.corner,
+        };
+        self.wait_view(&view, what, timeout, ok)
+    }
+
+    /// Like [`Harness::wait_screen`], for the screenshot `view` describes.
+    fn wait_view(
+        &mut self,
+        view: &View,
+        what: &str,
+        timeout: Duration,
+        ok: impl Fn(&Screen) -> bool,
+    ) -> Screen {
         let deadline = Instant::now() + timeout;
         loop {
             self.shots += 1;
             let path = self.sway.dir().join(format!("shot-{}.png", self.shots));
-            let screen = self
-                .sway
-                .grim(&path, None)
+            let taken = match view.output {
+                Some(name) => self.sway.grim_output(&path, name),
+                None => self.sway.grim(&path, None),
+            };
+            let screen = taken
                 .map_err(|e| e.to_string())
-                .and_then(|()| analyse(&path, self.screen, self.corner));
+                .and_then(|()| analyse(&path, view.screen, view.corner));
             let last = match screen {
                 Ok(s) if ok(&s) => {
                     // LECO_E2E_SHOTS=DIR keeps each matching screenshot.
@@ -492,14 +655,33 @@ impl Harness {
                 let keep = std::env::temp_dir().join(format!("leco-e2e-{}.png", self.shots));
                 let _ = fs::copy(&path, &keep);
                 self.fail(&format!(
-                    "no {what} within {timeout:?} (corner {:?}); last screenshot: {} (kept as {})",
-                    self.corner,
+                    "no {what} within {timeout:?} (output {}, corner {:?}); last screenshot: {} \
+                     (kept as {})",
+                    view.output.unwrap_or("all"),
+                    view.corner,
                     last,
                     keep.display()
                 ));
             }
             let _ = fs::remove_file(&path);
             std::thread::sleep(Duration::from_millis(150));
+        }
+    }
+
+    /// Makes a headless output, expected to be called `name`, of
+    /// [`SECOND`]'s size at `x`,0 in the layout, with the background.
+    fn add_output(&self, name: &str, x: u32) {
+        self.sway_cmd("create_output");
+        self.sway_cmd(&format!(
+            "output {name} resolution {}x{} position {x} 0 background #203040 solid_color",
+            SECOND.0, SECOND.1
+        ));
+    }
+
+    /// Runs a sway IPC command, failing the test with the logs otherwise.
+    fn sway_cmd(&self, command: &str) {
+        if let Err(e) = self.sway.swaymsg(command) {
+            self.fail(&e.to_string());
         }
     }
 

@@ -211,6 +211,18 @@ impl Sway {
         if let Some((x, y, w, h)) = region {
             cmd.arg("-g").arg(format!("{x},{y} {w}x{h}"));
         }
+        self.run_grim(cmd, path)
+    }
+
+    /// Takes a screenshot of the output `name` alone (e.g. `HEADLESS-2`)
+    /// into `path` (PNG), at its full pixels.
+    pub fn grim_output(&self, path: &Path, name: &str) -> io::Result<()> {
+        let mut cmd = Command::new("timeout");
+        cmd.args(["--kill-after=2", "10", "grim", "-o", name]);
+        self.run_grim(cmd, path)
+    }
+
+    fn run_grim(&self, mut cmd: Command, path: &Path) -> io::Result<()> {
         // Root may connect to the user's compositor; the file stays ours.
         let out: Output = cmd
             .arg(path)
@@ -232,6 +244,44 @@ impl Sway {
             Err(io::Error::other(format!(
                 "grim failed ({}): {}",
                 out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )))
+        }
+    }
+
+    /// Runs the sway IPC command `command` (e.g. `create_output`, or
+    /// `output HEADLESS-2 disable`) with `swaymsg`, and fails with sway's
+    /// answer unless it succeeded.
+    pub fn swaymsg(&self, command: &str) -> io::Result<()> {
+        let socket = fs::read_dir(&self.runtime_dir)?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("sway-ipc."))
+            })
+            .ok_or_else(|| {
+                io::Error::other(format!(
+                    "no sway IPC socket (sway-ipc.*) in {}",
+                    self.runtime_dir.display()
+                ))
+            })?;
+        // Root may talk to the user's compositor, as with grim.
+        let out = Command::new("timeout")
+            .args(["--kill-after=2", "10", "swaymsg", "-s"])
+            .arg(&socket)
+            .arg("--")
+            .arg(command)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| io::Error::new(e.kind(), format!("running swaymsg: {e}")))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(io::Error::other(format!(
+                "swaymsg {command:?} failed ({}): {} {}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout).trim(),
                 String::from_utf8_lossy(&out.stderr).trim()
             )))
         }
