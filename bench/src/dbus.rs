@@ -5,7 +5,7 @@
 //! coalesces events, read from its `EventsEmitted` and `Coalesced`
 //! properties.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
@@ -21,7 +21,7 @@ use zbus::zvariant::{OwnedValue, Value};
 use zbus::{MatchRule, MessageStream};
 
 use crate::report::{self, BusCeiling, BusLatency, BusStep, Dbus, LatencySummary, Report, DRAIN};
-use crate::service::{self, ProcSample};
+use crate::service::{self, ProcSample, Service};
 use crate::{workloads, Interference, Plan};
 
 const BUS_NAME: &str = "org.leco.Overseer1";
@@ -160,6 +160,27 @@ impl Bound {
             Vec::new()
         }
     }
+
+    /// A service on `bus` under this bound, for the phase `phase`: what to
+    /// call it in notes, the service, its programs and a property reader.
+    fn start(
+        &self,
+        phase: &str,
+        path: &Path,
+        bus: &TestBus,
+        r: &mut Report,
+    ) -> Result<(String, Service, HashSet<u32>, Props)> {
+        let what = format!(
+            "{phase}, bound {} signals/s",
+            report::fmt_num(f64::from(self.rate), 0)
+        );
+        let args = self.args();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let svc = crate::start_bus_service(path, bus.address(), &args, &what, &mut r.notes)?;
+        let ours = svc.prog_ids();
+        let props = Props::connect(bus.address())?;
+        Ok((what, svc, ours, props))
+    }
 }
 
 /// The default signal rate in leco-service's `--help`
@@ -182,15 +203,7 @@ fn latency_windows(
     rates: &[f64],
     r: &mut Report,
 ) -> Result<Vec<BusLatency>> {
-    let what = format!(
-        "D-Bus latency, bound {} signals/s",
-        report::fmt_num(f64::from(bound.rate), 0)
-    );
-    let args = bound.args();
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut svc = crate::start_bus_service(path, bus.address(), &args, &what, &mut r.notes)?;
-    let ours = svc.prog_ids();
-    let props = Props::connect(bus.address())?;
+    let (what, mut svc, ours, props) = bound.start("D-Bus latency", path, bus, r)?;
     let me = std::process::id();
     let ticks = service::clock_ticks_per_s();
     thread::sleep(plan.idle);
@@ -263,15 +276,7 @@ fn ceiling(
     steps: &[Option<f64>],
     r: &mut Report,
 ) -> Result<BusCeiling> {
-    let what = format!(
-        "D-Bus signal rate, bound {} signals/s",
-        report::fmt_num(f64::from(bound.rate), 0)
-    );
-    let args = bound.args();
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut svc = crate::start_bus_service(path, bus.address(), &args, &what, &mut r.notes)?;
-    let ours = svc.prog_ids();
-    let props = Props::connect(bus.address())?;
+    let (what, mut svc, ours, props) = bound.start("D-Bus signal rate", path, bus, r)?;
     let sub = Subscriber::start(bus.address(), Rule::All).with_context(|| what.clone())?;
     thread::sleep(plan.idle);
     let steps = if plan.quick {

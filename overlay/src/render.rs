@@ -1063,6 +1063,8 @@ fn composite_layers(pm: &mut Pixmap, layers: &[Layer<'_>], mw: u32, mh: u32, row
     let stride = pw as usize * 4;
     let data = pm.data_mut();
     for y in 0..ph {
+        let d_start = y as usize * stride + x0 as usize * 4;
+        let out = &mut data[d_start..d_start + cols * 4];
         rows.clear();
         rows.resize(cols * layers.len(), 0);
         let mut colors = [[0u8; 4]; MAX_FUSED];
@@ -1091,25 +1093,13 @@ fn composite_layers(pm: &mut Pixmap, layers: &[Layer<'_>], mw: u32, mh: u32, row
             used += 1;
             if used == MAX_FUSED {
                 // More layers than one pass takes: flush, start again.
-                let d_start = y as usize * stride + x0 as usize * 4;
-                blend_rows(
-                    &mut data[d_start..d_start + cols * 4],
-                    &rows[..used * cols],
-                    cols,
-                    &colors[..used],
-                );
+                blend_rows(out, &rows[..used * cols], cols, &colors[..used]);
                 rows[..used * cols].fill(0);
                 used = 0;
             }
         }
         if used > 0 {
-            let d_start = y as usize * stride + x0 as usize * 4;
-            blend_rows(
-                &mut data[d_start..d_start + cols * 4],
-                &rows[..used * cols],
-                cols,
-                &colors[..used],
-            );
+            blend_rows(out, &rows[..used * cols], cols, &colors[..used]);
         }
     }
 }
