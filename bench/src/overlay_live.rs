@@ -236,7 +236,7 @@ fn connection(i: u64, rx: u64) -> Connection {
     Connection {
         id: 1_000_000 + i,
         proto: Proto::Tcp,
-        family: 4,
+        family: Some(4),
         direction: Some(leco_proto::Direction::Out),
         state: "established".into(),
         local_addr: "10.0.0.2".into(),

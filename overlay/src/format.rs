@@ -4,59 +4,25 @@
 //!
 //! Text with `{key}` fields, e.g. `"{time} {comm} → {remote_addr}:{remote_port} {traffic}"`.
 //! `{{` and `}}` are literal braces. A field is one of the connection's keys
-//! (`id`, `proto`, `family`, `direction`, `state`, `local_addr`,
-//! `local_port`, `remote_addr`, `remote_port`, `pid`, `comm`, `exe`,
-//! `cmdline`, `uid`, `user`, `cgroup`, `unit`, `container`, `app_id`,
-//! `first_seen_us`, `last_seen_us`, `rx_bytes`, `tx_bytes`, `error`) or a
-//! derived one: `time` (local `HH:MM` of the last activity), `traffic`
-//! (`v 58K / 1.2K ^` once rx + tx reaches the threshold, else nothing), `rx`
-//! and `tx` (human units), `conns` (connections on the line: more than 1
-//! for a group). An unknown key shows as `?`; `{key?}` shows nothing
-//! instead. An unknown field name is a configuration error.
+//! ([`Connection::KEYS`], the contract's table) or a derived one: `time`
+//! (local `HH:MM` of the last activity), `traffic` (`v 58K / 1.2K ^` once
+//! rx + tx reaches the threshold, else nothing), `rx` and `tx` (human
+//! units), `conns` (connections on the line: more than 1 for a group). An
+//! unknown key shows as `?`; `{key?}` shows nothing instead. An unknown
+//! field name is a configuration error.
 //!
-//! Everything drawn is sanitized ([`sanitize`]): process names and command
-//! lines are hostile input.
+//! Everything drawn is sanitized ([`sanitize_text`], the one policy every
+//! output of leco shares): process names and command lines are hostile
+//! input.
 
 use std::fmt;
 
-use leco_proto::{classic_line, human_bytes, Connection};
+use leco_proto::{classic_line, human_bytes, sanitize_text, Connection, Key};
 
 /// Longest value of one field, in characters; longer ones end in `…`.
 pub const MAX_FIELD_CHARS: usize = 160;
 /// Longest line, in characters, before and after the rules.
 pub const MAX_LINE_CHARS: usize = 600;
-
-/// Makes untrusted text safe to draw on one line: control characters,
-/// bidirectional overrides and invisible format characters become visible
-/// `\u{…}` escapes (so `x\u{202e}gpj.exe` cannot pose as `xexe.jpg`), and
-/// text longer than `max_chars` characters is cut, ending in `…`.
-pub fn sanitize(text: &str, max_chars: usize) -> String {
-    let mut out = String::with_capacity(text.len().min(max_chars * 4));
-    for (n, c) in text.chars().enumerate() {
-        if n >= max_chars {
-            out.push('…');
-            break;
-        }
-        if needs_escape(c) {
-            out.extend(c.escape_unicode());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// Characters that would break a line or hide or reorder text around them.
-fn needs_escape(c: char) -> bool {
-    c.is_control()
-        || matches!(c,
-            // Bidi embeddings, overrides, isolates and marks.
-            '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}'
-            // Zero-width characters, invisible operators, BOM.
-            | '\u{200B}'..='\u{200D}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}'
-            // Line and paragraph separators, interlinear annotations.
-            | '\u{2028}' | '\u{2029}' | '\u{FFF9}'..='\u{FFFB}')
-}
 
 /// Local `HH:MM` of a realtime timestamp in microseconds.
 pub fn local_hhmm(realtime_us: u64) -> String {
@@ -71,77 +37,58 @@ pub fn local_hhmm(realtime_us: u64) -> String {
     format!("{:02}:{:02}", tm.tm_hour, tm.tm_min)
 }
 
-/// A field of a template.
+/// A field of a template: derived from the record, or one of its keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Key {
+enum Field {
     Time,
     Traffic,
     Rx,
     Tx,
     Conns,
-    Id,
-    Proto,
-    Family,
-    Direction,
-    State,
-    LocalAddr,
-    LocalPort,
-    RemoteAddr,
-    RemotePort,
-    Pid,
-    Comm,
-    Exe,
-    Cmdline,
-    Uid,
-    User,
-    Cgroup,
-    Unit,
-    Container,
-    AppId,
-    FirstSeenUs,
-    LastSeenUs,
-    RxBytes,
-    TxBytes,
-    Error,
+    Key(Key),
+}
+
+/// The derived fields, which come before the record's keys in messages.
+const DERIVED: [(&str, Field); 5] = [
+    ("time", Field::Time),
+    ("traffic", Field::Traffic),
+    ("rx", Field::Rx),
+    ("tx", Field::Tx),
+    ("conns", Field::Conns),
+];
+
+impl Field {
+    fn find(name: &str) -> Option<Field> {
+        DERIVED
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, f)| *f)
+            .or_else(|| Key::find(name).map(Field::Key))
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Field::Key(key) => key.name(),
+            derived => DERIVED
+                .iter()
+                .find(|(_, f)| *f == derived)
+                .map_or("?", |(n, _)| n),
+        }
+    }
 }
 
 /// Every field name, in the order messages list them.
-const KEYS: [(&str, Key); 29] = [
-    ("time", Key::Time),
-    ("traffic", Key::Traffic),
-    ("rx", Key::Rx),
-    ("tx", Key::Tx),
-    ("conns", Key::Conns),
-    ("id", Key::Id),
-    ("proto", Key::Proto),
-    ("family", Key::Family),
-    ("direction", Key::Direction),
-    ("state", Key::State),
-    ("local_addr", Key::LocalAddr),
-    ("local_port", Key::LocalPort),
-    ("remote_addr", Key::RemoteAddr),
-    ("remote_port", Key::RemotePort),
-    ("pid", Key::Pid),
-    ("comm", Key::Comm),
-    ("exe", Key::Exe),
-    ("cmdline", Key::Cmdline),
-    ("uid", Key::Uid),
-    ("user", Key::User),
-    ("cgroup", Key::Cgroup),
-    ("unit", Key::Unit),
-    ("container", Key::Container),
-    ("app_id", Key::AppId),
-    ("first_seen_us", Key::FirstSeenUs),
-    ("last_seen_us", Key::LastSeenUs),
-    ("rx_bytes", Key::RxBytes),
-    ("tx_bytes", Key::TxBytes),
-    ("error", Key::Error),
-];
+pub fn field_names() -> impl Iterator<Item = &'static str> {
+    DERIVED
+        .iter()
+        .map(|(n, _)| *n)
+        .chain(Connection::KEYS.iter().map(Key::name))
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Part {
     Text(String),
-    Field { key: Key, optional: bool },
+    Field { field: Field, optional: bool },
 }
 
 /// Why a template did not parse.
@@ -189,22 +136,18 @@ impl Template {
                         Some(name) => (name, true),
                         None => (inner, false),
                     };
-                    let key = KEYS
-                        .iter()
-                        .find(|(n, _)| *n == name)
-                        .map(|(_, k)| *k)
-                        .ok_or_else(|| TemplateError {
-                            offset: i + 1,
-                            message: format!(
-                                "unknown key `{}` in the format; expected one of {}",
-                                sanitize(name, 40),
-                                KEYS.map(|(n, _)| n).join(", ")
-                            ),
-                        })?;
+                    let field = Field::find(name).ok_or_else(|| TemplateError {
+                        offset: i + 1,
+                        message: format!(
+                            "unknown key `{}` in the format; expected one of {}",
+                            sanitize_text(name, 40),
+                            field_names().collect::<Vec<_>>().join(", ")
+                        ),
+                    })?;
                     if !literal.is_empty() {
                         parts.push(Part::Text(std::mem::take(&mut literal)));
                     }
-                    parts.push(Part::Field { key, optional });
+                    parts.push(Part::Field { field, optional });
                     // Skip the field and its closing brace.
                     while chars.next_if(|&(j, _)| j <= i + 1 + close).is_some() {}
                 }
@@ -258,10 +201,10 @@ impl LineFormat {
                 let mut out = String::new();
                 for part in &t.parts {
                     match part {
-                        Part::Text(s) => out.push_str(&sanitize(s, MAX_LINE_CHARS)),
-                        Part::Field { key, optional } => {
-                            match value(*key, conn, conns, threshold) {
-                                Some(v) => out.push_str(&sanitize(&v, MAX_FIELD_CHARS)),
+                        Part::Text(s) => out.push_str(&sanitize_text(s, MAX_LINE_CHARS)),
+                        Part::Field { field, optional } => {
+                            match value(*field, conn, conns, threshold) {
+                                Some(v) => out.push_str(&sanitize_text(&v, MAX_FIELD_CHARS)),
                                 None if *optional => {}
                                 None => out.push('?'),
                             }
@@ -271,7 +214,7 @@ impl LineFormat {
                 out
             }
         };
-        sanitize(&line, MAX_LINE_CHARS)
+        sanitize_text(&line, MAX_LINE_CHARS)
     }
 
     /// What goes after the ruled text of a line standing for `conns`
@@ -283,59 +226,24 @@ impl LineFormat {
 
 /// A field value made safe (an `Arc<str>` for the classic line).
 fn field(s: &str) -> std::sync::Arc<str> {
-    sanitize(s, MAX_FIELD_CHARS).into()
+    sanitize_text(s, MAX_FIELD_CHARS).into()
 }
 
 /// The value of one field, `None` when unknown.
-fn value(key: Key, c: &Connection, conns: u64, threshold: u64) -> Option<String> {
-    fn text(s: &Option<std::sync::Arc<str>>) -> Option<String> {
-        s.as_deref().map(str::to_owned)
-    }
-    fn nonempty(s: &str) -> Option<String> {
-        (!s.is_empty()).then(|| s.to_owned())
-    }
-    match key {
-        Key::Time => Some(local_hhmm(c.last_seen_us)),
-        Key::Traffic => (c.rx_bytes.saturating_add(c.tx_bytes) >= threshold).then(|| {
+fn value(field: Field, c: &Connection, conns: u64, threshold: u64) -> Option<String> {
+    match field {
+        Field::Time => Some(local_hhmm(c.last_seen_us)),
+        Field::Traffic => (c.rx_bytes.saturating_add(c.tx_bytes) >= threshold).then(|| {
             format!(
                 "v {} / {} ^",
                 human_bytes(c.rx_bytes),
                 human_bytes(c.tx_bytes)
             )
         }),
-        Key::Rx => Some(human_bytes(c.rx_bytes)),
-        Key::Tx => Some(human_bytes(c.tx_bytes)),
-        Key::Conns => Some(conns.to_string()),
-        Key::Id => Some(c.id.to_string()),
-        Key::Proto => Some(c.proto.as_str().to_owned()),
-        Key::Family => (c.family != 0).then(|| c.family.to_string()),
-        Key::Direction => c.direction.map(|d| {
-            match d {
-                leco_proto::Direction::Out => "out",
-                leco_proto::Direction::In => "in",
-            }
-            .to_owned()
-        }),
-        Key::State => nonempty(&c.state),
-        Key::LocalAddr => nonempty(&c.local_addr),
-        Key::LocalPort => Some(c.local_port.to_string()),
-        Key::RemoteAddr => nonempty(&c.remote_addr),
-        Key::RemotePort => Some(c.remote_port.to_string()),
-        Key::Pid => c.pid.map(|p| p.to_string()),
-        Key::Comm => text(&c.comm),
-        Key::Exe => text(&c.exe),
-        Key::Cmdline => c.cmdline.as_ref().map(|args| args.join(" ")),
-        Key::Uid => c.uid.map(|u| u.to_string()),
-        Key::User => text(&c.user),
-        Key::Cgroup => text(&c.cgroup),
-        Key::Unit => text(&c.unit),
-        Key::Container => text(&c.container),
-        Key::AppId => text(&c.app_id),
-        Key::FirstSeenUs => Some(c.first_seen_us.to_string()),
-        Key::LastSeenUs => Some(c.last_seen_us.to_string()),
-        Key::RxBytes => Some(c.rx_bytes.to_string()),
-        Key::TxBytes => Some(c.tx_bytes.to_string()),
-        Key::Error => text(&c.error),
+        Field::Rx => Some(human_bytes(c.rx_bytes)),
+        Field::Tx => Some(human_bytes(c.tx_bytes)),
+        Field::Conns => Some(conns.to_string()),
+        Field::Key(key) => key.get(c).map(|v| v.to_string()),
     }
 }
 
@@ -344,8 +252,8 @@ impl fmt::Display for Template {
         for part in &self.parts {
             match part {
                 Part::Text(s) => write!(f, "{}", s.replace('{', "{{").replace('}', "}}"))?,
-                Part::Field { key, optional } => {
-                    let name = KEYS.iter().find(|(_, k)| k == key).map_or("?", |(n, _)| n);
+                Part::Field { field, optional } => {
+                    let name = field.name();
                     write!(f, "{{{name}{}}}", if *optional { "?" } else { "" })?
                 }
             }
@@ -446,13 +354,12 @@ pub(crate) mod tests {
             for line in [f.line(&c, 1, 0), t.line(&c, 1, 0)] {
                 assert!(line.chars().count() <= MAX_LINE_CHARS + 1, "{}", line.len());
                 assert!(
-                    !line.chars().any(needs_escape),
+                    !line.chars().any(leco_proto::needs_escape),
                     "{line:?} keeps a dangerous character"
                 );
             }
         }
         c.comm = Some("x\u{202E}gpj.exe".into());
         assert!(f.line(&c, 1, 0).contains("x\\u{202e}gpj.exe"));
-        assert_eq!(sanitize(&"A".repeat(10), 4), "AAAA…");
     }
 }

@@ -34,7 +34,9 @@ use leco_proto::{Connection, EventKind};
 
 use crate::config::OverlayConfig;
 use crate::fade::FadeCurve;
-use crate::format::{sanitize, LineFormat, MAX_LINE_CHARS};
+use leco_proto::sanitize_text;
+
+use crate::format::{LineFormat, MAX_LINE_CHARS};
 use crate::rows::Rows;
 use crate::rules::Rules;
 
@@ -222,7 +224,7 @@ impl LineModel {
     /// The ruled text and the line of a formatted connection line.
     fn rule(&self, id: u64, formatted: &str) -> (String, Option<LineKey>) {
         let out = self.rules.apply(formatted);
-        let text = sanitize(&out.text, MAX_LINE_CHARS);
+        let text = sanitize_text(&out.text, MAX_LINE_CHARS);
         let key = if out.hidden {
             None
         } else {
@@ -318,7 +320,7 @@ impl LineModel {
 
     /// The status line (`None` hides it).
     pub fn set_status(&mut self, status: Option<String>) {
-        self.status = status.map(|s| sanitize(&s, MAX_LINE_CHARS));
+        self.status = status.map(|s| sanitize_text(&s, MAX_LINE_CHARS));
     }
 
     /// Follows a new configuration, keeping the lines: every connection is
@@ -531,7 +533,7 @@ impl LineModel {
                 let mut text = if formatted == line.formatted {
                     line.text.clone()
                 } else {
-                    sanitize(&self.rules.apply(&formatted).text, MAX_LINE_CHARS)
+                    sanitize_text(&self.rules.apply(&formatted).text, MAX_LINE_CHARS)
                 };
                 if let Some(suffix) = self.format.group_suffix(count) {
                     if !text.ends_with(&suffix) {

@@ -4,14 +4,16 @@
 //! (it ends with a newline), then exits successfully.
 
 use crate::config::OverlayConfig;
-use crate::format::{sanitize, MAX_LINE_CHARS};
+use leco_proto::sanitize_text;
+
+use crate::format::MAX_LINE_CHARS;
 
 /// A report on `line` under `config`'s rules: the original, the result,
 /// the verdict (unchanged / changed / hidden / grouped with its key), and
 /// which rules applied.
 pub fn run(config: &OverlayConfig, line: &str) -> String {
     let rules = &config.rules;
-    let line = sanitize(line, MAX_LINE_CHARS);
+    let line = sanitize_text(line, MAX_LINE_CHARS);
     let out = rules.apply(&line);
     let mut report = format!("original: {line}\n");
     if out.hidden {
@@ -19,7 +21,7 @@ pub fn run(config: &OverlayConfig, line: &str) -> String {
     } else {
         report.push_str(&format!(
             "result:   {}\n",
-            sanitize(&out.text, MAX_LINE_CHARS)
+            sanitize_text(&out.text, MAX_LINE_CHARS)
         ));
     }
     let mut verdict = Vec::new();
@@ -30,7 +32,10 @@ pub fn run(config: &OverlayConfig, line: &str) -> String {
             verdict.push("changed".to_owned());
         }
         if let Some(key) = &out.group {
-            verdict.push(format!("grouped under {:?}", sanitize(key, MAX_LINE_CHARS)));
+            verdict.push(format!(
+                "grouped under {:?}",
+                sanitize_text(key, MAX_LINE_CHARS)
+            ));
         }
         if verdict.is_empty() {
             verdict.push("unchanged".to_owned());

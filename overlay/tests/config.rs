@@ -154,3 +154,45 @@ fn errors_name_line_and_column() {
         assert!(e.starts_with(expected), "{text:?}: {e}");
     }
 }
+
+/// The `format` comment of config.kdl names every template field: the
+/// record's keys (Connection's key table) in parentheses, then the derived
+/// ones. A key added to the table alone, or to the file alone, fails here.
+#[test]
+fn the_format_comment_lists_every_template_field() {
+    let comment: String = SHIPPED
+        .lines()
+        .map(str::trim_start)
+        .filter_map(|l| l.strip_prefix("//"))
+        .flat_map(str::split_whitespace)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let after = comment
+        .split_once("fields over the connection keys (")
+        .expect("config.kdl's format comment lists the connection keys")
+        .1;
+    let (keys, rest) = after.split_once(')').expect("a closing parenthesis");
+    let listed: Vec<&str> = keys.split_whitespace().collect();
+    let table: Vec<&str> = leco_proto::Connection::KEYS
+        .iter()
+        .map(|k| k.name())
+        .collect();
+    assert_eq!(
+        listed, table,
+        "config.kdl's format comment lists other keys than the table"
+    );
+    let derived: Vec<&str> = rest
+        .trim_start()
+        .strip_prefix("and ")
+        .and_then(|r| r.split(';').next())
+        .expect("then `and` the derived fields")
+        .split(',')
+        .map(str::trim)
+        .collect();
+    let fields: Vec<&str> = leco_overlay::format::field_names().collect();
+    assert_eq!(
+        [derived.as_slice(), listed.as_slice()].concat(),
+        fields,
+        "config.kdl's format comment lists other fields than the template knows"
+    );
+}

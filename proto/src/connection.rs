@@ -3,7 +3,10 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Serialize, Serializer};
+
+use crate::keys::{connection_keys, Field};
 
 /// What happened to a connection. Sent first, as a plain string, so that bus
 /// match rules can filter on it (`arg0='new'`).
@@ -48,6 +51,9 @@ pub enum Proto {
 }
 
 impl Proto {
+    /// Every protocol.
+    pub const ALL: [Proto; 2] = [Proto::Tcp, Proto::Udp];
+
     /// `tcp` / `udp`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -67,71 +73,100 @@ pub enum Direction {
     In,
 }
 
-/// One connection with everything known about it. Field names are the keys
-/// of the bus dictionary and of the JSON objects; `None` fields are left
-/// out ("unknown"). What describes the owner is shared (`Arc`): a record is
-/// cloned into the table, the backlog and every event about it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Connection {
-    /// Unique per boot, stable across service restarts.
-    pub id: u64,
-    /// `tcp` or `udp`.
-    pub proto: Proto,
-    /// 4 or 6 (IPv4-mapped IPv6 addresses count as 4).
-    pub family: u32,
-    /// `out` or `in`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub direction: Option<Direction>,
-    /// TCP state (`established`, `syn_sent`, `close_wait`, …, `closed`);
-    /// UDP: `open` or `closed`.
-    pub state: Cow<'static, str>,
-    /// Local address, textual.
-    pub local_addr: Arc<str>,
-    /// Local port.
-    pub local_port: u16,
-    /// Remote address, textual.
-    pub remote_addr: Arc<str>,
-    /// Remote port.
-    pub remote_port: u16,
-    /// Owning process id.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pid: Option<u32>,
-    /// Kernel task name of the owner, as seen when the connection was made.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub comm: Option<Arc<str>>,
-    /// Executable path.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub exe: Option<Arc<str>>,
-    /// Command line, one element per argument.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cmdline: Option<Arc<[String]>>,
-    /// Owning user id.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub uid: Option<u32>,
-    /// Owning user name.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub user: Option<Arc<str>>,
-    /// cgroup v2 path of the owner (`/user.slice/…/app.scope`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cgroup: Option<Arc<str>>,
-    /// systemd unit (service or scope) the owner runs in.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub unit: Option<Arc<str>>,
-    /// Container as `runtime:id12` (docker, podman, containerd).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub container: Option<Arc<str>>,
-    /// Flatpak application id.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub app_id: Option<Arc<str>>,
-    /// First seen, realtime microseconds since the epoch.
-    pub first_seen_us: u64,
-    /// Last activity, realtime microseconds since the epoch.
-    pub last_seen_us: u64,
-    /// Application bytes received.
-    pub rx_bytes: u64,
-    /// Application bytes sent.
-    pub tx_bytes: u64,
-    /// Why it failed (`connection refused`, `connection reset`, …).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<Arc<str>>,
+impl Direction {
+    /// Every direction.
+    pub const ALL: [Direction; 2] = [Direction::Out, Direction::In];
+
+    /// `out` / `in`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Out => "out",
+            Direction::In => "in",
+        }
+    }
+}
+
+connection_keys! {
+    /// One connection with everything known about it: the contract's table
+    /// of keys. Each field is a key of the bus dictionary and of the JSON
+    /// objects, with its D-Bus type given by the field's type; the first doc
+    /// line of a field is its contract, as the interface XML and the README
+    /// show it. Unknown values are left out: `None`, an empty text.
+    ///
+    /// What describes the owner is shared (`Arc`): a record is cloned into
+    /// the table, the backlog and every event about it.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Connection {
+        /// unique per boot, stable across service restarts
+        id: u64, required;
+        /// "tcp" or "udp" (UDP: one connection per socket and peer)
+        proto: Proto;
+        /// 4 or 6 (IPv4-mapped IPv6 addresses count as 4)
+        family: Option<u32>;
+        /// "out" (this host connected or sent first) or "in"
+        direction: Option<Direction>;
+        /// TCP: "established", "syn_sent", ..., "closed"; UDP: "open" or
+        /// "closed"
+        state: Cow<'static, str>;
+        /// local address, textual
+        local_addr: Arc<str>;
+        /// local port
+        local_port: u16;
+        /// remote address, textual
+        remote_addr: Arc<str>;
+        /// remote port
+        remote_port: u16;
+        /// owning process id
+        pid: Option<u32>;
+        /// the owner's kernel task name when the connection was made
+        comm: Option<Arc<str>>;
+        /// executable path
+        exe: Option<Arc<str>>;
+        /// command line, one element per argument
+        cmdline: Option<Arc<[String]>>;
+        /// owning user id
+        uid: Option<u32>;
+        /// owning user name
+        user: Option<Arc<str>>;
+        /// cgroup v2 path, e.g. /user.slice/.../app-firefox-42.scope
+        cgroup: Option<Arc<str>>;
+        /// systemd unit (service or scope; else the slice)
+        unit: Option<Arc<str>>;
+        /// "docker:0123456789ab", "podman:...", "containerd:...", "cri-o:..."
+        container: Option<Arc<str>>;
+        /// Flatpak application id
+        app_id: Option<Arc<str>>;
+        /// first seen, realtime microseconds since the epoch
+        first_seen_us: u64;
+        /// last activity, realtime microseconds since the epoch
+        last_seen_us: u64;
+        /// application bytes received
+        rx_bytes: u64;
+        /// application bytes sent
+        tx_bytes: u64;
+        /// why it failed, e.g. "connection refused", "connection reset",
+        /// "timed out", "host unreachable"
+        error: Option<Arc<str>>;
+    }
+}
+
+/// The JSON object: the keys in the contract's order, unknown ones left
+/// out, texts as strings and `cmdline` as an array.
+impl Serialize for Connection {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        for key in Connection::KEYS {
+            let Some(value) = key.get(self) else {
+                continue;
+            };
+            match value {
+                Field::U16(v) => map.serialize_entry(key.name(), &v)?,
+                Field::U32(v) => map.serialize_entry(key.name(), &v)?,
+                Field::U64(v) => map.serialize_entry(key.name(), &v)?,
+                Field::Str(s) => map.serialize_entry(key.name(), s)?,
+                Field::Strs(items) => map.serialize_entry(key.name(), items)?,
+            }
+        }
+        map.end()
+    }
 }

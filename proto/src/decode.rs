@@ -11,11 +11,10 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Arc;
 
 use zbus::zvariant::{OwnedValue, Value};
 
-use crate::connection::{Connection, Direction, EventKind, Proto};
+use crate::connection::{Connection, EventKind};
 
 /// Why a record could not be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,7 +74,7 @@ impl FromStr for EventKind {
 }
 
 /// A value cut short for a message.
-fn brief(s: &str) -> String {
+pub(crate) fn brief(s: &str) -> String {
     const MAX: usize = 40;
     let mut out: String = s.chars().take(MAX).collect();
     if s.chars().nth(MAX).is_some() {
@@ -85,7 +84,7 @@ fn brief(s: &str) -> String {
 }
 
 /// Typed access to the keys of one record, whatever carries it.
-trait Fields {
+pub(crate) trait Fields {
     /// An integer (any width or signedness that the carrier has), or
     /// `None` when absent.
     fn integer(&self, key: &'static str) -> Result<Option<i128>, DecodeError>;
@@ -108,70 +107,6 @@ trait Fields {
             }),
         }
     }
-
-    fn shared(&self, key: &'static str) -> Result<Option<Arc<str>>, DecodeError> {
-        Ok(self.text(key)?.map(Arc::from))
-    }
-}
-
-/// Builds the record from any carrier.
-fn connection(f: &impl Fields) -> Result<Connection, DecodeError> {
-    const U64: &str = "an unsigned 64-bit integer (t)";
-    const U32: &str = "an unsigned 32-bit integer (u)";
-    const U16: &str = "a port, 0 to 65535 (q)";
-    let id = f
-        .number::<u64>("id", U64)?
-        .ok_or(DecodeError::Missing { key: "id" })?;
-    let proto = match f.text("proto")?.as_deref() {
-        None => return Err(DecodeError::Missing { key: "proto" }),
-        Some("tcp") => Proto::Tcp,
-        Some("udp") => Proto::Udp,
-        Some(other) => {
-            return Err(DecodeError::Wrong {
-                key: "proto",
-                expected: "\"tcp\" or \"udp\"",
-                found: format!("{:?}", brief(other)),
-            })
-        }
-    };
-    let direction = match f.text("direction")?.as_deref() {
-        None => None,
-        Some("out") => Some(Direction::Out),
-        Some("in") => Some(Direction::In),
-        Some(other) => {
-            return Err(DecodeError::Wrong {
-                key: "direction",
-                expected: "\"out\" or \"in\"",
-                found: format!("{:?}", brief(other)),
-            })
-        }
-    };
-    Ok(Connection {
-        id,
-        proto,
-        family: f.number("family", U32)?.unwrap_or(0),
-        direction,
-        state: f.text("state")?.unwrap_or_default().into(),
-        local_addr: f.shared("local_addr")?.unwrap_or_else(|| "".into()),
-        local_port: f.number("local_port", U16)?.unwrap_or(0),
-        remote_addr: f.shared("remote_addr")?.unwrap_or_else(|| "".into()),
-        remote_port: f.number("remote_port", U16)?.unwrap_or(0),
-        pid: f.number("pid", U32)?,
-        comm: f.shared("comm")?,
-        exe: f.shared("exe")?,
-        cmdline: f.texts("cmdline")?.map(Arc::from),
-        uid: f.number("uid", U32)?,
-        user: f.shared("user")?,
-        cgroup: f.shared("cgroup")?,
-        unit: f.shared("unit")?,
-        container: f.shared("container")?,
-        app_id: f.shared("app_id")?,
-        first_seen_us: f.number("first_seen_us", U64)?.unwrap_or(0),
-        last_seen_us: f.number("last_seen_us", U64)?.unwrap_or(0),
-        rx_bytes: f.number("rx_bytes", U64)?.unwrap_or(0),
-        tx_bytes: f.number("tx_bytes", U64)?.unwrap_or(0),
-        error: f.shared("error")?,
-    })
 }
 
 /// The bus dictionary.
@@ -321,7 +256,7 @@ impl Connection {
     /// Reads a record from the bus dictionary (`a{sv}`), as the payload of
     /// `ConnectionEvent` or an element of `Snapshot()` arrives from zbus.
     pub fn from_dict(dict: &HashMap<String, OwnedValue>) -> Result<Connection, DecodeError> {
-        connection(&DictFields(dict))
+        Connection::decode(&DictFields(dict))
     }
 
     /// Reads a record from a JSON object with the connection's keys (other
@@ -329,7 +264,7 @@ impl Connection {
     pub fn from_json(
         object: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<Connection, DecodeError> {
-        connection(&JsonFields(object))
+        Connection::decode(&JsonFields(object))
     }
 }
 
@@ -346,13 +281,13 @@ pub fn decode_json_event(line: &str) -> Result<(EventKind, Connection), DecodeEr
         .text("kind")?
         .ok_or(DecodeError::Missing { key: "kind" })?
         .parse()?;
-    Ok((kind, connection(&fields)?))
+    Ok((kind, Connection::decode(&fields)?))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Dict;
+    use crate::{Dict, Proto};
 
     use crate::example::dnsmasq as full;
 
@@ -360,7 +295,7 @@ mod tests {
         Connection {
             id: 1,
             proto: Proto::Tcp,
-            family: 4,
+            family: Some(4),
             direction: None,
             state: "syn_sent".into(),
             local_addr: "10.0.0.2".into(),

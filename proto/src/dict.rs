@@ -1,29 +1,14 @@
 //! The connection record as a D-Bus dictionary (`a{sv}`): the payload of
-//! the `ConnectionEvent` signal and the elements of `Snapshot()`.
-//!
-//! | key | type | | key | type |
-//! |---|---|---|---|---|
-//! | `id` | t | | `cmdline` | as |
-//! | `proto` | s (`tcp`, `udp`) | | `uid` | u |
-//! | `family` | u (4, 6) | | `user` | s |
-//! | `direction` | s (`out`, `in`) | | `cgroup` | s |
-//! | `state` | s | | `unit` | s |
-//! | `local_addr` | s | | `container` | s |
-//! | `local_port` | q | | `app_id` | s |
-//! | `remote_addr` | s | | `first_seen_us` | t (realtime µs) |
-//! | `remote_port` | q | | `last_seen_us` | t (realtime µs) |
-//! | `pid` | u | | `rx_bytes` | t |
-//! | `comm` | s | | `tx_bytes` | t |
-//! | `exe` | s | | `error` | s |
-//!
-//! A missing key means "unknown". Keys are only ever added.
+//! the `ConnectionEvent` signal and the elements of `Snapshot()`. Its keys
+//! and their types are [`Connection::KEYS`]; a missing key means "unknown".
 
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
 use zbus::zvariant::as_value::Serialize as AsValue;
 use zbus::zvariant::Type;
 
-use crate::connection::{Connection, Direction};
+use crate::connection::Connection;
+use crate::keys::Field;
 
 /// A connection as it goes on the bus: `a{sv}`, serialized straight from
 /// the record (no intermediate map).
@@ -38,52 +23,19 @@ pub struct Dicts(pub Vec<Connection>);
 
 impl Serialize for Dict<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let c = self.0;
         let mut m = serializer.serialize_map(None)?;
-        m.serialize_entry("id", &AsValue(&c.id))?;
-        m.serialize_entry("proto", &AsValue(&c.proto.as_str()))?;
-        m.serialize_entry("family", &AsValue(&c.family))?;
-        if let Some(dir) = c.direction {
-            let s = match dir {
-                Direction::Out => "out",
-                Direction::In => "in",
+        for key in Connection::KEYS {
+            let Some(value) = key.get(self.0) else {
+                continue;
             };
-            m.serialize_entry("direction", &AsValue(&s))?;
-        }
-        m.serialize_entry("state", &AsValue(&&*c.state))?;
-        m.serialize_entry("local_addr", &AsValue(&&*c.local_addr))?;
-        m.serialize_entry("local_port", &AsValue(&c.local_port))?;
-        m.serialize_entry("remote_addr", &AsValue(&&*c.remote_addr))?;
-        m.serialize_entry("remote_port", &AsValue(&c.remote_port))?;
-        if let Some(pid) = c.pid {
-            m.serialize_entry("pid", &AsValue(&pid))?;
-        }
-        let texts = [
-            ("comm", &c.comm),
-            ("exe", &c.exe),
-            ("user", &c.user),
-            ("cgroup", &c.cgroup),
-            ("unit", &c.unit),
-            ("container", &c.container),
-            ("app_id", &c.app_id),
-        ];
-        for (key, v) in texts {
-            if let Some(v) = v {
-                m.serialize_entry(key, &AsValue(&&**v))?;
+            let name = key.name();
+            match value {
+                Field::U16(v) => m.serialize_entry(name, &AsValue(&v))?,
+                Field::U32(v) => m.serialize_entry(name, &AsValue(&v))?,
+                Field::U64(v) => m.serialize_entry(name, &AsValue(&v))?,
+                Field::Str(s) => m.serialize_entry(name, &AsValue(&s))?,
+                Field::Strs(items) => m.serialize_entry(name, &AsValue(&items))?,
             }
-        }
-        if let Some(args) = &c.cmdline {
-            m.serialize_entry("cmdline", &AsValue(&&**args))?;
-        }
-        if let Some(uid) = c.uid {
-            m.serialize_entry("uid", &AsValue(&uid))?;
-        }
-        m.serialize_entry("first_seen_us", &AsValue(&c.first_seen_us))?;
-        m.serialize_entry("last_seen_us", &AsValue(&c.last_seen_us))?;
-        m.serialize_entry("rx_bytes", &AsValue(&c.rx_bytes))?;
-        m.serialize_entry("tx_bytes", &AsValue(&c.tx_bytes))?;
-        if let Some(e) = &c.error {
-            m.serialize_entry("error", &AsValue(&&**e))?;
         }
         m.end()
     }
@@ -139,6 +91,23 @@ mod tests {
         );
         for absent in ["exe", "cgroup", "container", "app_id", "error"] {
             assert!(!d.contains_key(absent), "{absent}");
+        }
+    }
+
+    #[test]
+    fn every_key_goes_on_the_bus_with_the_type_of_the_key_table() {
+        let c = crate::example::dnsmasq();
+        let ctxt = zbus::zvariant::serialized::Context::new_dbus(zbus::zvariant::LE, 0);
+        let bytes = zbus::zvariant::to_bytes(ctxt, &Dict(&c)).expect("serializes");
+        let (d, _): (HashMap<String, zbus::zvariant::OwnedValue>, _) =
+            bytes.deserialize().expect("reads back as a{sv}");
+        assert_eq!(d.len(), Connection::KEYS.len());
+        for key in Connection::KEYS {
+            assert_eq!(
+                d[key.name()].value_signature().to_string(),
+                key.signature(),
+                "{key:?}"
+            );
         }
     }
 }

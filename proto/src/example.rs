@@ -11,7 +11,7 @@ pub fn curl() -> Connection {
     Connection {
         id: 1,
         proto: Proto::Tcp,
-        family: 4,
+        family: Some(4),
         direction: Some(Direction::Out),
         state: "established".into(),
         local_addr: "10.0.0.2".into(),
@@ -43,7 +43,7 @@ pub fn dnsmasq() -> Connection {
     Connection {
         id: 7,
         proto: Proto::Udp,
-        family: 6,
+        family: Some(6),
         direction: Some(Direction::In),
         state: "open".into(),
         local_addr: "::1".into(),

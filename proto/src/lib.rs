@@ -8,6 +8,7 @@
 mod connection;
 mod decode;
 mod dict;
+mod keys;
 // Public only so that the clients' tests can share it: not part of the
 // contract, hence hidden.
 #[doc(hidden)]
@@ -20,5 +21,6 @@ pub use connection::{Connection, Direction, EventKind, Proto};
 pub use decode::{decode_json_event, DecodeError};
 pub use dict::{Dict, Dicts};
 pub use format::{classic_line, human_bytes, TRAFFIC_THRESHOLD};
+pub use keys::{docs as key_docs, Field, Key};
 pub use names::{BUS_NAME, INTERFACE, INTROSPECTION_XML, OBJECT_PATH};
-pub use text::sanitize;
+pub use text::{needs_escape, sanitize, sanitize_text};

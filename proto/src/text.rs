@@ -1,14 +1,26 @@
-//! Making untrusted bytes (process names, command lines) safe to show.
+//! Making untrusted text (process names, command lines, paths, anything a
+//! user can choose) safe to show: one policy for every output — terminal
+//! lines, JSON, the bus and the overlay — so that hostile text is treated
+//! the same wherever it appears.
 
 /// Converts bytes to valid UTF-8 (invalid sequences become U+FFFD) and
-/// escapes control and bidirectional-override characters, so a hostile
+/// escapes every character that [`needs_escape`] as `\u{…}`, so a hostile
 /// process name cannot break a terminal line, a JSON consumer or the layout
 /// of a drawn line.
 pub fn sanitize(bytes: &[u8]) -> String {
-    let lossy = String::from_utf8_lossy(bytes);
-    let mut out = String::with_capacity(lossy.len());
-    for c in lossy.chars() {
-        if c.is_control() || is_bidi_control(c) {
+    sanitize_text(&String::from_utf8_lossy(bytes), usize::MAX)
+}
+
+/// [`sanitize`] for text that is already UTF-8, cut after `max_chars`
+/// characters (then ending in `…`) so that it fits on a line.
+pub fn sanitize_text(text: &str, max_chars: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(max_chars.saturating_mul(4)));
+    for (n, c) in text.chars().enumerate() {
+        if n >= max_chars {
+            out.push('…');
+            break;
+        }
+        if needs_escape(c) {
             out.extend(c.escape_unicode());
         } else {
             out.push(c);
@@ -17,9 +29,17 @@ pub fn sanitize(bytes: &[u8]) -> String {
     out
 }
 
-/// Characters that reorder the text around them (CVE-2021-42574 style).
-fn is_bidi_control(c: char) -> bool {
-    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}')
+/// Characters that would break a line, or hide or reorder the text around
+/// them (CVE-2021-42574 style): control characters, bidirectional
+/// embeddings, overrides, isolates and marks, zero-width and invisible
+/// format characters, line and paragraph separators, interlinear
+/// annotations.
+pub fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}'
+            | '\u{200B}'..='\u{200D}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}'
+            | '\u{2028}' | '\u{2029}' | '\u{FFF9}'..='\u{FFFB}')
 }
 
 #[cfg(test)]
@@ -33,5 +53,27 @@ mod tests {
         assert_eq!(sanitize(b"a\nb\x1b[31m"), "a\\u{a}b\\u{1b}[31m");
         assert_eq!(sanitize(b"bad\xff"), "bad\u{FFFD}");
         assert_eq!(sanitize("x\u{202E}gpj.exe".as_bytes()), "x\\u{202e}gpj.exe");
+    }
+
+    #[test]
+    fn one_policy_for_bytes_and_text() {
+        let hostile = "a\u{200B}b\u{FEFF}c\u{2028}d\u{2066}e\u{7}";
+        assert_eq!(
+            sanitize(hostile.as_bytes()),
+            sanitize_text(hostile, usize::MAX)
+        );
+        assert_eq!(
+            sanitize_text(hostile, usize::MAX),
+            "a\\u{200b}b\\u{feff}c\\u{2028}d\\u{2066}e\\u{7}"
+        );
+        assert!(!sanitize_text(hostile, usize::MAX).chars().any(needs_escape));
+    }
+
+    #[test]
+    fn cuts_long_text() {
+        assert_eq!(sanitize_text(&"A".repeat(10), 4), "AAAA…");
+        assert_eq!(sanitize_text("AAAA", 4), "AAAA");
+        // The cut counts characters, not bytes, and escapes do not count.
+        assert_eq!(sanitize_text("éé\u{7}é", 3), "éé\\u{7}…");
     }
 }

@@ -116,7 +116,7 @@ pub fn connection(
             KProto::Tcp => Proto::Tcp,
             KProto::Udp => Proto::Udp,
         },
-        family: family(&f.remote),
+        family: Some(family(&f.remote)),
         direction: Some(match f.direction {
             KDirection::Out => Direction::Out,
             KDirection::In => Direction::In,

@@ -7,7 +7,7 @@ pub(crate) fn conn(id: u64, proto: Proto) -> Connection {
     Connection {
         id,
         proto,
-        family: 4,
+        family: Some(4),
         direction: Some(Direction::Out),
         state: "open".into(),
         local_addr: "127.0.0.1".into(),
