@@ -236,7 +236,7 @@ impl Capture {
                 update_interval: o.update_interval,
                 wakeup_latency: o.wakeup_latency,
                 ring_bytes: o.ring_bytes,
-                max_flows: o.max_flows.max(64),
+                max_flows: o.flow_capacity(),
                 hooks_only: o.hooks_only,
             },
             entries,

@@ -38,6 +38,6 @@ mod skel {
 pub use error::LoadError;
 pub use event::{DecodeError, Direction, Event, EventKind, Flow, FlowKey, Owner, Proto};
 pub use handoff::{HandoffError, Handover, PinState, Received};
-pub use load::{cgroup2_root, Capture, Options};
+pub use load::{cgroup2_root, Capture, Options, MIN_FLOWS};
 pub use manifest::{Entry, LoadSettings, Manifest, MapRole};
 pub use maps::{EventReader, KernelCounters, KernelMaps};

@@ -35,23 +35,37 @@ pub struct Options {
     /// to measure what the hooks alone cost. Nothing is recorded.
     pub hooks_only: bool,
     /// Capacity of the kernel's flow table (LRU: the least recently used
-    /// flow makes room when it is full).
+    /// flow makes room when it is full); at least [`MIN_FLOWS`].
     pub max_flows: u32,
     /// Root of the cgroup v2 hierarchy to attach the UDP peer hooks to;
     /// found in /proc/self/mountinfo when `None`.
     pub cgroup_root: Option<PathBuf>,
 }
 
+/// The smallest flow table the kernel side is given: smaller requests are
+/// raised to it, since an LRU table that small would evict live flows.
+pub const MIN_FLOWS: u32 = 64;
+
+impl Options {
+    /// The defaults: what leco-service uses unless configured otherwise.
+    pub const DEFAULT: Options = Options {
+        update_interval: Duration::from_secs(1),
+        wakeup_latency: Duration::from_millis(2),
+        ring_bytes: 256 * 1024,
+        hooks_only: false,
+        max_flows: 32_768,
+        cgroup_root: None,
+    };
+
+    /// The flow table's capacity: `max_flows`, at least [`MIN_FLOWS`].
+    pub fn flow_capacity(&self) -> u32 {
+        self.max_flows.max(MIN_FLOWS)
+    }
+}
+
 impl Default for Options {
     fn default() -> Self {
-        Options {
-            update_interval: Duration::from_secs(1),
-            wakeup_latency: Duration::from_millis(2),
-            ring_bytes: 256 * 1024,
-            hooks_only: false,
-            max_flows: 32_768,
-            cgroup_root: None,
-        }
+        Options::DEFAULT
     }
 }
 
@@ -255,7 +269,7 @@ fn open_and_load(opts: &Options, with_cgroup: bool) -> Result<LecoSkel<'static>,
     let sized = |context| move |source| LoadError::Libbpf { context, source };
     open.maps
         .flows
-        .set_max_entries(opts.max_flows.max(64))
+        .set_max_entries(opts.flow_capacity())
         .map_err(sized("sizing the flow table"))?;
     open.maps
         .events

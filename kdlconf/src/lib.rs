@@ -8,16 +8,31 @@
 //! so that an editor can jump to them.
 //!
 //! Entry points: [`read_file`], then [`parse_on_thread`], whose closure gets
-//! a [`Source`] to build the document ([`Source::document`]) and to read
-//! values with messages that point into the text.
+//! a [`Source`] to build the document ([`Source::document`]), find its
+//! section ([`Source::section`]) and walk the nodes the section knows
+//! ([`Source::settings`], by [`NodeSpec`]). The node-shape vocabulary —
+//! sections, single values, several values, blocks — and the value readers
+//! (integers, durations, booleans, numbers, strings, sizes, powers of two)
+//! each have one wording for every mistake, so the sections of the file all
+//! report alike; [`kind`] turns those readers into kinds of setting for
+//! tables of settings that also feed command lines and help texts.
 
 use std::fmt;
 use std::io::Read;
-use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use kdl::{KdlDocument, KdlEntry, KdlError, KdlNode, KdlValue};
+use kdl::{KdlDocument, KdlError, KdlNode};
+
+pub mod kind;
+mod shape;
+mod values;
+
+pub use shape::{NodeSpec, Shape};
+pub use values::{
+    duration_hint, duration_range, duration_seconds, show_duration, size_bytes, DURATION_EXPECTED,
+    SIZE_EXPECTED,
+};
 
 /// A config problem, displayed as `FILE:LINE:COLUMN: message` (1-based line
 /// and column), or `FILE: message` when it concerns the whole file; one line,
@@ -181,18 +196,6 @@ pub fn read_file(path: &Path) -> Result<String, ConfigError> {
     })
 }
 
-/// How a section writes durations as strings, and how its messages describe
-/// them; numbers always count seconds.
-#[derive(Debug, Clone, Copy)]
-pub struct DurationForm {
-    /// What a duration looks like, for messages: `a duration such as 1,
-    /// 0.5, "500ms" or "2s"`.
-    pub expected: &'static str,
-    /// Seconds in a string value, `None` when it is not a duration; usually
-    /// [`duration_seconds`].
-    pub from_string: fn(&str) -> Option<f64>,
-}
-
 /// The text being parsed and its file, for building errors that point into
 /// it and for reading values.
 #[derive(Debug, Clone, Copy)]
@@ -296,104 +299,6 @@ impl<'a> Source<'a> {
         seen.push((name, at));
         Ok(())
     }
-
-    /// The value as written in the file, for messages: on one line, cut
-    /// after 40 characters.
-    pub fn written(&self, entry: &KdlEntry) -> String {
-        let span = entry.span();
-        let written = self
-            .text
-            .get(span.offset()..span.offset().saturating_add(span.len()))
-            .filter(|s| !s.trim().is_empty())
-            .map(str::trim);
-        match written {
-            Some(s) => one_line(s, 40),
-            None => one_line(&entry.value().to_string(), 40),
-        }
-    }
-
-    /// The error for a value of `name` that is not `expected`:
-    /// `NAME must be EXPECTED, not WRITTEN`.
-    pub fn wrong(&self, entry: &KdlEntry, name: &str, expected: &str) -> ConfigError {
-        self.error(
-            entry.span().offset(),
-            format!("{name} must be {expected}, not {}", self.written(entry)),
-        )
-    }
-
-    /// The value of `name` as an integer in `range` that fits `T`.
-    pub fn integer<T: TryFrom<i128>>(
-        &self,
-        name: &str,
-        entry: &KdlEntry,
-        range: RangeInclusive<i128>,
-    ) -> Result<T, ConfigError> {
-        entry
-            .value()
-            .as_integer()
-            .filter(|i| range.contains(i))
-            .and_then(|i| T::try_from(i).ok())
-            .ok_or_else(|| {
-                self.wrong(
-                    entry,
-                    name,
-                    &format!("an integer from {} to {}", range.start(), range.end()),
-                )
-            })
-    }
-
-    /// The value of `name` as a duration in `range` (described by
-    /// `range_text`, such as `between 1s and 1 day`): seconds as a number,
-    /// or a string that `form` reads.
-    pub fn duration(
-        &self,
-        name: &str,
-        entry: &KdlEntry,
-        form: &DurationForm,
-        range: RangeInclusive<Duration>,
-        range_text: &str,
-    ) -> Result<Duration, ConfigError> {
-        let seconds = match entry.value() {
-            KdlValue::Integer(i) => Some(*i as f64),
-            KdlValue::Float(f) if !f.is_nan() => Some(*f),
-            KdlValue::String(s) => (form.from_string)(s),
-            _ => None,
-        };
-        let Some(seconds) = seconds else {
-            return Err(self.wrong(entry, name, form.expected));
-        };
-        match Duration::try_from_secs_f64(seconds) {
-            Ok(d) if range.contains(&d) => Ok(d),
-            _ => Err(self.wrong(entry, name, range_text)),
-        }
-    }
-}
-
-/// Seconds in a duration string: a decimal number and a unit, `ms`, `s`, `m`
-/// or `h` (`"500ms"`, `"1.5 h"`); `None` when it is not one. Negative
-/// numbers are accepted here so that they get the range message.
-pub fn duration_seconds(s: &str) -> Option<f64> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-'))
-        .unwrap_or(s.len());
-    let (number, unit) = s.split_at(split);
-    let digits = number.strip_prefix('-').unwrap_or(number);
-    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, "0"));
-    let is_digits = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
-    if !is_digits(whole) || !is_digits(fraction) {
-        return None;
-    }
-    let value: f64 = number.parse().ok()?;
-    match unit.trim_start() {
-        // Divided rather than multiplied by 0.001, so that "10ms" is exactly
-        // the f64 closest to 0.01.
-        "ms" => Some(value / 1000.0),
-        "s" => Some(value),
-        "m" => Some(value * 60.0),
-        "h" => Some(value * 3600.0),
-        _ => None,
-    }
 }
 
 /// The message for an unknown `name` where one of `known` belongs:
@@ -471,24 +376,6 @@ pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
 mod tests {
     use super::*;
 
-    const DURATION: DurationForm = DurationForm {
-        expected: "a duration such as 1 or \"2s\"",
-        from_string: duration_seconds,
-    };
-
-    /// Reads the single `name value` node of `text` with `read`.
-    fn value<T: Send>(
-        text: &str,
-        read: impl FnOnce(&Source<'_>, &KdlEntry) -> Result<T, ConfigError> + Send,
-    ) -> Result<T, String> {
-        parse_on_thread(text, Path::new("t.kdl"), |source| {
-            let document = source.document(|_| None)?;
-            let entry = &document.nodes()[0].entries()[0];
-            read(&source, entry)
-        })
-        .map_err(|e| e.to_string())
-    }
-
     #[test]
     fn positions() {
         assert_eq!(line_column("", 0), (1, 1));
@@ -542,46 +429,6 @@ mod tests {
         assert_eq!(one_line("a\nb\tc", usize::MAX), "a\\nb\\tc");
         assert_eq!(one_line("abcdef", 3), "abc…");
         assert_eq!(one_line("abc", 3), "abc");
-    }
-
-    #[test]
-    fn duration_strings() {
-        assert_eq!(duration_seconds("500ms"), Some(0.5));
-        assert_eq!(duration_seconds("0.25 h"), Some(900.0));
-        assert_eq!(duration_seconds("-1s"), Some(-1.0));
-        for bad in ["2", "1.s", ".5s", "1e3s", "5 days", "", "-s"] {
-            assert_eq!(duration_seconds(bad), None, "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn typed_values() {
-        let int = |text: &str| value(text, |s, e| s.integer::<u8>("n", e, 1..=300));
-        assert_eq!(int("n 7"), Ok(7));
-        assert_eq!(
-            int("n 0"),
-            Err("t.kdl:1:3: n must be an integer from 1 to 300, not 0".into())
-        );
-        // In range but not a u8.
-        assert_eq!(
-            int("n 256"),
-            Err("t.kdl:1:3: n must be an integer from 1 to 300, not 256".into())
-        );
-        let duration = |text: &str| {
-            value(text, |s, e| {
-                s.duration("d", e, &DURATION, Duration::ZERO..=DAY, "at most a day")
-            })
-        };
-        assert_eq!(duration("d \"2m\""), Ok(Duration::from_secs(120)));
-        assert_eq!(duration("d 0.5"), Ok(Duration::from_millis(500)));
-        assert_eq!(
-            duration("d #nan"),
-            Err("t.kdl:1:3: d must be a duration such as 1 or \"2s\", not #nan".into())
-        );
-        assert_eq!(
-            duration("d \"25h\""),
-            Err("t.kdl:1:3: d must be at most a day, not \"25h\"".into())
-        );
     }
 
     #[test]

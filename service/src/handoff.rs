@@ -87,7 +87,7 @@ pub fn fixed_at_load(
         );
         cfg.ring_buffer_kib = baked.ring_bytes / 1024;
     }
-    if cfg.max_flows.max(64) != baked.max_flows {
+    if cfg.max_flows != baked.max_flows {
         warn(
             "max-flows",
             cfg.max_flows.to_string(),

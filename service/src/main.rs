@@ -27,6 +27,7 @@ use clap::{CommandFactory, FromArgMatches, Parser};
 use tracing_subscriber::EnvFilter;
 
 use crate::bus::{BusTarget, SignalQueue};
+use crate::config::cli::SettingArgs;
 use crate::config::ServiceConfig;
 use crate::monitor::{Monitor, Settings};
 use crate::stats::Stats;
@@ -100,43 +101,15 @@ struct Cli {
     #[arg(long, value_name = "ADDRESS", conflicts_with = "bus")]
     bus_address: Option<String>,
 
-    /// Most ConnectionEvent signals per second on the bus; beyond it, each
-    /// connection's pending updates merge into its latest state (its `new`
-    /// and its end are still signalled) [config: signal-rate, default 5000].
-    #[arg(long, value_name = "N")]
-    signal_rate: Option<u32>,
-
     /// Configuration file (KDL; its `service { }` section). Default:
     /// /etc/leco/config.kdl if it exists, else built-in defaults. The
     /// options below override it.
     #[arg(short, long, value_name = "FILE")]
     config: Option<PathBuf>,
 
-    /// Minimum seconds between two traffic updates of one connection
-    /// [config: update-interval, default 1].
-    #[arg(long, value_name = "SECS", value_parser = seconds)]
-    update_interval: Option<Duration>,
-
-    /// Seconds without traffic after which a UDP flow counts as ended
-    /// (closing its socket ends it at once) [config: udp-idle, default 60].
-    #[arg(long, value_name = "SECS", value_parser = seconds)]
-    udp_idle: Option<Duration>,
-
-    /// Seconds that ended connections stay in the backlog that Snapshot()
-    /// serves [config: backlog, default 300].
-    #[arg(long, value_name = "SECS", value_parser = seconds)]
-    backlog: Option<Duration>,
-
-    /// Size of the kernel's event ring buffer in KiB (a power of two, at
-    /// least 4). Raise it if the service reports dropped records
-    /// [config: ring-buffer-kib, default 256].
-    #[arg(long, value_name = "KIB", value_parser = ring_kib)]
-    ring_buffer_kib: Option<u32>,
-
-    /// Capacity of the kernel's flow table (least recently used flows make
-    /// room when it is full) [config: max-flows, default 32768].
-    #[arg(long, value_name = "N")]
-    max_flows: Option<u32>,
+    /// The settings of config.kdl's `service {}` section, one option each.
+    #[command(flatten)]
+    settings: SettingArgs,
 
     /// For benchmarks: attach every program but have each return at once, so
     /// that a benchmark can measure what the hooks alone cost. Shows nothing.
@@ -211,26 +184,6 @@ fn parse_cli() -> Cli {
     }
     let matches = cmd.get_matches();
     Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
-}
-
-fn seconds(s: &str) -> Result<Duration, String> {
-    let v: f64 = s
-        .parse()
-        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
-    if !(0.01..=86_400.0).contains(&v) {
-        return Err(format!("{v} s is out of range (0.01 to 86400)"));
-    }
-    Ok(Duration::from_secs_f64(v))
-}
-
-fn ring_kib(s: &str) -> Result<u32, String> {
-    let v: u32 = s
-        .parse()
-        .map_err(|_| format!("`{s}` is not a number of KiB"))?;
-    if !(4..=1 << 20).contains(&v) || !v.is_power_of_two() {
-        return Err(format!("{v} KiB: must be a power of two from 4 to 1048576"));
-    }
-    Ok(v)
 }
 
 fn main() -> ExitCode {
@@ -365,10 +318,10 @@ fn serve(
         update_interval: cfg.update_interval,
         wakeup_latency,
         limits: Limits {
+            max_live: crate::table::MAX_LIVE,
             udp_idle: cfg.udp_idle,
             backlog_age: cfg.backlog,
             max_backlog: cfg.backlog_max,
-            ..Limits::default()
         },
     };
     // The monitor loop runs on this thread (block_on); one worker runs the
@@ -448,24 +401,7 @@ fn configuration(cli: &Cli) -> anyhow::Result<ServiceConfig> {
     if let Some(path) = &file {
         tracing::debug!("configuration from {}", path.display());
     }
-    if let Some(v) = cli.update_interval {
-        cfg.update_interval = v;
-    }
-    if let Some(v) = cli.udp_idle {
-        cfg.udp_idle = v;
-    }
-    if let Some(v) = cli.backlog {
-        cfg.backlog = v;
-    }
-    if let Some(v) = cli.ring_buffer_kib {
-        cfg.ring_buffer_kib = v;
-    }
-    if let Some(v) = cli.max_flows {
-        cfg.max_flows = v;
-    }
-    if let Some(v) = cli.signal_rate {
-        cfg.signal_rate = v;
-    }
+    cli.settings.apply(&mut cfg);
     Ok(cfg)
 }
 

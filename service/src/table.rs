@@ -23,16 +23,9 @@ pub struct Limits {
     pub udp_idle: Duration,
 }
 
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_live: 65_536,
-            max_backlog: 2_048,
-            backlog_age: Duration::from_secs(300),
-            udp_idle: Duration::from_secs(60),
-        }
-    }
-}
+/// Live connections kept at most: twice the kernel's default flow table,
+/// so that the table is bounded even when the kernel's is raised a lot.
+pub const MAX_LIVE: usize = 65_536;
 
 #[derive(Debug)]
 struct Live {

@@ -14,13 +14,12 @@
 //! `#"…"#` or a plain one without `\`). leco-kdlconf reads the file and
 //! builds the errors; this module knows the settings.
 
-use std::ops::RangeInclusive;
 use std::path::Path;
 use std::time::Duration;
 
 use kdl::{KdlEntry, KdlNode, KdlValue};
 pub use leco_kdlconf::ConfigError;
-use leco_kdlconf::{one_line, unknown, DurationForm, Source, DAY};
+use leco_kdlconf::{duration_hint, unknown, NodeSpec, Shape, Source, DAY};
 
 use super::{
     Anchor, Layer, Margins, OutputChoice, OverlayConfig, Shadow, DEFAULT_LINE_HEIGHT_FACTOR,
@@ -31,43 +30,35 @@ use crate::fade::FadeCurve;
 use crate::format::LineFormat;
 use crate::rules::{Action, MatchSpec, Rule, Rules};
 
-/// The settings of `overlay {}`, in the order messages list them.
-const SETTINGS: [&str; 23] = [
-    "layer",
-    "anchor",
-    "margin",
-    "width",
-    "height",
-    "output",
-    "padding",
-    "font",
-    "font-size",
-    "line-height",
-    "text-color",
-    "background",
-    "line-background",
-    "shadow",
-    "tag",
-    "max-fps",
-    "format",
-    "traffic-threshold",
-    "max-lines",
-    "fade-time",
-    "fade-curve",
-    "linger",
-    "rules",
+/// The nodes of `overlay {}`, in the order messages list them, with an
+/// example value for the message when one is missing.
+const NODES: [NodeSpec<'static>; 23] = [
+    NodeSpec::value("layer", "\"bottom\""),
+    NodeSpec::value("anchor", "\"top-right\""),
+    NodeSpec::values("margin"),
+    NodeSpec::value("width", "900"),
+    NodeSpec::value("height", "400"),
+    NodeSpec::value("output", "\"default\""),
+    NodeSpec::value("padding", "8"),
+    NodeSpec::value("font", "\"DejaVu Sans Mono\""),
+    NodeSpec::value("font-size", "13"),
+    NodeSpec::value("line-height", "1.3"),
+    NodeSpec::value("text-color", "\"#e0e0e0ff\""),
+    NodeSpec::value("background", "\"#e0e0e0ff\""),
+    NodeSpec::value("line-background", "\"#e0e0e0ff\""),
+    NodeSpec::values("shadow").repeatable(),
+    NodeSpec::value("tag", "#true"),
+    NodeSpec::value("max-fps", "30"),
+    NodeSpec::value("format", "\"classic\""),
+    NodeSpec::value("traffic-threshold", "\"5KiB\""),
+    NodeSpec::value("max-lines", "20"),
+    NodeSpec::value("fade-time", "60"),
+    NodeSpec::value("fade-curve", "\"0,100 100,0\""),
+    NodeSpec::value("linger", "#true"),
+    NodeSpec::block("rules"),
 ];
 
-/// Settings that may appear more than once.
-const REPEATABLE: [&str; 1] = ["shadow"];
-
 const RULE_KINDS: [&str; 3] = ["rewrite", "group", "hide"];
-
-/// Durations in `overlay {}`: numbers of seconds, or strings with a unit.
-const DURATION: DurationForm = DurationForm {
-    expected: "a duration such as 60, 0.5, \"500ms\", \"2m\" or \"1h\"",
-    from_string: leco_kdlconf::duration_seconds,
-};
 
 /// Reads and parses a file; a missing file is an error naming it.
 pub fn load(path: &Path) -> Result<OverlayConfig, ConfigError> {
@@ -82,26 +73,19 @@ pub fn parse(text: &str, path: &Path) -> Result<OverlayConfig, ConfigError> {
 
 /// Parses and reads the `overlay` section; runs on the parser thread.
 fn parse_here(src: Source<'_>) -> Result<OverlayConfig, ConfigError> {
-    let document = src.document(|_| None)?;
-    let mut overlay: Option<&KdlNode> = None;
-    for node in document.nodes() {
-        match node.name().value() {
-            "overlay" => {
-                if let Some(first) = overlay {
-                    return Err(src.second_section(first, node));
-                }
-                overlay = Some(node);
-            }
-            "rules" => {
-                return Err(src.error(
-                    node.name().span().offset(),
-                    "line rules go inside the overlay section: overlay { rules { … } }",
-                ))
-            }
-            _ => {}
-        }
+    let document = src.document(duration_hint)?;
+    // Silently ignoring rules would be worse than refusing them.
+    if let Some(rules) = document
+        .nodes()
+        .iter()
+        .find(|n| n.name().value() == "rules")
+    {
+        return Err(src.error(
+            rules.name().span().offset(),
+            "line rules go inside the overlay section: overlay { rules { … } }",
+        ));
     }
-    match overlay {
+    match src.section(&document, "overlay")? {
         Some(node) => Reader { src }.overlay(node),
         None => Ok(OverlayConfig::default()),
     }
@@ -121,91 +105,24 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     fn overlay(&self, node: &KdlNode) -> Result<OverlayConfig, ConfigError> {
-        self.bare_section(node, "overlay")?;
         let mut config = OverlayConfig::default();
-        let Some(children) = node.children() else {
-            return Ok(config);
-        };
-        let mut seen: Vec<(&str, usize)> = Vec::new();
         let mut line_height: Option<LineHeight> = None;
         let mut shadows: Option<Vec<Shadow>> = None;
-        for child in children.nodes() {
-            let name = child.name().value();
-            let at = child.name().span().offset();
-            if !SETTINGS.contains(&name) {
-                return Err(self
-                    .src
-                    .error(at, unknown("setting", name, "overlay {}", &SETTINGS)));
-            }
-            if !REPEATABLE.contains(&name) {
-                self.src.set_once(&mut seen, name, at)?;
-            }
-            if child.ty().is_some() {
-                return Err(self.src.error(
-                    child.span().offset(),
-                    format!("`{name}` takes no type annotation"),
-                ));
-            }
-            let s = &mut config.surface;
-            let st = &mut config.style;
-            match name {
-                "rules" => config.rules = self.rules(child)?,
-                "anchor" => s.anchor = self.anchor(child)?,
-                "margin" => s.margins = self.margins(child)?,
-                "shadow" => {
+        for (spec, child) in self.src.settings(node, &NODES)? {
+            match (spec.name, spec.shape) {
+                ("rules", _) => config.rules = self.rules(child)?,
+                ("margin", _) => config.surface.margins = self.margins(child)?,
+                ("shadow", _) => {
                     let list = shadows.get_or_insert_with(Vec::new);
-                    if let Some(shadow) = self.shadow(child)? {
-                        list.push(shadow);
-                    }
+                    list.extend(self.shadow(child)?);
                 }
-                _ => {
-                    let entry = self.value_of(child)?;
-                    match name {
-                        "layer" => s.layer = self.layer(entry)?,
-                        "width" => s.width = self.src.integer(name, entry, 1..=16_384)?,
-                        "height" => s.height = self.src.integer(name, entry, 1..=16_384)?,
-                        "output" => s.output = self.output(entry)?,
-                        "padding" => s.padding = self.src.integer(name, entry, 0..=1_000)?,
-                        "font" => {
-                            st.font_family = self.string(
-                                name,
-                                entry,
-                                "a font family name such as \"DejaVu Sans Mono\"",
-                            )?
-                        }
-                        "font-size" => st.font_size = self.float(name, entry, 1.0..=500.0)?,
-                        "line-height" => line_height = Some(self.line_height(entry)?),
-                        "text-color" => st.text_color = self.color(name, entry)?,
-                        "background" => st.background = self.color(name, entry)?,
-                        "line-background" => st.line_background = self.color(name, entry)?,
-                        "tag" => st.tag = self.boolean(name, entry)?,
-                        "max-fps" => st.max_fps = self.src.integer(name, entry, 1..=1_000)?,
-                        "format" => config.lines.format = self.format(entry)?,
-                        "traffic-threshold" => {
-                            config.lines.traffic_threshold = self.bytes(name, entry)?
-                        }
-                        "max-lines" => {
-                            config.lines.max_lines =
-                                Some(self.src.integer(name, entry, 0..=MAX_ROWS as i128)?)
-                        }
-                        "fade-time" => {
-                            config.fade.fade_time = self.src.duration(
-                                name,
-                                entry,
-                                &DURATION,
-                                Duration::from_millis(100)..=DAY,
-                                "between 100ms and 1 day",
-                            )?
-                        }
-                        "fade-curve" => config.fade.curve = self.curve(entry)?,
-                        "linger" => config.fade.linger = self.boolean(name, entry)?,
-                        _ => {
-                            return Err(self
-                                .src
-                                .error(at, unknown("setting", name, "overlay {}", &SETTINGS)))
-                        }
-                    }
+                ("line-height", Shape::Value { example }) => {
+                    line_height = Some(self.line_height(self.src.value(child, example)?)?)
                 }
+                (name, Shape::Value { example }) => {
+                    self.setting(&mut config, name, self.src.value(child, example)?)?
+                }
+                (name, _) => unreachable!("overlay {{}} reads every node of its table: {name}"),
             }
         }
         if let Some(list) = shadows {
@@ -221,107 +138,52 @@ impl Reader<'_> {
         Ok(config)
     }
 
-    /// A section node: no type, no values.
-    fn bare_section(&self, node: &KdlNode, name: &str) -> Result<(), ConfigError> {
-        if node.ty().is_some() {
-            return Err(self.src.error(
-                node.span().offset(),
-                format!("`{name}` takes no type annotation"),
-            ));
-        }
-        if let Some(entry) = node.entries().first() {
-            return Err(self.src.error(
-                entry.span().offset(),
-                format!("`{name}` takes no values; its contents go inside `{name} {{ … }}`"),
-            ));
-        }
-        Ok(())
-    }
-
-    /// The arguments of a node that takes no block and no properties.
-    fn arguments<'n>(&self, node: &'n KdlNode) -> Result<Vec<&'n KdlEntry>, ConfigError> {
-        let name = node.name().value();
-        if node.children().is_some() {
-            return Err(self.src.error(
-                node.name().span().offset(),
-                format!("`{name}` takes values, not a block {{ … }}"),
-            ));
-        }
-        let mut arguments = Vec::new();
-        for entry in node.entries() {
-            if let Some(key) = entry.name() {
-                return Err(self.src.error(
-                    entry.span().offset(),
-                    format!(
-                        "`{name}` takes no property `{}=…`",
-                        one_line(key.value(), 40)
-                    ),
-                ));
-            }
-            if entry.ty().is_some() {
-                return Err(self.src.error(
-                    entry.span().offset(),
-                    format!("`{name}` takes plain values, without a type annotation"),
-                ));
-            }
-            arguments.push(entry);
-        }
-        Ok(arguments)
-    }
-
-    /// The one value of a `name value` setting.
-    fn value_of<'n>(&self, node: &'n KdlNode) -> Result<&'n KdlEntry, ConfigError> {
-        let name = node.name().value();
-        let arguments = self.arguments(node)?;
-        match arguments.as_slice() {
-            [] => Err(self.src.error(
-                node.name().span().offset(),
-                format!(
-                    "`{name}` needs a value, such as `{name} {}`",
-                    example_of(name)
-                ),
-            )),
-            [one] => Ok(one),
-            [_, second, ..] => Err(self.src.error(
-                second.span().offset(),
-                format!("`{name}` takes one value, not {}", arguments.len()),
-            )),
-        }
-    }
-
-    fn float(
+    /// Reads the value of the single-valued setting `name` into `config`.
+    fn setting(
         &self,
+        config: &mut OverlayConfig,
         name: &str,
         entry: &KdlEntry,
-        range: RangeInclusive<f32>,
-    ) -> Result<f32, ConfigError> {
-        let v = match entry.value() {
-            KdlValue::Integer(i) => Some(*i as f32),
-            KdlValue::Float(f) => Some(*f as f32),
-            _ => None,
-        };
-        v.filter(|v| range.contains(v)).ok_or_else(|| {
-            self.src.wrong(
-                entry,
-                name,
-                &format!("a number from {} to {}", range.start(), range.end()),
-            )
-        })
-    }
-
-    fn boolean(&self, name: &str, entry: &KdlEntry) -> Result<bool, ConfigError> {
-        entry
-            .value()
-            .as_bool()
-            .ok_or_else(|| self.src.wrong(entry, name, "#true or #false"))
-    }
-
-    fn string(&self, name: &str, entry: &KdlEntry, expected: &str) -> Result<String, ConfigError> {
-        entry
-            .value()
-            .as_string()
-            .map(str::to_owned)
-            .ok_or_else(|| self.src.wrong(entry, name, expected))
+    ) -> Result<(), ConfigError> {
+        let src = &self.src;
+        let s = &mut config.surface;
+        let st = &mut config.style;
+        match name {
+            "layer" => s.layer = self.layer(entry)?,
+            "anchor" => s.anchor = self.anchor(entry)?,
+            "width" => s.width = src.integer(name, entry, 1..=16_384)?,
+            "height" => s.height = src.integer(name, entry, 1..=16_384)?,
+            "output" => s.output = self.output(entry)?,
+            "padding" => s.padding = src.integer(name, entry, 0..=1_000)?,
+            "font" => {
+                st.font_family = src
+                    .string(
+                        name,
+                        entry,
+                        "a font family name such as \"DejaVu Sans Mono\"",
+                    )?
+                    .to_owned()
+            }
+            "font-size" => st.font_size = src.number(name, entry, 1.0..=500.0)? as f32,
+            "text-color" => st.text_color = self.color(name, entry)?,
+            "background" => st.background = self.color(name, entry)?,
+            "line-background" => st.line_background = self.color(name, entry)?,
+            "tag" => st.tag = src.boolean(name, entry)?,
+            "max-fps" => st.max_fps = src.integer(name, entry, 1..=1_000)?,
+            "format" => config.lines.format = self.format(entry)?,
+            "traffic-threshold" => config.lines.traffic_threshold = src.size(name, entry)?,
+            "max-lines" => {
+                config.lines.max_lines = Some(src.integer(name, entry, 0..=MAX_ROWS as i128)?)
+            }
+            "fade-time" => {
+                config.fade.fade_time =
+                    src.duration(name, entry, Duration::from_millis(100)..=DAY)?
+            }
+            "fade-curve" => config.fade.curve = self.curve(entry)?,
+            "linger" => config.fade.linger = src.boolean(name, entry)?,
+            other => unreachable!("overlay {{}} reads every node of its table: {other}"),
+        }
+        Ok(())
     }
 
     fn color(&self, name: &str, entry: &KdlEntry) -> Result<Rgba, ConfigError> {
@@ -362,8 +224,7 @@ impl Reader<'_> {
         }
     }
 
-    fn anchor(&self, node: &KdlNode) -> Result<Anchor, ConfigError> {
-        let entry = self.value_of(node)?;
+    fn anchor(&self, entry: &KdlEntry) -> Result<Anchor, ConfigError> {
         let expected = "edges joined by -, such as \"top-right\", \"bottom\", \
                         \"top-left-right\", or \"center\"";
         let Some(s) = entry.value().as_string() else {
@@ -390,7 +251,7 @@ impl Reader<'_> {
     }
 
     fn margins(&self, node: &KdlNode) -> Result<Margins, ConfigError> {
-        let args = self.arguments(node)?;
+        let args = self.src.values(node)?;
         let v = args
             .iter()
             .map(|e| self.src.integer::<i32>("margin", e, -10_000..=10_000))
@@ -427,12 +288,12 @@ impl Reader<'_> {
 
     /// `shadow DX DY "#rrggbbaa"`, or `shadow "none"`.
     fn shadow(&self, node: &KdlNode) -> Result<Option<Shadow>, ConfigError> {
-        let args = self.arguments(node)?;
+        let args = self.src.values(node)?;
         match args.as_slice() {
             [one] if one.value().as_string() == Some("none") => Ok(None),
             [dx, dy, color] => Ok(Some(Shadow {
-                dx: self.float("shadow x offset", dx, -100.0..=100.0)?,
-                dy: self.float("shadow y offset", dy, -100.0..=100.0)?,
+                dx: self.src.number("shadow x offset", dx, -100.0..=100.0)? as f32,
+                dy: self.src.number("shadow y offset", dy, -100.0..=100.0)? as f32,
                 color: self.color("shadow colour", color)?,
             })),
             _ => Err(self.src.error(
@@ -473,16 +334,6 @@ impl Reader<'_> {
                 "\"classic\" or a template string such as \"{time} {comm} {remote_addr}\"",
             )),
         }
-    }
-
-    fn bytes(&self, name: &str, entry: &KdlEntry) -> Result<u64, ConfigError> {
-        let expected = "a number of bytes (5120) or a size such as \"5KiB\", \"1MiB\"";
-        let n = match entry.value() {
-            KdlValue::Integer(i) => u64::try_from(*i).ok(),
-            KdlValue::String(s) => size_bytes(s),
-            _ => None,
-        };
-        n.ok_or_else(|| self.src.wrong(entry, name, expected))
     }
 
     fn curve(&self, entry: &KdlEntry) -> Result<FadeCurve, ConfigError> {
@@ -528,9 +379,8 @@ impl Reader<'_> {
     }
 
     fn rules(&self, node: &KdlNode) -> Result<Rules, ConfigError> {
-        self.bare_section(node, "rules")?;
         let mut rules = Vec::new();
-        let Some(children) = node.children() else {
+        let Some(children) = self.src.block(node)? else {
             return Ok(Rules::default());
         };
         for child in children.nodes() {
@@ -551,26 +401,18 @@ impl Reader<'_> {
                 .src
                 .error(at, unknown("rule", kind, "rules {}", &RULE_KINDS)));
         }
-        if node.ty().is_some() {
-            return Err(self.src.error(
-                node.span().offset(),
-                format!("`{kind}` takes no type annotation"),
-            ));
-        }
+        self.src.untyped(node)?;
         let mut case_sensitive = false;
         let mut group = false;
         let mut args = Vec::new();
         for entry in node.entries() {
-            if entry.ty().is_some() {
-                return Err(self.src.error(
-                    entry.span().offset(),
-                    format!("`{kind}` takes plain values, without a type annotation"),
-                ));
-            }
+            self.src.plain(kind, entry)?;
             match entry.name().map(|n| n.value()) {
                 None => args.push(entry),
-                Some("case-sensitive") => case_sensitive = self.boolean("case-sensitive", entry)?,
-                Some("group") if kind == "rewrite" => group = self.boolean("group", entry)?,
+                Some("case-sensitive") => {
+                    case_sensitive = self.src.boolean("case-sensitive", entry)?
+                }
+                Some("group") if kind == "rewrite" => group = self.src.boolean("group", entry)?,
                 Some(other) => {
                     let known: &[&str] = if kind == "rewrite" {
                         &["case-sensitive", "group"]
@@ -699,9 +541,11 @@ impl Reader<'_> {
                     ))
                 }
                 Some("case-sensitive") => {
-                    spec.case_sensitive = self.boolean("case-sensitive", entry)?
+                    spec.case_sensitive = self.src.boolean("case-sensitive", entry)?
                 }
-                Some("replace") if !negated => spec.replaces = self.boolean("replace", entry)?,
+                Some("replace") if !negated => {
+                    spec.replaces = self.src.boolean("replace", entry)?
+                }
                 Some(other) => {
                     let known: &[&str] = if negated {
                         &["case-sensitive"]
@@ -732,47 +576,6 @@ fn usage(kind: &str) -> String {
         }
         "group" => "expected `group REGEX KEY` or `group KEY { match REGEX … }`".into(),
         _ => "expected `hide REGEX` or `hide { match REGEX … }`".into(),
-    }
-}
-
-/// Bytes in `"5KiB"`, `"5K"`, `"1.5MiB"`, `"300"`; `None` otherwise.
-fn size_bytes(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (number, unit) = s.split_at(split);
-    let value: f64 = number.parse().ok().filter(|v: &f64| v.is_finite())?;
-    let scale = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1.0,
-        "k" | "kib" | "kb" => 1024.0,
-        "m" | "mib" | "mb" => 1024.0 * 1024.0,
-        "g" | "gib" | "gb" => 1024.0 * 1024.0 * 1024.0,
-        _ => return None,
-    };
-    let bytes = value * scale;
-    (bytes <= u64::MAX as f64).then_some(bytes.round() as u64)
-}
-
-fn example_of(name: &str) -> &'static str {
-    match name {
-        "layer" => "\"bottom\"",
-        "output" => "\"default\"",
-        "anchor" => "\"top-right\"",
-        "font" => "\"DejaVu Sans Mono\"",
-        "font-size" => "13",
-        "line-height" => "1.3",
-        "text-color" | "background" | "line-background" => "\"#e0e0e0ff\"",
-        "tag" | "linger" => "#true",
-        "format" => "\"classic\"",
-        "traffic-threshold" => "\"5KiB\"",
-        "fade-time" => "60",
-        "fade-curve" => "\"0,100 100,0\"",
-        "width" => "900",
-        "height" => "400",
-        "max-fps" => "30",
-        "max-lines" => "20",
-        _ => "…",
     }
 }
 
@@ -973,7 +776,42 @@ mod tests {
     }
 
     #[test]
+    fn every_node_is_read_and_every_example_is_valid() {
+        for spec in NODES {
+            let text = match spec.shape {
+                Shape::Value { example } => format!("overlay {{ {} {example} }}", spec.name),
+                Shape::Values if spec.name == "margin" => "overlay { margin 1 2 }".to_owned(),
+                Shape::Values => "overlay { shadow 1 1 \"#000000ff\" }".to_owned(),
+                Shape::Block => format!("overlay {{ {} {{ }} }}", spec.name),
+            };
+            if let Err(e) = parse_text(&text) {
+                panic!("{text}: {e}");
+            }
+        }
+    }
+
+    /// Every node is shown in the annotated config.kdl (written out, or
+    /// commented out where it has no default), so the file documents all.
+    #[test]
+    fn the_annotated_config_shows_every_node() {
+        let text = include_str!("../../../config.kdl");
+        let section = text
+            .split_once("\noverlay {")
+            .map(|(_, rest)| rest)
+            .expect("config.kdl has an overlay section");
+        for spec in NODES {
+            let shown = section.lines().map(str::trim).any(|l| {
+                let l = l.strip_prefix("// ").unwrap_or(l);
+                l.strip_prefix(spec.name)
+                    .is_some_and(|rest| rest.starts_with(' '))
+            });
+            assert!(shown, "config.kdl does not show `{}`", spec.name);
+        }
+    }
+
+    #[test]
     fn sizes() {
+        use leco_kdlconf::size_bytes;
         assert_eq!(size_bytes("5KiB"), Some(5120));
         assert_eq!(size_bytes("1.5M"), Some(1_572_864));
         assert_eq!(size_bytes("300"), Some(300));

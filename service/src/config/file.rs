@@ -1,4 +1,4 @@
-//! leco's configuration file, `config.kdl` (KDL v2).
+//! leco's configuration file, `config.kdl` (KDL v2), as the service reads it.
 //!
 //! One file configures the whole project: the service reads its `service { }`
 //! section and ignores every other top-level node, which belong to the overlay
@@ -7,71 +7,14 @@
 //!
 //! Errors read `FILE:LINE:COLUMN: message` (1-based; the column counts
 //! characters) and say what was expected, so that an editor can jump to them;
-//! leco-kdlconf does the reading, this module knows the settings.
+//! leco-kdlconf reads the file and the node shapes, the settings table
+//! (`config/mod.rs`) knows the settings.
 
 use std::path::Path;
-use std::time::Duration;
 
-use kdl::{KdlEntry, KdlNode};
-pub use leco_kdlconf::ConfigError;
-use leco_kdlconf::{duration_seconds, unknown, DurationForm, Source, DAY};
+use leco_kdlconf::{duration_hint, NodeSpec, Shape, Source};
 
-/// Settings of leco-service from the `service {}` section of config.kdl.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ServiceConfig {
-    /// `update-interval`: least time between two traffic updates of one
-    /// connection. Default 1 s, range 10 ms ..= 1 day.
-    pub update_interval: Duration,
-    /// `udp-idle`: time without traffic after which a UDP flow counts as
-    /// ended. Default 60 s, range 1 s ..= 1 day.
-    pub udp_idle: Duration,
-    /// `backlog`: how long ended connections stay for `Snapshot()`.
-    /// Default 300 s, range 0 ..= 1 day.
-    pub backlog: Duration,
-    /// `backlog-max`: most ended connections kept. Default 2048, range
-    /// 0 ..= 1_000_000.
-    pub backlog_max: usize,
-    /// `max-flows`: capacity of the kernel's flow table. Default 32768, range
-    /// 64 ..= 4_194_304.
-    pub max_flows: u32,
-    /// `ring-buffer-kib`: size of the kernel's event ring buffer in KiB.
-    /// Default 256, a power of two 4 ..= 1048576.
-    pub ring_buffer_kib: u32,
-    /// `signal-rate`: most `ConnectionEvent` signals per second on the bus.
-    /// Default 5000, range 1 ..= 1_000_000.
-    pub signal_rate: u32,
-}
-
-impl Default for ServiceConfig {
-    fn default() -> Self {
-        ServiceConfig {
-            update_interval: Duration::from_secs(1),
-            udp_idle: Duration::from_secs(60),
-            backlog: Duration::from_secs(300),
-            backlog_max: 2_048,
-            max_flows: 32_768,
-            ring_buffer_kib: 256,
-            signal_rate: 5_000,
-        }
-    }
-}
-
-/// The settings `service {}` knows, in the order error messages list them.
-const SETTINGS: [&str; 7] = [
-    "update-interval",
-    "udp-idle",
-    "backlog",
-    "backlog-max",
-    "max-flows",
-    "ring-buffer-kib",
-    "signal-rate",
-];
-
-/// Durations in `service {}`: numbers of seconds, or strings with a unit.
-const DURATION: DurationForm = DurationForm {
-    expected: "a duration such as 1, 0.5, \"500ms\" or \"2s\"",
-    from_string: duration_seconds,
-};
+use super::{ConfigError, ServiceConfig};
 
 impl ServiceConfig {
     /// Parses `text` (the contents of `path`, used only in messages).
@@ -89,190 +32,32 @@ impl ServiceConfig {
 /// Parses and reads the `service` section; runs on the parser thread.
 fn parse_here(source: Source<'_>) -> Result<ServiceConfig, ConfigError> {
     let document = source.document(duration_hint)?;
-    let mut service: Option<&KdlNode> = None;
-    for node in document.nodes() {
-        if node.name().value() != "service" {
+    let mut config = ServiceConfig::default();
+    let Some(section) = source.section(&document, "service")? else {
+        return Ok(config);
+    };
+    let settings = ServiceConfig::settings();
+    // A missing value is shown the default as an example.
+    let known: Vec<NodeSpec<'_>> = settings
+        .iter()
+        .map(|s| NodeSpec::value(s.name, &s.default))
+        .collect();
+    for (spec, node) in source.settings(section, &known)? {
+        let Shape::Value { example } = spec.shape else {
             continue;
-        }
-        if let Some(first) = service {
-            return Err(source.second_section(first, node));
-        }
-        service = Some(node);
-    }
-    match service {
-        Some(node) => Reader { source }.service(node),
-        None => Ok(ServiceConfig::default()),
-    }
-}
-
-/// The likeliest slip in this file is a bare `500ms`, which KDL reads as a
-/// broken number; a syntax error at such a `token` says how to write it.
-fn duration_hint(token: &str) -> Option<String> {
-    (token.parse::<f64>().is_err() && duration_seconds(token).is_some())
-        .then(|| format!("a duration with a unit is a quoted string: \"{token}\""))
-}
-
-/// Walks the `service` node with the text around for messages.
-struct Reader<'a> {
-    source: Source<'a>,
-}
-
-impl Reader<'_> {
-    /// An error at byte `offset` of the text.
-    fn error(&self, offset: usize, message: impl Into<String>) -> ConfigError {
-        self.source.error(offset, message)
-    }
-
-    fn service(&self, node: &KdlNode) -> Result<ServiceConfig, ConfigError> {
-        if node.ty().is_some() {
-            return Err(self.error(node.span().offset(), "`service` takes no type annotation"));
-        }
-        if let Some(entry) = node.entries().first() {
-            return Err(self.error(
-                entry.span().offset(),
-                "`service` takes no values; its settings go inside `service { … }`",
-            ));
-        }
-        let mut config = ServiceConfig::default();
-        let Some(children) = node.children() else {
-            return Ok(config);
         };
-        let mut seen: Vec<(&str, usize)> = Vec::new();
-        let s = &self.source;
-        for child in children.nodes() {
-            let name = child.name().value();
-            let name_at = child.name().span().offset();
-            if !SETTINGS.contains(&name) {
-                return Err(self.error(name_at, unknown_setting(name)));
-            }
-            s.set_once(&mut seen, name, name_at)?;
-            let entry = self.value_of(child)?;
-            match name {
-                "update-interval" => {
-                    config.update_interval = s.duration(
-                        name,
-                        entry,
-                        &DURATION,
-                        Duration::from_millis(10)..=DAY,
-                        "between 10ms and 1 day",
-                    )?
-                }
-                "udp-idle" => {
-                    config.udp_idle = s.duration(
-                        name,
-                        entry,
-                        &DURATION,
-                        Duration::from_secs(1)..=DAY,
-                        "between 1s and 1 day",
-                    )?
-                }
-                "backlog" => {
-                    config.backlog = s.duration(
-                        name,
-                        entry,
-                        &DURATION,
-                        Duration::ZERO..=DAY,
-                        "between 0 and 1 day",
-                    )?
-                }
-                "backlog-max" => config.backlog_max = s.integer(name, entry, 0..=1_000_000)?,
-                "max-flows" => config.max_flows = s.integer(name, entry, 64..=4_194_304)?,
-                "ring-buffer-kib" => config.ring_buffer_kib = self.power_of_two(name, entry)?,
-                "signal-rate" => config.signal_rate = s.integer(name, entry, 1..=1_000_000)?,
-                _ => return Err(self.error(name_at, unknown_setting(name))),
-            }
-        }
-        Ok(config)
+        let entry = source.value(node, example)?;
+        config.read_setting(&source, spec.name, entry)?;
     }
-
-    /// The one plain value of a `name value` setting.
-    fn value_of<'n>(&self, node: &'n KdlNode) -> Result<&'n KdlEntry, ConfigError> {
-        let name = node.name().value();
-        if node.ty().is_some() {
-            return Err(self.error(
-                node.span().offset(),
-                format!("`{name}` takes no type annotation"),
-            ));
-        }
-        if node.children().is_some() {
-            return Err(self.error(
-                node.name().span().offset(),
-                format!("`{name}` takes one value, not a block {{ … }}"),
-            ));
-        }
-        let mut arguments = Vec::with_capacity(1);
-        for entry in node.entries() {
-            if let Some(key) = entry.name() {
-                return Err(self.error(
-                    entry.span().offset(),
-                    format!(
-                        "`{name}` takes one value, not a property `{}=…`",
-                        leco_kdlconf::one_line(key.value(), 40)
-                    ),
-                ));
-            }
-            arguments.push(entry);
-        }
-        match arguments.as_slice() {
-            [] => Err(self.error(
-                node.name().span().offset(),
-                format!(
-                    "`{name}` needs a value, such as `{name} {}`",
-                    default_of(name)
-                ),
-            )),
-            [one] => {
-                if one.ty().is_some() {
-                    return Err(self.error(
-                        one.span().offset(),
-                        format!("`{name}` takes a plain value, without a type annotation"),
-                    ));
-                }
-                Ok(one)
-            }
-            [_, second, ..] => Err(self.error(
-                second.span().offset(),
-                format!("`{name}` takes one value, not {}", arguments.len()),
-            )),
-        }
-    }
-
-    fn power_of_two(&self, name: &str, entry: &KdlEntry) -> Result<u32, ConfigError> {
-        entry
-            .value()
-            .as_integer()
-            .filter(|i| (4..=1 << 20).contains(i))
-            .and_then(|i| u32::try_from(i).ok())
-            .filter(|i| i.is_power_of_two())
-            .ok_or_else(|| {
-                self.source.wrong(
-                    entry,
-                    name,
-                    "a power of two from 4 to 1048576 (such as 256)",
-                )
-            })
-    }
-}
-
-fn default_of(name: &str) -> &'static str {
-    match name {
-        "update-interval" => "1",
-        "udp-idle" => "60",
-        "backlog" => "300",
-        "backlog-max" => "2048",
-        "max-flows" => "32768",
-        "ring-buffer-kib" => "256",
-        "signal-rate" => "5000",
-        _ => "…",
-    }
-}
-
-fn unknown_setting(name: &str) -> String {
-    unknown("setting", name, "service {}", &SETTINGS)
+    Ok(config)
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use leco_kdlconf::DAY;
+
     use super::*;
 
     fn parse(text: &str) -> Result<ServiceConfig, ConfigError> {
@@ -357,12 +142,13 @@ mod tests {
 
     #[test]
     fn every_known_name_is_accepted() {
-        for name in SETTINGS {
-            let text = service(&format!("{name} {}", default_of(name)));
+        for setting in ServiceConfig::settings() {
+            let text = service(&format!("{} {}", setting.name, setting.default));
             assert_eq!(
                 parse(&text).expect("parses"),
                 ServiceConfig::default(),
-                "{name}"
+                "{}",
+                setting.name
             );
         }
     }
@@ -728,12 +514,13 @@ mod tests {
 
     #[test]
     fn the_annotated_config_is_the_defaults() {
-        let text = include_str!("../../config.kdl");
+        let text = include_str!("../../../config.kdl");
         let config = ServiceConfig::parse(text, Path::new("config.kdl"))
             .unwrap_or_else(|e| panic!("the shipped config.kdl does not parse: {e}"));
         assert_eq!(config, ServiceConfig::default());
         // Every setting is spelled out, so that the file documents them all.
-        for name in SETTINGS {
+        for setting in ServiceConfig::settings() {
+            let name = setting.name;
             assert!(
                 text.lines()
                     .any(|l| l.trim_start().starts_with(&format!("{name} "))),
