@@ -52,6 +52,19 @@ if ! command -v cargo >/dev/null 2>&1; then
   export PATH="$HOME/.cargo/bin:$PATH"
   rustup default stable
 fi
+# An older toolchain would fail deep in the build; say so here instead.
+need=$(sed -n 's/^rust-version = "\(.*\)"/\1/p' "$(dirname "$0")/../Cargo.toml")
+have=$(rustc --version | awk '{print $2}')
+if [ "$(printf '%s\n%s\n' "$need" "$have" | sort -V | head -n1)" != "$need" ]; then
+  if command -v rustup >/dev/null 2>&1; then
+    echo "deps: rustc $have is older than the $need leco needs; updating the stable toolchain"
+    rustup update stable >/dev/null && rustup default stable >/dev/null
+  else
+    echo "deps: rustc $have is older than the $need leco needs (rust-version in Cargo.toml);" \
+      "install a newer Rust, e.g. with rustup (https://rustup.rs)" >&2
+    exit 1
+  fi
+fi
 if [ "$want" = test ]; then
   rustup component add rustfmt clippy >/dev/null 2>&1 || true
 fi

@@ -48,6 +48,12 @@ pub enum LoadError {
         source: libbpf_rs::Error,
     },
     /// Anything else libbpf reported.
+    /// The embedded object is not what this build expects (a leco-bpf bug).
+    #[error("the embedded eBPF object is not what leco-bpf expects: {what}")]
+    BadObject {
+        /// What is missing or different.
+        what: String,
+    },
     #[error("{context}: {source}")]
     Libbpf {
         /// What was being done.

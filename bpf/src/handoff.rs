@@ -32,7 +32,7 @@ use std::path::Path;
 use libbpf_rs::skel::SkelBuilder;
 use libbpf_rs::{libbpf_sys, AsRawLibbpf, Map, MapCore, MapFlags, MapHandle, MapInfo, MapType};
 
-use crate::load::Capture;
+use crate::capture::Capture;
 use crate::manifest::{
     link_name, map_name, Entry, LoadSettings, Manifest, MapRole, MANIFEST_BYTES, MANIFEST_MAP_NAME,
     MANIFEST_NAME,
@@ -684,7 +684,7 @@ fn adopt_maps(
 /// leftovers whatever load made them.
 pub fn all_names() -> Vec<String> {
     let mut names: Vec<String> = MapRole::ALL.into_iter().map(map_name).collect();
-    names.extend(crate::load::program_names().map(link_name));
+    names.extend(crate::capture::program_names().map(link_name));
     names.push(MANIFEST_NAME.to_owned());
     names
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use libbpf_rs::{MapCore, MapFlags, MapHandle, RingBuffer, RingBufferBuilder};
 
-use crate::event::{pod_bytes, read_pod, DecodeError, Event, Flow, FlowKey};
+use crate::record::{pod_bytes, read_pod, Flow, FlowKey, Record, RecordError};
 use crate::skel::{types, LecoSkel};
 
 /// Counters kept by the kernel programs.
@@ -43,17 +43,17 @@ impl KernelMaps {
     }
 
     /// A reader of the event ring buffer.
-    pub fn reader(&self) -> libbpf_rs::Result<EventReader> {
-        let pending: Arc<Mutex<Vec<Result<Event, DecodeError>>>> = Arc::default();
+    pub fn reader(&self) -> libbpf_rs::Result<RecordReader> {
+        let pending: Arc<Mutex<Vec<Result<Record, RecordError>>>> = Arc::default();
         let sink = Arc::clone(&pending);
         let mut builder = RingBufferBuilder::new();
         builder.add(&self.events, move |bytes: &[u8]| {
             sink.lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .push(Event::decode(bytes));
+                .push(Record::decode(bytes));
             0
         })?;
-        Ok(EventReader {
+        Ok(RecordReader {
             ring: builder.build()?,
             pending,
         })
@@ -113,28 +113,31 @@ fn decode_flow(raw_key: &types::leco_flow_key, value: &[u8]) -> Option<Flow> {
 }
 
 /// Reads decoded events from the ring buffer, without busy polling: wait for
-/// [`EventReader::as_raw_fd`] to become readable (epoll, tokio `AsyncFd`),
-/// then [`EventReader::drain`].
+/// [`RecordReader::as_raw_fd`] to become readable (epoll, tokio `AsyncFd`),
+/// then [`RecordReader::drain`].
 ///
 /// The kernel wakes the reader at most once per `Options::wakeup_latency`
 /// (waking costs more than recording). Records that arrive within that
 /// interval after a wake-up do not wake it again, so after a drain that
 /// returned records, drain again once the interval has passed, until a
 /// drain returns none; only then wait for readability again.
-pub struct EventReader {
+pub struct RecordReader {
     ring: RingBuffer<'static>,
-    pending: Arc<Mutex<Vec<Result<Event, DecodeError>>>>,
+    pending: Arc<Mutex<Vec<Result<Record, RecordError>>>>,
 }
 
-impl std::fmt::Debug for EventReader {
+impl std::fmt::Debug for RecordReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EventReader").finish_non_exhaustive()
+        f.debug_struct("RecordReader").finish_non_exhaustive()
     }
 }
 
-impl EventReader {
+impl RecordReader {
     /// Moves every record available now into `out`; returns how many.
-    pub fn drain(&mut self, out: &mut Vec<Result<Event, DecodeError>>) -> libbpf_rs::Result<usize> {
+    pub fn drain(
+        &mut self,
+        out: &mut Vec<Result<Record, RecordError>>,
+    ) -> libbpf_rs::Result<usize> {
         self.ring.consume()?;
         self.take(out)
     }
@@ -143,13 +146,13 @@ impl EventReader {
     pub fn poll(
         &mut self,
         timeout: Duration,
-        out: &mut Vec<Result<Event, DecodeError>>,
+        out: &mut Vec<Result<Record, RecordError>>,
     ) -> libbpf_rs::Result<usize> {
         self.ring.poll(timeout)?;
         self.take(out)
     }
 
-    fn take(&mut self, out: &mut Vec<Result<Event, DecodeError>>) -> libbpf_rs::Result<usize> {
+    fn take(&mut self, out: &mut Vec<Result<Record, RecordError>>) -> libbpf_rs::Result<usize> {
         let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
         let n = pending.len();
         out.append(&mut pending);
@@ -157,7 +160,7 @@ impl EventReader {
     }
 }
 
-impl AsRawFd for EventReader {
+impl AsRawFd for RecordReader {
     /// An epoll descriptor that is readable when records are waiting.
     fn as_raw_fd(&self) -> RawFd {
         self.ring.epoll_fd()

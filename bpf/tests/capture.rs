@@ -6,14 +6,14 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
-use leco_bpf::{Capture, Direction, Event, EventKind, Flow, Options, Proto};
+use leco_bpf::{Capture, Flow, FlowDirection, FlowProto, Options, Record, RecordKind};
 use leco_testkit::{closed_port, require_root, spawn_named, ScratchCgroup};
 
 /// A loaded capture and everything it reported so far.
 struct Probe {
     _capture: Capture,
-    reader: leco_bpf::EventReader,
-    events: Vec<(EventKind, Flow)>,
+    reader: leco_bpf::RecordReader,
+    events: Vec<(RecordKind, Flow)>,
     released: Vec<u64>,
 }
 
@@ -39,8 +39,8 @@ impl Probe {
     fn until(
         &mut self,
         keep: impl Fn(&Flow) -> bool,
-        done: impl Fn(&[(EventKind, Flow)]) -> bool,
-    ) -> Vec<(EventKind, Flow)> {
+        done: impl Fn(&[(RecordKind, Flow)]) -> bool,
+    ) -> Vec<(RecordKind, Flow)> {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             let mine: Vec<_> = self
@@ -65,8 +65,8 @@ impl Probe {
             .expect("poll");
         for e in batch {
             match e.expect("decode") {
-                Event::Flow { kind, flow, .. } => self.events.push((kind, flow)),
-                Event::Released { cookie, .. } => self.released.push(cookie),
+                Record::Flow { kind, flow, .. } => self.events.push((kind, flow)),
+                Record::Released { cookie, .. } => self.released.push(cookie),
             }
         }
     }
@@ -83,11 +83,11 @@ impl Probe {
     }
 }
 
-fn kinds(events: &[(EventKind, Flow)]) -> Vec<EventKind> {
+fn kinds(events: &[(RecordKind, Flow)]) -> Vec<RecordKind> {
     events.iter().map(|(k, _)| *k).collect()
 }
 
-fn last(events: &[(EventKind, Flow)], kind: EventKind) -> Option<&Flow> {
+fn last(events: &[(RecordKind, Flow)], kind: RecordKind) -> Option<&Flow> {
     events
         .iter()
         .rev()
@@ -95,10 +95,10 @@ fn last(events: &[(EventKind, Flow)], kind: EventKind) -> Option<&Flow> {
         .map(|(_, f)| f)
 }
 
-fn ended(events: &[(EventKind, Flow)]) -> bool {
+fn ended(events: &[(RecordKind, Flow)]) -> bool {
     events
         .iter()
-        .any(|(k, _)| matches!(k, EventKind::Closed | EventKind::Failed))
+        .any(|(k, _)| matches!(k, RecordKind::Closed | RecordKind::Failed))
 }
 
 fn comm(f: &Flow) -> String {
@@ -154,29 +154,32 @@ fn tcp_round_trip(bind: &str) {
     assert_eq!(client.wait(), 0, "client");
     assert_eq!(server.wait(), 0, "server");
 
-    let out = probe.until(|f| f.proto == Proto::Tcp && f.remote_port == port, ended);
-    assert_eq!(kinds(&out).first(), Some(&EventKind::New), "{out:#?}");
-    let fin = last(&out, EventKind::Closed).expect("client flow closed");
+    let out = probe.until(
+        |f| f.proto == FlowProto::Tcp && f.remote_port == port,
+        ended,
+    );
+    assert_eq!(kinds(&out).first(), Some(&RecordKind::New), "{out:#?}");
+    let fin = last(&out, RecordKind::Closed).expect("client flow closed");
     assert_eq!((fin.owner.pid, comm(fin).as_str()), (cpid, "leco-t-cli"));
-    assert_eq!(fin.direction, Direction::Out);
+    assert_eq!(fin.direction, FlowDirection::Out);
     assert_eq!((fin.tx_bytes, fin.rx_bytes), (SENT as u64, ANSWERED as u64));
     assert_eq!(fin.remote, to.ip());
     assert_ne!(fin.local_port, 0, "local port learnt once established");
     assert!(fin.established && fin.error.is_none());
 
-    let inb = probe.until(|f| f.proto == Proto::Tcp && f.local_port == port, ended);
-    let new = last(&inb, EventKind::New).expect("accepted flow announced");
+    let inb = probe.until(|f| f.proto == FlowProto::Tcp && f.local_port == port, ended);
+    let new = last(&inb, RecordKind::New).expect("accepted flow announced");
     assert_eq!(
         (new.owner.pid, comm(new).as_str()),
         (spid, "leco-t-srv"),
         "owned by the acceptor"
     );
-    let fin = last(&inb, EventKind::Closed).expect("server flow closed");
-    assert_eq!(fin.direction, Direction::In);
+    let fin = last(&inb, RecordKind::Closed).expect("server flow closed");
+    assert_eq!(fin.direction, FlowDirection::In);
     assert_eq!((fin.rx_bytes, fin.tx_bytes), (SENT as u64, ANSWERED as u64));
     assert_eq!(
         fin.remote_port,
-        last(&out, EventKind::Closed)
+        last(&out, RecordKind::Closed)
             .map(|f| f.local_port)
             .unwrap_or(0)
     );
@@ -224,8 +227,8 @@ fn accepted_connection_belongs_to_the_acceptor_not_the_listener() {
     });
     assert_eq!(client.wait(), 0);
     assert_eq!(master.wait(), 0);
-    let inb = probe.until(|f| f.proto == Proto::Tcp && f.local_port == port, ended);
-    let new = last(&inb, EventKind::New).expect("announced");
+    let inb = probe.until(|f| f.proto == FlowProto::Tcp && f.local_port == port, ended);
+    let new = last(&inb, RecordKind::New).expect("announced");
     assert_eq!(
         (new.owner.pid, comm(new).as_str()),
         (worker_pid, "leco-t-worker")
@@ -248,7 +251,7 @@ fn refused_connect_is_a_failure_with_its_error() {
     let pid = child.pid();
     assert_eq!(child.wait(), 0, "connect was refused");
     let out = probe.until(|f| f.owner.pid == pid, ended);
-    let failed = last(&out, EventKind::Failed).expect("failure reported");
+    let failed = last(&out, RecordKind::Failed).expect("failure reported");
     assert_eq!(failed.error, Some(libc::ECONNREFUSED));
     assert_eq!(
         (failed.remote_port, comm(failed).as_str()),
@@ -256,7 +259,7 @@ fn refused_connect_is_a_failure_with_its_error() {
     );
     assert!(!failed.established);
     assert!(
-        !kinds(&out).contains(&EventKind::New),
+        !kinds(&out).contains(&RecordKind::New),
         "never established: {out:#?}"
     );
 }
@@ -281,9 +284,9 @@ fn a_process_that_exits_right_after_connecting_is_still_named() {
     // The process is gone before anyone could read /proc: the kernel named it.
     let out = probe.until(
         |f| f.remote_port == port,
-        |e| kinds(e).contains(&EventKind::New),
+        |e| kinds(e).contains(&RecordKind::New),
     );
-    let new = last(&out, EventKind::New).expect("new");
+    let new = last(&out, RecordKind::New).expect("new");
     assert_eq!((new.owner.pid, comm(new).as_str()), (pid, "leco-t-blink"));
     drop(listener);
 }
@@ -319,7 +322,7 @@ fn unconnected_udp_to_two_peers_is_two_flows_that_end_on_close() {
     let pid = child.pid();
     assert_eq!(child.wait(), 0);
     let out = probe.until(
-        |f| f.owner.pid == pid && f.proto == Proto::Udp,
+        |f| f.owner.pid == pid && f.proto == FlowProto::Udp,
         |e| {
             let ports: std::collections::HashSet<u16> =
                 e.iter().map(|(_, f)| f.remote_port).collect();
@@ -328,13 +331,13 @@ fn unconnected_udp_to_two_peers_is_two_flows_that_end_on_close() {
     );
     let new: Vec<&Flow> = out
         .iter()
-        .filter(|(k, _)| *k == EventKind::New)
+        .filter(|(k, _)| *k == RecordKind::New)
         .map(|(_, f)| f)
         .collect();
     assert_eq!(new.len(), 2, "one flow per peer: {out:#?}");
     assert!(new
         .iter()
-        .all(|f| comm(f) == "leco-t-udp" && f.direction == Direction::Out));
+        .all(|f| comm(f) == "leco-t-udp" && f.direction == FlowDirection::Out));
     assert_ne!(new[0].id, new[1].id);
     assert_eq!(new[0].key.cookie(), new[1].key.cookie(), "same socket");
     let cookie = new[0].key.cookie();
@@ -347,10 +350,10 @@ fn unconnected_udp_to_two_peers_is_two_flows_that_end_on_close() {
     assert_eq!(n, 100);
     let me = std::process::id();
     let inb = probe.until(
-        |f| f.owner.pid == me && f.proto == Proto::Udp && f.local_port == pa,
+        |f| f.owner.pid == me && f.proto == FlowProto::Udp && f.local_port == pa,
         |e| !e.is_empty(),
     );
-    assert_eq!(inb[0].1.direction, Direction::In);
+    assert_eq!(inb[0].1.direction, FlowDirection::In);
     assert_eq!(SocketAddr::new(inb[0].1.remote, inb[0].1.remote_port), from);
     assert_eq!(inb[0].1.rx_bytes, 100);
 }
@@ -522,7 +525,7 @@ fn a_reset_established_connection_fails_with_the_reset() {
     let pid = child.pid();
     assert_eq!(child.wait(), 0);
     let out = probe.until(|f| f.owner.pid == pid, ended);
-    let failed = last(&out, EventKind::Failed).expect("failed");
+    let failed = last(&out, RecordKind::Failed).expect("failed");
     assert_eq!(failed.error, Some(libc::ECONNRESET));
     assert!(failed.established);
 }
@@ -584,7 +587,7 @@ fn traffic_updates_are_rate_limited_per_flow() {
         probe.pump();
     }
     let out = probe.until(|f| f.owner.pid == pid, |_| true);
-    let updates = out.iter().filter(|(k, _)| *k == EventKind::Update).count();
+    let updates = out.iter().filter(|(k, _)| *k == RecordKind::Update).count();
     // About one per 200 ms over ~1 s (timing on a busy machine varies a little).
     assert!((3..=7).contains(&updates), "{updates} updates: {out:#?}");
 }
@@ -625,8 +628,8 @@ fn an_accept_without_peer_address_is_owned_at_first_read() {
     });
     assert_eq!(client.wait(), 0);
     assert_eq!(worker.wait(), 0);
-    let inb = probe.until(|f| f.proto == Proto::Tcp && f.local_port == port, ended);
-    let new = last(&inb, EventKind::New).expect("announced");
+    let inb = probe.until(|f| f.proto == FlowProto::Tcp && f.local_port == port, ended);
+    let new = last(&inb, RecordKind::New).expect("announced");
     assert_eq!((new.owner.pid, comm(new).as_str()), (wpid, "leco-t-noaddr"));
     assert_eq!(new.rx_bytes, 5);
 }

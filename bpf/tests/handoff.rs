@@ -7,7 +7,7 @@ use std::os::fd::{BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use leco_bpf::handoff::{pin_state, unpin};
-use leco_bpf::{Capture, Event, EventKind, HandoffError, Handover, Options, PinState, Received};
+use leco_bpf::{Capture, HandoffError, Handover, Options, PinState, Received, Record, RecordKind};
 use leco_testkit::{require_root, Bpffs, LoopbackConnection};
 
 fn options() -> Options {
@@ -147,8 +147,8 @@ fn received_descriptors_outlive_the_loader_and_are_checked() {
             .expect("poll");
         seen.extend(batch.into_iter().filter_map(Result::ok));
         if let Some(f) = seen.iter().find_map(|e| match e {
-            Event::Flow {
-                kind: EventKind::New,
+            Record::Flow {
+                kind: RecordKind::New,
                 flow,
                 ..
             } if flow.owner.pid == pid => Some(flow.clone()),

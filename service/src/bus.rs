@@ -17,7 +17,7 @@ use leco_proto::{Connection, Dict, Dicts, EventKind, BUS_NAME, OBJECT_PATH};
 use tokio::sync::{mpsc, oneshot, Notify};
 use zbus::object_server::SignalEmitter;
 
-use crate::monitor::Sink;
+use crate::monitor::Publisher;
 use crate::stats::Stats;
 
 /// What the interface asks the monitor loop.
@@ -300,7 +300,7 @@ impl SignalQueue {
     }
 }
 
-impl Sink for SignalQueue {
+impl Publisher for SignalQueue {
     fn publish(&mut self, kind: EventKind, conn: &Connection) -> std::io::Result<()> {
         let mut guard = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
         let p = &mut *guard;

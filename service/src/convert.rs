@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 use std::net::IpAddr;
 
-use leco_bpf::{Direction as KDirection, Flow, Proto as KProto};
+use leco_bpf::{Flow, FlowDirection, FlowProto};
 use leco_proto::{sanitize, Connection, Direction, Proto};
 
 use crate::clock::WallClock;
@@ -113,14 +113,14 @@ pub fn connection(
     Connection {
         id: f.id,
         proto: match f.proto {
-            KProto::Tcp => Proto::Tcp,
-            KProto::Udp => Proto::Udp,
+            FlowProto::Tcp => Proto::Tcp,
+            FlowProto::Udp => Proto::Udp,
         },
         family: Some(family(&f.remote)),
         direction: Some(match f.direction {
-            KDirection::Out => Direction::Out,
-            KDirection::In => Direction::In,
-            KDirection::Unknown => ports.guess(f),
+            FlowDirection::Out => Direction::Out,
+            FlowDirection::In => Direction::In,
+            FlowDirection::Unknown => ports.guess(f),
         }),
         state,
         local_addr: f.local.to_string().into(),

@@ -9,29 +9,22 @@ mod convert;
 mod enrich;
 #[cfg(test)]
 mod fixture;
-mod handoff;
-mod load;
+mod mode;
 mod monitor;
 mod output;
-mod sdnotify;
 mod stats;
 mod table;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::{CommandFactory, FromArgMatches, Parser};
 use tracing_subscriber::EnvFilter;
 
-use crate::bus::{BusTarget, SignalQueue};
+use crate::bus::BusTarget;
 use crate::config::cli::SettingArgs;
 use crate::config::ServiceConfig;
-use crate::monitor::{Monitor, Settings};
-use crate::stats::Stats;
-use crate::table::Limits;
 
 /// leco-service — the Linux eBPF Connection Overseer's system service.
 ///
@@ -215,9 +208,26 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         (Some(_), true) => {
             bail!("--standalone is a mode of its own: give either it or `load`/`run`, not both")
         }
-        (Some(Mode::Load(args)), false) => load_mode(cli, args),
-        (Some(Mode::Run(args)), false) => run_mode(cli, args),
-        (None, true) => standalone(cli),
+        (Some(Mode::Load(args)), false) => {
+            let cfg = configuration(cli)?;
+            mode::load::run(&load_options(cli, &cfg), &load_target(args))
+        }
+        (Some(Mode::Run(args)), false) => {
+            let source = match &args.pin {
+                Some(dir) => mode::run::Source::Pins(dir.clone()),
+                None => mode::run::Source::Inherited,
+            };
+            let bus = bus_target(cli).unwrap_or(BusTarget::System);
+            mode::run::run(&source, || configuration(cli), cli.hooks_only, bus)
+        }
+        (None, true) => {
+            let cfg = configuration(cli)?;
+            let output = match bus_target(cli) {
+                Some(target) => mode::Output::Bus(target),
+                None => mode::Output::Terminal { json: cli.json },
+            };
+            mode::standalone::run(&cfg, &load_options(cli, &cfg), output)
+        }
         (None, false) => bail!(
             "say how to run: `leco-service --standalone` (one process that loads the eBPF \
              programs and prints, or serves --bus/--bus-address), or `leco-service load` as \
@@ -238,151 +248,20 @@ fn load_options(cli: &Cli, cfg: &ServiceConfig) -> leco_bpf::Options {
     }
 }
 
-/// `leco-service load`.
-fn load_mode(cli: &Cli, args: &LoadArgs) -> anyhow::Result<()> {
-    let cfg = configuration(cli)?;
-    let target = match &args.pin {
-        Some(dir) => load::Target::Pins {
+/// Where `load` hands the objects over to.
+fn load_target(args: &LoadArgs) -> mode::load::Target {
+    match &args.pin {
+        Some(dir) => mode::load::Target::Pins {
             dir: dir.clone(),
             owner: args.owner.clone(),
         },
-        None => load::Target::Store {
-            state: args.state.clone().unwrap_or_else(load::default_state_file),
+        None => mode::load::Target::Store {
+            state: args
+                .state
+                .clone()
+                .unwrap_or_else(mode::load::default_state_file),
         },
-    };
-    let outcome = load::load(&load_options(cli, &cfg), &target)?;
-    eprintln!("leco-service: {}", outcome.describe(&target));
-    Ok(())
-}
-
-/// `leco-service run`.
-fn run_mode(cli: &Cli, args: &RunArgs) -> anyhow::Result<()> {
-    let source = match &args.pin {
-        Some(dir) => handoff::Source::Pins(dir.clone()),
-        None => handoff::Source::Inherited,
-    };
-    // Before anything else: it reads and clears LISTEN_* while this process
-    // is still single-threaded.
-    let received = handoff::receive(&source)?;
-    let cfg = handoff::fixed_at_load(configuration(cli)?, cli.hooks_only, received.settings());
-    for d in &received.manifest().degraded {
-        tracing::warn!("{d}");
     }
-    let baked = received.settings();
-    let (maps, _links) = received.into_parts();
-    let reader = maps.reader().context("opening the event ring buffer")?;
-    let target = bus_target(cli).unwrap_or(BusTarget::System);
-    serve(cli, &cfg, maps, reader, baked.wakeup_latency, Some(target))
-}
-
-/// `leco-service --standalone`.
-fn standalone(cli: &Cli) -> anyhow::Result<()> {
-    let cfg = configuration(cli)?;
-    let options = load_options(cli, &cfg);
-    let capture = leco_bpf::Capture::load(&options)?;
-    for d in capture.degraded() {
-        tracing::warn!("{d}");
-    }
-    let ids: Vec<String> = capture
-        .program_ids()
-        .into_iter()
-        .map(|(name, id)| format!("{name}={id}"))
-        .collect();
-    tracing::debug!("attached programs: {}", ids.join(" "));
-    let maps = capture.maps()?;
-    let reader = maps.reader().context("opening the event ring buffer")?;
-    serve(
-        cli,
-        &cfg,
-        maps,
-        reader,
-        options.wakeup_latency,
-        bus_target(cli),
-    )?;
-    // Dropping the capture detaches every program.
-    drop(capture);
-    Ok(())
-}
-
-/// Reads the kernel's records and prints them (`target` None) or serves
-/// them on a bus, until SIGINT/SIGTERM.
-fn serve(
-    cli: &Cli,
-    cfg: &ServiceConfig,
-    maps: leco_bpf::KernelMaps,
-    reader: leco_bpf::EventReader,
-    wakeup_latency: Duration,
-    target: Option<BusTarget>,
-) -> anyhow::Result<()> {
-    let settings = Settings {
-        update_interval: cfg.update_interval,
-        wakeup_latency,
-        limits: Limits {
-            max_live: crate::table::MAX_LIVE,
-            udp_idle: cfg.udp_idle,
-            backlog_age: cfg.backlog,
-            max_backlog: cfg.backlog_max,
-        },
-    };
-    // The monitor loop runs on this thread (block_on); one worker runs the
-    // bus (method calls, snapshot serialisation, signals), so that serving
-    // a client never stalls the reading of the kernel's events.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("leco-bus")
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    let stats = Arc::new(Stats::default());
-    let monitor = Monitor::new(maps, settings, Arc::clone(&stats));
-    let outcome = runtime.block_on(async {
-        let (requests, asked) = tokio::sync::mpsc::channel(16);
-        match target {
-            None => {
-                // On stderr, so it never mixes with --json output; also the
-                // readiness line scripts and tests wait for.
-                eprintln!(
-                    "leco-service: watching TCP and UDP connections \
-                     (+ new, ~ update, - closed, ! failed); Ctrl-C stops"
-                );
-                let mut sink = output::Terminal::new(cli.json);
-                let result = monitor
-                    .run(reader, &mut sink, asked, shutdown_signal())
-                    .await;
-                drop(requests);
-                result.map(drop)
-            }
-            Some(target) => {
-                let conn = bus::serve(&target, requests, Arc::clone(&stats)).await?;
-                // The readiness line scripts and tests wait for.
-                eprintln!(
-                    "leco-service: serving {} on the {} bus",
-                    leco_proto::BUS_NAME,
-                    target
-                );
-                let mut queue = SignalQueue::new(Arc::clone(&stats), cfg.signal_rate);
-                let mut signals = tokio::spawn(queue.clone().run(conn.clone(), cfg.signal_rate));
-                let stop = async {
-                    tokio::select! {
-                        () = shutdown_signal() => {}
-                        ended = &mut signals => {
-                            tracing::error!("lost the bus: {ended:?}");
-                        }
-                    }
-                };
-                monitor.run(reader, &mut queue, asked, stop).await.map(drop)
-            }
-        }
-        .map_err(anyhow::Error::from)
-    });
-    match outcome {
-        Ok(()) => {}
-        // `leco-service --standalone | head`: the reader left, so do we.
-        Err(e) if is_broken_pipe(&e) => return Ok(()),
-        Err(e) => return Err(e),
-    }
-    eprintln!("leco-service: final counters: {}", stats.summary());
-    Ok(())
 }
 
 /// The system configuration file, read when it exists and no `-c` is given.
@@ -405,32 +284,11 @@ fn configuration(cli: &Cli) -> anyhow::Result<ServiceConfig> {
     Ok(cfg)
 }
 
-fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.downcast_ref::<std::io::Error>()
-        .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
-}
-
 fn bus_target(cli: &Cli) -> Option<BusTarget> {
     match (&cli.bus_address, cli.bus) {
         (Some(a), _) => Some(BusTarget::Address(a.clone())),
         (None, Some(BusKind::System)) => Some(BusTarget::System),
         (None, Some(BusKind::Session)) => Some(BusTarget::Session),
         (None, None) => None,
-    }
-}
-
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        // Without handlers the default action (exit) still stops us.
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
     }
 }

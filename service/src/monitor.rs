@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use leco_bpf::{Event, EventKind as KKind, EventReader, Flow, KernelMaps};
+use leco_bpf::{Flow, KernelMaps, Record, RecordError, RecordKind, RecordReader};
 use leco_proto::{Connection, EventKind};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
@@ -20,7 +20,7 @@ use crate::stats::Stats;
 use crate::table::{Limits, Outcome, Table};
 
 /// Where connection events go.
-pub trait Sink {
+pub trait Publisher {
     /// Publishes one event. An error stops the monitor (e.g. a closed pipe).
     fn publish(&mut self, kind: EventKind, conn: &Connection) -> std::io::Result<()>;
     /// Called after each batch.
@@ -35,7 +35,7 @@ pub struct Settings {
     /// The kernel's per-flow update interval; also the refresh tick.
     pub update_interval: Duration,
     /// The kernel's wake-up coalescing interval: after records arrive, drain
-    /// again this much later (see `leco_bpf::EventReader`).
+    /// again this much later (see `leco_bpf::RecordReader`).
     pub wakeup_latency: Duration,
     /// Table bounds.
     pub limits: Limits,
@@ -67,12 +67,12 @@ impl Monitor {
         }
     }
 
-    /// Runs until `shutdown` completes or the sink fails, answering
+    /// Runs until `shutdown` completes or the publisher fails, answering
     /// `requests` between batches.
     pub async fn run(
         mut self,
-        reader: EventReader,
-        sink: &mut impl Sink,
+        reader: RecordReader,
+        publisher: &mut impl Publisher,
         mut requests: tokio::sync::mpsc::Receiver<Request>,
         shutdown: impl Future<Output = ()>,
     ) -> std::io::Result<Monitor> {
@@ -84,7 +84,7 @@ impl Monitor {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut batch = Vec::new();
         // Flows that predate this reader (a restart) are in the kernel's table.
-        self.resync(sink)?;
+        self.resync(publisher)?;
         tokio::pin!(shutdown);
         let linger = tokio::time::sleep(Duration::ZERO);
         tokio::pin!(linger);
@@ -101,34 +101,34 @@ impl Monitor {
                     guard.get_inner_mut().drain(&mut batch).map_err(std::io::Error::other)?;
                     guard.clear_ready();
                     lingering = !batch.is_empty();
-                    self.handle(&mut batch, sink)?;
+                    self.handle(&mut batch, publisher)?;
                     linger.as_mut().reset(tokio::time::Instant::now() + self.settings.wakeup_latency);
                 }
                 () = &mut linger, if lingering => {
                     fd.get_mut().drain(&mut batch).map_err(std::io::Error::other)?;
                     lingering = !batch.is_empty();
-                    self.handle(&mut batch, sink)?;
+                    self.handle(&mut batch, publisher)?;
                     linger.as_mut().reset(tokio::time::Instant::now() + self.settings.wakeup_latency);
                 }
                 _ = tick.tick() => {
                     // Also drain here: cheap, and a safety net for wake-ups.
                     fd.get_mut().drain(&mut batch).map_err(std::io::Error::other)?;
-                    self.handle(&mut batch, sink)?;
-                    self.tick(sink)?;
+                    self.handle(&mut batch, publisher)?;
+                    self.tick(publisher)?;
                 }
             }
         }
         fd.get_mut()
             .drain(&mut batch)
             .map_err(std::io::Error::other)?;
-        self.handle(&mut batch, sink)?;
+        self.handle(&mut batch, publisher)?;
         Ok(self)
     }
 
     fn handle(
         &mut self,
-        batch: &mut Vec<Result<Event, leco_bpf::DecodeError>>,
-        sink: &mut impl Sink,
+        batch: &mut Vec<Result<Record, RecordError>>,
+        publisher: &mut impl Publisher,
     ) -> std::io::Result<()> {
         if batch.is_empty() {
             return Ok(());
@@ -136,19 +136,19 @@ impl Monitor {
         let now = Instant::now();
         for ev in batch.drain(..) {
             match ev {
-                Ok(Event::Flow { kind, flow, .. }) => {
+                Ok(Record::Flow { kind, flow, .. }) => {
                     let kind = match kind {
-                        KKind::New => EventKind::New,
-                        KKind::Update => EventKind::Update,
-                        KKind::Closed => EventKind::Closed,
-                        KKind::Failed => EventKind::Failed,
-                        KKind::Released => continue,
+                        RecordKind::New => EventKind::New,
+                        RecordKind::Update => EventKind::Update,
+                        RecordKind::Closed => EventKind::Closed,
+                        RecordKind::Failed => EventKind::Failed,
+                        RecordKind::Released => continue,
                     };
-                    self.apply(kind, &flow, now, sink)?;
+                    self.apply(kind, &flow, now, publisher)?;
                 }
-                Ok(Event::Released { cookie, at }) => {
+                Ok(Record::Released { cookie, at }) => {
                     let out = self.table.release(cookie, now, self.wall.realtime_us(at));
-                    self.finish(out, sink)?;
+                    self.finish(out, publisher)?;
                 }
                 Err(e) => {
                     self.stats.decode_errors.fetch_add(1, Ordering::Relaxed);
@@ -156,7 +156,7 @@ impl Monitor {
                 }
             }
         }
-        sink.flush()
+        publisher.flush()
     }
 
     fn apply(
@@ -164,7 +164,7 @@ impl Monitor {
         kind: EventKind,
         flow: &Flow,
         now: Instant,
-        sink: &mut impl Sink,
+        publisher: &mut impl Publisher,
     ) -> std::io::Result<()> {
         // Enrich once per connection (and again if its owner changed, as
         // when an accepted connection passes from listener to acceptor);
@@ -187,22 +187,22 @@ impl Monitor {
             }
         };
         self.stats.events.fetch_add(1, Ordering::Relaxed);
-        sink.publish(kind, conn)
+        publisher.publish(kind, conn)
     }
 
-    fn finish(&mut self, out: Outcome, sink: &mut impl Sink) -> std::io::Result<()> {
+    fn finish(&mut self, out: Outcome, publisher: &mut impl Publisher) -> std::io::Result<()> {
         for key in &out.forget {
             self.maps.forget(key);
         }
         for (kind, conn) in &out.events {
             self.stats.events.fetch_add(1, Ordering::Relaxed);
-            sink.publish(*kind, conn)?;
+            publisher.publish(*kind, conn)?;
         }
         Ok(())
     }
 
     /// Periodic work: wall clock, trailing counters, idle UDP flows, drops.
-    fn tick(&mut self, sink: &mut impl Sink) -> std::io::Result<()> {
+    fn tick(&mut self, publisher: &mut impl Publisher) -> std::io::Result<()> {
         let now = Instant::now();
         self.wall = WallClock::now();
         // The kernel sends at most one update per interval and none after
@@ -216,11 +216,11 @@ impl Monitor {
                 continue;
             };
             if flow.id == id && (flow.rx_bytes, flow.tx_bytes) != (c.rx_bytes, c.tx_bytes) {
-                self.apply(EventKind::Update, &flow, now, sink)?;
+                self.apply(EventKind::Update, &flow, now, publisher)?;
             }
         }
         let out = self.table.expire(now);
-        self.finish(out, sink)?;
+        self.finish(out, publisher)?;
         if let Ok(k) = self.maps.counters() {
             let seen = self
                 .stats
@@ -232,11 +232,11 @@ impl Monitor {
                     "kernel ring buffer was full; records lost, recovering flows from the kernel's table"
                 );
                 self.stats.resyncs.fetch_add(1, Ordering::Relaxed);
-                self.resync(sink)?;
+                self.resync(publisher)?;
             }
         }
         self.publish_sizes();
-        sink.flush()
+        publisher.flush()
     }
 
     fn publish_sizes(&self) {
@@ -265,7 +265,7 @@ impl Monitor {
     /// ring buffer only reports on: flows the table lacks are added (their
     /// records were lost, or predate this process), and live connections
     /// the kernel no longer has are closed (their end was lost).
-    fn resync(&mut self, sink: &mut impl Sink) -> std::io::Result<()> {
+    fn resync(&mut self, publisher: &mut impl Publisher) -> std::io::Result<()> {
         let now = Instant::now();
         let kernel = self.maps.flows();
         let in_kernel: std::collections::HashSet<u64> = kernel.iter().map(|f| f.id).collect();
@@ -273,15 +273,15 @@ impl Monitor {
             if !in_kernel.contains(&id) {
                 if let Some(conn) = self.table.close_unreported(id, now) {
                     self.stats.events.fetch_add(1, Ordering::Relaxed);
-                    sink.publish(EventKind::Closed, conn)?;
+                    publisher.publish(EventKind::Closed, conn)?;
                 }
             }
         }
         for flow in &kernel {
             if !self.table.contains(flow.id) {
-                self.apply(EventKind::New, flow, now, sink)?;
+                self.apply(EventKind::New, flow, now, publisher)?;
             }
         }
-        sink.flush()
+        publisher.flush()
     }
 }

@@ -6,7 +6,7 @@ use leco_proto::{classic_line, Connection, EventKind, TRAFFIC_THRESHOLD};
 use serde::Serialize;
 
 use crate::clock::local_hms;
-use crate::monitor::Sink;
+use crate::monitor::Publisher;
 
 /// Prints events on stdout.
 #[derive(Debug)]
@@ -52,7 +52,7 @@ pub fn human_line(kind: EventKind, conn: &Connection) -> String {
     )
 }
 
-impl Sink for Terminal {
+impl Publisher for Terminal {
     fn publish(&mut self, kind: EventKind, conn: &Connection) -> std::io::Result<()> {
         if self.json {
             serde_json::to_writer(

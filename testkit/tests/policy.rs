@@ -395,7 +395,7 @@ struct Buf(Vec<u8>);
 
 impl Buf {
     fn align(&mut self, n: usize) {
-        while self.0.len() % n != 0 {
+        while !self.0.len().is_multiple_of(n) {
             self.0.push(0);
         }
     }

@@ -98,6 +98,21 @@ enum LineHeight {
     Gap(f32),
 }
 
+/// A rule's values and properties as written.
+struct RuleValues<'n> {
+    args: Vec<&'n KdlEntry>,
+    case_sensitive: bool,
+    group: bool,
+}
+
+/// A rule's chain of regexes, where each is written (for messages), and
+/// the values left for its action.
+struct Chain<'n, 's> {
+    specs: Vec<MatchSpec>,
+    entries: Vec<&'n KdlEntry>,
+    rest: &'s [&'s str],
+}
+
 /// Walks the nodes with the text around for messages.
 struct Reader<'a> {
     src: Source<'a>,
@@ -402,17 +417,45 @@ impl Reader<'_> {
                 .error(at, unknown("rule", kind, "rules {}", &RULE_KINDS)));
         }
         self.src.untyped(node)?;
-        let mut case_sensitive = false;
-        let mut group = false;
-        let mut args = Vec::new();
+        let written = self.rule_values(node)?;
+        let strings = written
+            .args
+            .iter()
+            .map(|e| {
+                e.value()
+                    .as_string()
+                    .ok_or_else(|| self.src.wrong(e, &format!("a `{kind}` value"), "a string"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let chain = self.rule_chain(node, &written, &strings)?;
+        let action = self.rule_action(node, &written, chain.rest)?;
+        Rule::new(action, chain.specs).map_err(|e| {
+            let offset = match e.matcher.and_then(|i| chain.entries.get(i)) {
+                Some(entry) => self.offset_in_string(entry, e.offset.unwrap_or(0)),
+                None => at,
+            };
+            self.src.error(offset, format!("{kind}: {}", e.message))
+        })
+    }
+
+    /// A rule's values and properties, as written.
+    fn rule_values<'n>(&self, node: &'n KdlNode) -> Result<RuleValues<'n>, ConfigError> {
+        let kind = node.name().value();
+        let mut written = RuleValues {
+            args: Vec::new(),
+            case_sensitive: false,
+            group: false,
+        };
         for entry in node.entries() {
             self.src.plain(kind, entry)?;
             match entry.name().map(|n| n.value()) {
-                None => args.push(entry),
+                None => written.args.push(entry),
                 Some("case-sensitive") => {
-                    case_sensitive = self.src.boolean("case-sensitive", entry)?
+                    written.case_sensitive = self.src.boolean("case-sensitive", entry)?
                 }
-                Some("group") if kind == "rewrite" => group = self.src.boolean("group", entry)?,
+                Some("group") if kind == "rewrite" => {
+                    written.group = self.src.boolean("group", entry)?
+                }
                 Some(other) => {
                     let known: &[&str] = if kind == "rewrite" {
                         &["case-sensitive", "group"]
@@ -426,21 +469,26 @@ impl Reader<'_> {
                 }
             }
         }
-        let strings = args
-            .iter()
-            .map(|e| {
-                e.value()
-                    .as_string()
-                    .ok_or_else(|| self.src.wrong(e, &format!("a `{kind}` value"), "a string"))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        // Where each regex of the chain is written, for messages.
+        Ok(written)
+    }
+
+    /// The rule's chain of regexes — from its block, or its first value —
+    /// with where each is written (for messages), and the values left for
+    /// the action.
+    fn rule_chain<'n, 's>(
+        &self,
+        node: &'n KdlNode,
+        written: &RuleValues<'n>,
+        strings: &'s [&'s str],
+    ) -> Result<Chain<'n, 's>, ConfigError> {
+        let kind = node.name().value();
+        let at = node.name().span().offset();
         let mut chain_entries: Vec<&KdlEntry> = Vec::new();
         let mut chain: Vec<MatchSpec> = Vec::new();
         let text_args = match node.children() {
             Some(block) => {
                 for m in block.nodes() {
-                    let (spec, entry) = self.chain_link(m, case_sensitive)?;
+                    let (spec, entry) = self.chain_link(m, written.case_sensitive)?;
                     chain.push(spec);
                     chain_entries.push(entry);
                 }
@@ -449,44 +497,53 @@ impl Reader<'_> {
                         .src
                         .error(at, format!("`{kind} {{ … }}` needs at least one `match`")));
                 }
-                strings.as_slice()
+                strings
             }
             None => {
                 let Some((regex, rest)) = strings.split_first() else {
                     return Err(self.src.error(at, usage(kind)));
                 };
                 chain.push(MatchSpec {
-                    case_sensitive,
+                    case_sensitive: written.case_sensitive,
                     ..MatchSpec::new(*regex)
                 });
-                chain_entries.push(args[0]);
+                chain_entries.push(written.args[0]);
                 rest
             }
         };
-        let action = match (kind, text_args) {
-            ("rewrite", [replacement]) => Action::Rewrite {
+        Ok(Chain {
+            specs: chain,
+            entries: chain_entries,
+            rest: text_args,
+        })
+    }
+
+    /// What the rule does, from the values its chain left.
+    fn rule_action(
+        &self,
+        node: &KdlNode,
+        written: &RuleValues<'_>,
+        text_args: &[&str],
+    ) -> Result<Action, ConfigError> {
+        let kind = node.name().value();
+        let at = node.name().span().offset();
+        match (kind, text_args) {
+            ("rewrite", [replacement]) => Ok(Action::Rewrite {
                 replacement: (*replacement).to_owned(),
-                group,
-            },
-            ("group", [key]) => Action::Group {
+                group: written.group,
+            }),
+            ("group", [key]) => Ok(Action::Group {
                 key: (*key).to_owned(),
-            },
-            ("hide", []) => Action::Hide,
+            }),
+            ("hide", []) => Ok(Action::Hide),
             _ => {
                 // Too many values: point at the first extra one; too few:
                 // at the rule.
                 let wanted = usize::from(kind != "hide") + usize::from(node.children().is_none());
-                let offset = args.get(wanted).map_or(at, |e| e.span().offset());
-                return Err(self.src.error(offset, usage(kind)));
+                let offset = written.args.get(wanted).map_or(at, |e| e.span().offset());
+                Err(self.src.error(offset, usage(kind)))
             }
-        };
-        Rule::new(action, chain).map_err(|e| {
-            let offset = match e.matcher.and_then(|i| chain_entries.get(i)) {
-                Some(entry) => self.offset_in_string(entry, e.offset.unwrap_or(0)),
-                None => at,
-            };
-            self.src.error(offset, format!("{kind}: {}", e.message))
-        })
+        }
     }
 
     /// `match REGEX [case-sensitive=…] [replace=#true]` or `not REGEX

@@ -1,4 +1,5 @@
-//! Loading and attaching the programs: the one privileged step.
+//! Loading and attaching the programs of the table in `programs.rs`: the
+//! one privileged step.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -8,13 +9,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{Link, OpenObject, PrintLevel};
+use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+use libbpf_rs::{Link, OpenObject, PrintLevel, ProgramMut};
 
 use crate::caps;
 use crate::error::LoadError;
 use crate::manifest::MapRole;
 use crate::maps::KernelMaps;
+use crate::programs::{self, Group, Hook, PROGRAMS};
 use crate::skel::{LecoSkel, LecoSkelBuilder};
 
 /// Settings fixed at load time.
@@ -24,7 +26,7 @@ pub struct Options {
     pub update_interval: Duration,
     /// Longest time a record may wait in the ring buffer before the reader
     /// is woken: the kernel wakes it at most once per this interval, and the
-    /// reader drains again after it (see [`crate::EventReader`]).
+    /// reader drains again after it (see [`crate::RecordReader`]).
     pub wakeup_latency: Duration,
     /// Size of the event ring buffer in bytes: a power of two, at least one
     /// page. Records are about 180 bytes; the default 256 KiB holds some
@@ -69,46 +71,6 @@ impl Default for Options {
     }
 }
 
-/// A tracepoint hook: program name, tracepoint, and what provides it.
-struct Hook {
-    program: &'static str,
-    tracepoint: &'static str,
-    needs: &'static str,
-}
-
-const TRACEPOINTS: &[Hook] = &[
-    Hook {
-        program: "on_inet_sock_set_state",
-        tracepoint: "sock/inet_sock_set_state",
-        needs: "Linux 4.16+ with CONFIG_INET",
-    },
-    Hook {
-        program: "on_sock_send_length",
-        tracepoint: "sock/sock_send_length",
-        needs: "Linux 6.3+",
-    },
-    Hook {
-        program: "on_sock_recv_length",
-        tracepoint: "sock/sock_recv_length",
-        needs: "Linux 6.3+",
-    },
-    Hook {
-        program: "on_inet_sk_error_report",
-        tracepoint: "sock/inet_sk_error_report",
-        needs: "Linux 5.15+",
-    },
-];
-
-const CGROUP_HOOKS: &[(&str, &str)] = &[
-    ("on_getpeername4", "cgroup/getpeername4"),
-    ("on_getpeername6", "cgroup/getpeername6"),
-    ("on_sendmsg4", "cgroup/sendmsg4"),
-    ("on_sendmsg6", "cgroup/sendmsg6"),
-    ("on_recvmsg4", "cgroup/recvmsg4"),
-    ("on_recvmsg6", "cgroup/recvmsg6"),
-    ("on_sock_release", "cgroup/sock_release"),
-];
-
 /// The loaded and attached programs. Dropping it detaches everything and,
 /// unless maps are held elsewhere, frees the kernel state.
 pub struct Capture {
@@ -148,10 +110,10 @@ impl Capture {
             // them still gets everything else.
             Err(LoadError::Rejected {
                 program, reason, ..
-            }) if CGROUP_HOOKS.iter().any(|(p, _)| *p == program) => {
+            }) if programs::find(&program).is_some_and(|p| p.group == Group::Cgroup) => {
                 degraded.push(format!(
-                    "the kernel refused {program} ({reason}): unconnected UDP peers and UDP \
-                     socket closes are not seen; UDP flows end by idle timeout"
+                    "the kernel refused {program} ({reason}): {}",
+                    Group::Cgroup.lost()
                 ));
                 capture_libbpf_log();
                 (open_and_load(opts, false)?, false)
@@ -159,23 +121,11 @@ impl Capture {
             Err(e) => return Err(e),
         };
 
-        let mut links = Vec::new();
-        for hook in TRACEPOINTS {
-            let prog = program(&skel, hook.program);
-            let link = prog.attach().map_err(|source| LoadError::Attach {
-                program: hook.program,
-                hook: hook.tracepoint,
-                source,
-            })?;
-            links.push((hook.program, link));
-        }
+        let mut links = attach_tracepoints(&skel)?;
         if cgroup_hooks {
             match attach_cgroup_hooks(&skel, opts.cgroup_root.as_deref()) {
                 Ok(mut l) => links.append(&mut l),
-                Err(why) => degraded.push(format!(
-                    "unconnected UDP peers and UDP socket closes are not seen ({why}); \
-                     UDP flows end by idle timeout"
-                )),
+                Err(why) => degraded.push(format!("{} ({why})", Group::Cgroup.lost())),
             }
         }
         Ok(Capture {
@@ -223,26 +173,14 @@ impl Capture {
     /// Ids of the loaded programs, for `bpftool prog show id N` and the
     /// benchmark's per-hook cost (`bpf_stats`).
     pub fn program_ids(&self) -> Vec<(String, u32)> {
-        let p = &self.skel.progs;
-        [
-            &p.on_inet_sock_set_state,
-            &p.on_sock_send_length,
-            &p.on_sock_recv_length,
-            &p.on_inet_sk_error_report,
-            &p.on_getpeername4,
-            &p.on_getpeername6,
-            &p.on_sendmsg4,
-            &p.on_sendmsg6,
-            &p.on_recvmsg4,
-            &p.on_recvmsg6,
-            &p.on_sock_release,
-        ]
-        .into_iter()
-        .filter_map(|prog| {
-            let id = libbpf_rs::Program::id_from_fd(prog.as_fd()).ok()?;
-            Some((prog.name().to_string_lossy().into_owned(), id))
-        })
-        .collect()
+        self.skel
+            .object()
+            .progs()
+            .filter_map(|prog| {
+                let id = libbpf_rs::Program::id_from_fd(prog.as_fd()).ok()?;
+                Some((prog.name().to_string_lossy().into_owned(), id))
+            })
+            .collect()
     }
 }
 
@@ -260,12 +198,21 @@ fn open_and_load(opts: &Options, with_cgroup: bool) -> Result<LecoSkel<'static>,
                 context: "opening the embedded eBPF object",
                 source,
             })?;
-    if let Some(ro) = open.maps.rodata_data.as_deref_mut() {
-        let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-        ro.update_interval_ns = ns(opts.update_interval);
-        ro.wakeup_interval_ns = ns(opts.wakeup_latency);
-        ro.hooks_only = opts.hooks_only;
-    }
+    // Without it the programs would run with the compiled-in defaults
+    // whatever was asked: refuse rather than pretend.
+    let ro = open
+        .maps
+        .rodata_data
+        .as_deref_mut()
+        .ok_or_else(|| LoadError::BadObject {
+            what: "no .rodata map for the load-time settings (update interval, wake-up \
+                   latency, hooks-only)"
+                .to_owned(),
+        })?;
+    let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+    ro.update_interval_ns = ns(opts.update_interval);
+    ro.wakeup_interval_ns = ns(opts.wakeup_latency);
+    ro.hooks_only = opts.hooks_only;
     let sized = |context| move |source| LoadError::Libbpf { context, source };
     open.maps
         .flows
@@ -278,49 +225,55 @@ fn open_and_load(opts: &Options, with_cgroup: bool) -> Result<LecoSkel<'static>,
             "sizing the ring buffer (a power of two, at least one page)",
         ))?;
     if !with_cgroup {
-        let p = &mut open.progs;
-        for prog in [
-            &mut p.on_getpeername4,
-            &mut p.on_getpeername6,
-            &mut p.on_sendmsg4,
-            &mut p.on_sendmsg6,
-            &mut p.on_recvmsg4,
-            &mut p.on_recvmsg6,
-            &mut p.on_sock_release,
-        ] {
-            prog.set_autoload(false);
+        for mut prog in open.open_object_mut().progs_mut() {
+            let name = prog.name().to_string_lossy();
+            if programs::find(&name).is_some_and(|p| p.group == Group::Cgroup) {
+                prog.set_autoload(false);
+            }
         }
     }
     open.load()
         .map_err(|source| diagnose_load(source, take_log()))
 }
 
-fn program<'a>(skel: &'a LecoSkel<'static>, name: &str) -> &'a libbpf_rs::ProgramMut<'static> {
-    let p = &skel.progs;
-    match name {
-        "on_inet_sock_set_state" => &p.on_inet_sock_set_state,
-        "on_sock_send_length" => &p.on_sock_send_length,
-        "on_sock_recv_length" => &p.on_sock_recv_length,
-        "on_inet_sk_error_report" => &p.on_inet_sk_error_report,
-        "on_getpeername4" => &p.on_getpeername4,
-        "on_getpeername6" => &p.on_getpeername6,
-        "on_sendmsg4" => &p.on_sendmsg4,
-        "on_sendmsg6" => &p.on_sendmsg6,
-        "on_recvmsg4" => &p.on_recvmsg4,
-        "on_recvmsg6" => &p.on_recvmsg6,
-        "on_sock_release" => &p.on_sock_release,
-        other => unreachable!("no program {other} in leco.bpf.c"),
-    }
+/// The loaded program called `name` (a row of [`PROGRAMS`]).
+fn program<'a>(
+    skel: &'a LecoSkel<'static>,
+    name: &'static str,
+) -> Result<ProgramMut<'a>, LoadError> {
+    skel.object()
+        .progs_mut()
+        .find(|p| p.name() == name)
+        .ok_or_else(|| LoadError::BadObject {
+            what: format!("no program {name}, which bpf/src/programs.rs lists"),
+        })
 }
 
 /// Every program that may be attached, hooks with and without cgroups.
 pub(crate) fn program_names() -> impl Iterator<Item = &'static str> {
-    TRACEPOINTS
-        .iter()
-        .map(|h| h.program)
-        .chain(CGROUP_HOOKS.iter().map(|(p, _)| *p))
+    PROGRAMS.iter().map(|p| p.name)
 }
 
+/// Attaches every tracepoint program.
+fn attach_tracepoints(skel: &LecoSkel<'static>) -> Result<Vec<(&'static str, Link)>, LoadError> {
+    let mut links = Vec::new();
+    for p in PROGRAMS {
+        if let Hook::Tracepoint { event, .. } = p.hook {
+            let link = program(skel, p.name)?
+                .attach()
+                .map_err(|source| LoadError::Attach {
+                    program: p.name,
+                    hook: event,
+                    source,
+                })?;
+            links.push((p.name, link));
+        }
+    }
+    Ok(links)
+}
+
+/// Attaches every cgroup program to the cgroup v2 root (`root`, or the
+/// mounted one); `Err` says why they cannot be.
 fn attach_cgroup_hooks(
     skel: &LecoSkel<'static>,
     root: Option<&Path>,
@@ -330,13 +283,18 @@ fn attach_cgroup_hooks(
         None => cgroup2_root().ok_or("no cgroup v2 hierarchy is mounted")?,
     };
     let dir = File::open(&root).map_err(|e| format!("opening {}: {e}", root.display()))?;
-    CGROUP_HOOKS
+    PROGRAMS
         .iter()
-        .map(|(name, hook)| {
+        .filter_map(|p| match p.hook {
+            Hook::Cgroup { section } => Some((p.name, section)),
+            Hook::Tracepoint { .. } => None,
+        })
+        .map(|(name, section)| {
             program(skel, name)
+                .map_err(|e| e.to_string())?
                 .attach_cgroup(dir.as_raw_fd())
-                .map(|link| (*name, link))
-                .map_err(|e| format!("attaching {hook} to {}: {e}", root.display()))
+                .map(|link| (name, link))
+                .map_err(|e| format!("attaching {section} to {}: {e}", root.display()))
         })
         .collect()
 }
@@ -399,14 +357,17 @@ fn diagnose_load(source: libbpf_rs::Error, log: Vec<String>) -> LoadError {
     for line in &log {
         if let Some(rest) = line.split("BTF type ID of '").nth(1) {
             let name = rest.split('\'').next().unwrap_or_default();
-            if let Some(h) = TRACEPOINTS
-                .iter()
-                .find(|h| h.tracepoint.rsplit('/').next() == Some(name))
-            {
-                return LoadError::MissingTracepoint {
-                    tracepoint: h.tracepoint,
-                    needs: h.needs,
-                };
+            let missing = PROGRAMS.iter().find_map(|p| match p.hook {
+                Hook::Tracepoint { event, needs } if event.rsplit('/').next() == Some(name) => {
+                    Some(LoadError::MissingTracepoint {
+                        tracepoint: event,
+                        needs,
+                    })
+                }
+                _ => None,
+            });
+            if let Some(missing) = missing {
+                return missing;
             }
         }
     }
@@ -423,17 +384,8 @@ fn diagnose_load(source: libbpf_rs::Error, log: Vec<String>) -> LoadError {
             source,
         };
     };
-    let hook = TRACEPOINTS
-        .iter()
-        .find(|h| h.program == program)
-        .map(|h| h.tracepoint)
-        .or_else(|| {
-            CGROUP_HOOKS
-                .iter()
-                .find(|(p, _)| *p == program)
-                .map(|(_, h)| *h)
-        })
-        .unwrap_or("?")
+    let hook = programs::find(&program)
+        .map_or("?", |p| p.hook_name())
         .to_owned();
     // The verifier's verdict is the last line before "-- END PROG LOAD LOG --"
     // that is not an instruction dump or statistics.

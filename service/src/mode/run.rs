@@ -1,4 +1,4 @@
-//! `leco-service run`'s side of the privilege split: taking over the eBPF
+//! `leco-service run`: the unprivileged side of the privilege split: taking over the eBPF
 //! objects `load` handed over, from systemd (`LISTEN_FDS`) or from pins, and
 //! telling apart the settings it can still choose from those baked in.
 
@@ -7,8 +7,10 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use leco_bpf::{LoadSettings, Received};
 
+use super::sdnotify::take_listen_fds;
+use super::{serve, Output};
+use crate::bus::BusTarget;
 use crate::config::ServiceConfig;
-use crate::sdnotify::take_listen_fds;
 
 /// Where `run` finds the objects.
 #[derive(Debug, Clone)]
@@ -17,6 +19,26 @@ pub enum Source {
     Inherited,
     /// Pinned by `load --pin DIR`.
     Pins(PathBuf),
+}
+
+/// Takes over the objects from `source` and serves them on `bus`. The
+/// configuration is read by `configure` only after the hand-over is taken
+/// in: that reads and clears `LISTEN_*` while the process is still
+/// single-threaded.
+pub fn run(
+    source: &Source,
+    configure: impl FnOnce() -> anyhow::Result<ServiceConfig>,
+    hooks_only: bool,
+    bus: BusTarget,
+) -> anyhow::Result<()> {
+    let received = receive(source)?;
+    let cfg = fixed_at_load(configure()?, hooks_only, received.settings());
+    for d in &received.manifest().degraded {
+        tracing::warn!("{d}");
+    }
+    let baked = received.settings();
+    let (maps, _links) = received.into_parts();
+    serve(&cfg, Output::Bus(bus), maps, baked.wakeup_latency)
 }
 
 /// Takes over the objects, checked complete (see `leco_bpf::handoff`).

@@ -50,7 +50,7 @@ use anyhow::{bail, Context};
 use leco_bpf::handoff::{all_names, pin_state, unpin};
 use leco_bpf::{Capture, Handover, Manifest, PinState};
 
-use crate::sdnotify::Notifier;
+use super::sdnotify::Notifier;
 
 /// Where the objects go.
 #[derive(Debug, Clone)]
@@ -114,6 +114,14 @@ impl Outcome {
             ids.join(" ")
         )
     }
+}
+
+/// `leco-service load`: makes sure a complete load is handed over to
+/// `target`, and says in one line what it did.
+pub fn run(options: &leco_bpf::Options, target: &Target) -> anyhow::Result<()> {
+    let outcome = load(options, target)?;
+    eprintln!("leco-service: {}", outcome.describe(target));
+    Ok(())
 }
 
 /// Makes sure a complete load is handed over to `target` (see the module docs).

@@ -1,4 +1,7 @@
-//! What the kernel programs report, decoded into safe Rust types.
+//! What the kernel programs report — records from the ring buffer and flows
+//! from the flow table — decoded into safe Rust types. Their names say they
+//! are the kernel's (`Record…`, `Flow…`), to tell them from the connection
+//! events of the bus (leco-proto's `EventKind`, `Proto`, `Direction`).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
@@ -7,7 +10,7 @@ use crate::skel::types;
 
 /// Why a record was sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum EventKind {
+pub enum RecordKind {
     /// A flow is seen for the first time (TCP: once established and owned).
     New,
     /// Traffic on a known flow, at most once per update interval.
@@ -22,7 +25,7 @@ pub enum EventKind {
 
 /// Transport protocol of a flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Proto {
+pub enum FlowProto {
     /// TCP: one flow per socket.
     Tcp,
     /// UDP: one flow per (socket, peer).
@@ -31,7 +34,7 @@ pub enum Proto {
 
 /// Who started the flow, as far as the kernel knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Direction {
+pub enum FlowDirection {
     /// This host connected or sent first.
     Out,
     /// A peer connected to a listener here, or sent first.
@@ -109,9 +112,9 @@ pub struct Flow {
     /// The owning process.
     pub owner: Owner,
     /// TCP or UDP.
-    pub proto: Proto,
+    pub proto: FlowProto,
     /// Out, in or unknown.
-    pub direction: Direction,
+    pub direction: FlowDirection,
     /// Local address; IPv4-mapped IPv6 addresses are given as IPv4.
     pub local: IpAddr,
     /// Local port (0 while a TCP connect has not bound one yet).
@@ -140,11 +143,11 @@ pub struct Flow {
 
 /// One record from the kernel's ring buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
+pub enum Record {
     /// Something happened to a flow.
     Flow {
         /// What happened.
-        kind: EventKind,
+        kind: RecordKind,
         /// When, CLOCK_BOOTTIME.
         at: Duration,
         /// The flow's state right after it happened.
@@ -162,17 +165,17 @@ pub enum Event {
 /// A record the reader could not make sense of (a leco-bpf bug, reported not hidden).
 #[derive(Debug, thiserror::Error)]
 #[error("malformed kernel record: {0}")]
-pub struct DecodeError(String);
+pub struct RecordError(String);
 
 const FLOW_SIZE: usize = std::mem::size_of::<types::leco_flow>();
 /// `struct leco_event`: cookie, ts_ns, flow, kind, 7 bytes padding.
 const EVENT_SIZE: usize = 16 + FLOW_SIZE + 8;
 
-impl Event {
+impl Record {
     /// Decodes one ring-buffer record (`struct leco_event` in `leco.h`).
-    pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
+    pub fn decode(bytes: &[u8]) -> Result<Record, RecordError> {
         if bytes.len() != EVENT_SIZE {
-            return Err(DecodeError(format!(
+            return Err(RecordError(format!(
                 "{} bytes, expected {EVENT_SIZE}",
                 bytes.len()
             )));
@@ -186,12 +189,12 @@ impl Event {
         let at = Duration::from_nanos(u64_at(8));
         let raw = read_pod::<types::leco_flow>(&bytes[16..16 + FLOW_SIZE]);
         let kind = match bytes[16 + FLOW_SIZE] {
-            1 => EventKind::New,
-            2 => EventKind::Update,
-            3 => EventKind::Closed,
-            4 => EventKind::Failed,
-            5 => return Ok(Event::Released { cookie, at }),
-            k => return Err(DecodeError(format!("unknown kind {k}"))),
+            1 => RecordKind::New,
+            2 => RecordKind::Update,
+            3 => RecordKind::Closed,
+            4 => RecordKind::Failed,
+            5 => return Ok(Record::Released { cookie, at }),
+            k => return Err(RecordError(format!("unknown kind {k}"))),
         };
         let mut key = FlowKey {
             cookie,
@@ -203,17 +206,17 @@ impl Event {
             key.peer_port = raw.rport;
         }
         let flow = Flow::from_raw(key, &raw)?;
-        Ok(Event::Flow { kind, at, flow })
+        Ok(Record::Flow { kind, at, flow })
     }
 }
 
 impl Flow {
     /// Decodes a value of the kernel's flow table.
-    pub(crate) fn from_raw(key: FlowKey, raw: &types::leco_flow) -> Result<Flow, DecodeError> {
+    pub(crate) fn from_raw(key: FlowKey, raw: &types::leco_flow) -> Result<Flow, RecordError> {
         let proto = match i32::from(raw.proto) {
-            libc::IPPROTO_TCP => Proto::Tcp,
-            libc::IPPROTO_UDP => Proto::Udp,
-            p => return Err(DecodeError(format!("unknown protocol {p}"))),
+            libc::IPPROTO_TCP => FlowProto::Tcp,
+            libc::IPPROTO_UDP => FlowProto::Udp,
+            p => return Err(RecordError(format!("unknown protocol {p}"))),
         };
         let family = i32::from(raw.family);
         let addr = |b: &[u8; 16]| decode_addr(family, b);
@@ -237,16 +240,16 @@ impl Flow {
             },
             proto,
             direction: match raw.direction {
-                1 => Direction::Out,
-                2 => Direction::In,
-                _ => Direction::Unknown,
+                1 => FlowDirection::Out,
+                2 => FlowDirection::In,
+                _ => FlowDirection::Unknown,
             },
             local: addr(&raw.laddr)?,
             local_port: raw.lport,
             remote: addr(&raw.raddr)?,
             remote_port: raw.rport,
             netns: raw.netns,
-            tcp_state: (proto == Proto::Tcp).then_some(raw.state),
+            tcp_state: (proto == FlowProto::Tcp).then_some(raw.state),
             established: raw.flags & 4 != 0,
             error: (raw.error != 0).then_some(i32::from(raw.error)),
             first_seen: Duration::from_nanos(raw.first_ns),
@@ -257,12 +260,12 @@ impl Flow {
     }
 }
 
-fn decode_addr(family: i32, b: &[u8; 16]) -> Result<IpAddr, DecodeError> {
+fn decode_addr(family: i32, b: &[u8; 16]) -> Result<IpAddr, RecordError> {
     match family {
         libc::AF_INET => Ok(IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3]))),
         // Dual-stack sockets carry IPv4 peers as ::ffff:a.b.c.d; show them as IPv4.
         libc::AF_INET6 => Ok(Ipv6Addr::from(*b).to_canonical()),
-        f => Err(DecodeError(format!("unknown address family {f}"))),
+        f => Err(RecordError(format!("unknown address family {f}"))),
     }
 }
 
@@ -308,10 +311,11 @@ mod tests {
         f.raddr[11] = 0xff;
         f.raddr[12..].copy_from_slice(&[127, 0, 0, 53]);
         f.owner.comm[..4].copy_from_slice(&[b'd' as i8, b'i' as i8, b'g' as i8, 0]);
-        let Event::Flow { kind, at, flow } = Event::decode(&record(1, &f)).expect("decodes") else {
+        let Record::Flow { kind, at, flow } = Record::decode(&record(1, &f)).expect("decodes")
+        else {
             panic!("not a flow event");
         };
-        assert_eq!(kind, EventKind::New);
+        assert_eq!(kind, RecordKind::New);
         assert_eq!(at, Duration::from_nanos(7_000));
         assert_eq!(flow.remote, "127.0.0.53".parse::<IpAddr>().expect("addr"));
         assert_eq!(flow.remote_port, 53);
@@ -322,16 +326,16 @@ mod tests {
 
     #[test]
     fn rejects_records_of_the_wrong_size_or_kind() {
-        assert!(Event::decode(&[0; 10]).is_err());
+        assert!(Record::decode(&[0; 10]).is_err());
         let f = types::leco_flow {
             proto: libc::IPPROTO_TCP as u8,
             family: libc::AF_INET as u8,
             ..Default::default()
         };
-        assert!(Event::decode(&record(9, &f)).is_err());
+        assert!(Record::decode(&record(9, &f)).is_err());
         assert!(matches!(
-            Event::decode(&record(5, &f)),
-            Ok(Event::Released { cookie: 42, .. })
+            Record::decode(&record(5, &f)),
+            Ok(Record::Released { cookie: 42, .. })
         ));
     }
 }

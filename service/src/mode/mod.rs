@@ -1,0 +1,185 @@
+//! How leco-service runs. `--standalone` loads the eBPF programs and serves
+//! in one process ([`standalone`]); the systemd unit splits that in two:
+//! `load` as root ([`load`]) hands the kernel objects to systemd's file
+//! descriptor store or to pins, and `run` without any privilege ([`run`])
+//! serves from them. [`sdnotify`] speaks systemd's side of both. Every mode
+//! that serves ends in [`serve`].
+
+pub mod load;
+pub mod run;
+pub mod sdnotify;
+pub mod standalone;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::bus::{self, BusTarget, SignalQueue};
+use crate::config::ServiceConfig;
+use crate::monitor::{Monitor, Settings};
+use crate::output;
+use crate::stats::Stats;
+use crate::table::{Limits, MAX_LIVE};
+
+/// Where the events go.
+#[derive(Debug, Clone)]
+pub enum Output {
+    /// Lines on stdout: human ones, or JSON objects when `json`.
+    Terminal {
+        /// One JSON object per event instead of a human line.
+        json: bool,
+    },
+    /// `org.leco.Overseer1` on a bus.
+    Bus(BusTarget),
+}
+
+/// Reads the kernel's records from `maps` and sends them to `output`,
+/// until SIGINT/SIGTERM (or the reader of stdout leaves).
+pub fn serve(
+    cfg: &ServiceConfig,
+    output: Output,
+    maps: leco_bpf::KernelMaps,
+    wakeup_latency: Duration,
+) -> anyhow::Result<()> {
+    let reader = maps.reader().context("opening the event ring buffer")?;
+    // The monitor loop runs on this thread (block_on); one worker runs the
+    // bus (method calls, snapshot serialisation, signals), so that serving
+    // a client never stalls the reading of the kernel's events.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("leco-bus")
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let stats = Arc::new(Stats::default());
+    let monitor = Monitor::new(maps, settings(cfg, wakeup_latency), Arc::clone(&stats));
+    let outcome = runtime.block_on(async {
+        match output {
+            Output::Terminal { json } => print(monitor, reader, json).await,
+            Output::Bus(target) => publish(monitor, reader, &target, cfg, &stats).await,
+        }
+    });
+    match outcome {
+        Ok(()) => {}
+        // `leco-service --standalone | head`: the reader left, so do we.
+        Err(e) if is_broken_pipe(&e) => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    eprintln!("leco-service: final counters: {}", stats.summary());
+    Ok(())
+}
+
+/// The monitor's settings from the configuration.
+fn settings(cfg: &ServiceConfig, wakeup_latency: Duration) -> Settings {
+    Settings {
+        update_interval: cfg.update_interval,
+        wakeup_latency,
+        limits: Limits {
+            max_live: MAX_LIVE,
+            udp_idle: cfg.udp_idle,
+            backlog_age: cfg.backlog,
+            max_backlog: cfg.backlog_max,
+        },
+    }
+}
+
+/// Prints every event on stdout.
+async fn print(monitor: Monitor, reader: leco_bpf::RecordReader, json: bool) -> anyhow::Result<()> {
+    // Nobody asks for snapshots here; the channel only has to exist.
+    let (requests, asked) = tokio::sync::mpsc::channel(16);
+    // On stderr, so it never mixes with --json output; also the readiness
+    // line scripts and tests wait for.
+    eprintln!(
+        "leco-service: watching TCP and UDP connections \
+         (+ new, ~ update, - closed, ! failed); Ctrl-C stops"
+    );
+    let mut terminal = output::Terminal::new(json);
+    let result = monitor
+        .run(reader, &mut terminal, asked, shutdown_signal())
+        .await;
+    drop(requests);
+    result.map(drop).map_err(anyhow::Error::from)
+}
+
+/// Serves `org.leco.Overseer1` on `target` and signals every event there,
+/// under the configured rate bound.
+async fn publish(
+    monitor: Monitor,
+    reader: leco_bpf::RecordReader,
+    target: &BusTarget,
+    cfg: &ServiceConfig,
+    stats: &Arc<Stats>,
+) -> anyhow::Result<()> {
+    let (requests, asked) = tokio::sync::mpsc::channel(16);
+    let conn = bus::serve(target, requests, Arc::clone(stats)).await?;
+    // The readiness line scripts and tests wait for.
+    eprintln!(
+        "leco-service: serving {} on the {} bus",
+        leco_proto::BUS_NAME,
+        target
+    );
+    let mut queue = SignalQueue::new(Arc::clone(stats), cfg.signal_rate);
+    let mut signals = tokio::spawn(queue.clone().run(conn.clone(), cfg.signal_rate));
+    let stop = async {
+        tokio::select! {
+            () = shutdown_signal() => {}
+            ended = &mut signals => {
+                tracing::error!("lost the bus: {ended:?}");
+            }
+        }
+    };
+    monitor
+        .run(reader, &mut queue, asked, stop)
+        .await
+        .map(drop)
+        .map_err(anyhow::Error::from)
+}
+
+/// Whether `e` comes from writing to a pipe whose reader has gone, however
+/// deep in its chain of causes.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without handlers the default action (exit) still stops us.
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_broken_pipe_is_found_deep_in_the_chain() {
+        let pipe = || std::io::Error::from(std::io::ErrorKind::BrokenPipe);
+        assert!(is_broken_pipe(&anyhow::Error::from(pipe())));
+        let wrapped = anyhow::Error::from(pipe())
+            .context("writing a line")
+            .context("printing events");
+        assert!(is_broken_pipe(&wrapped));
+        // An io::Error as the source of another error type, too.
+        #[derive(Debug, thiserror::Error)]
+        #[error("output failed")]
+        struct Output(#[source] std::io::Error);
+        assert!(is_broken_pipe(&anyhow::Error::from(Output(pipe()))));
+        let other = anyhow::Error::from(std::io::Error::from(std::io::ErrorKind::NotFound));
+        assert!(!is_broken_pipe(&other.context("reading")));
+    }
+}

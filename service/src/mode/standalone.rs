@@ -1,0 +1,25 @@
+//! `leco-service --standalone`: load the programs and serve, in this one
+//! process; ending it detaches everything.
+
+use super::{serve, Output};
+use crate::config::ServiceConfig;
+
+/// Loads and attaches the programs with `options`, then serves to `output`
+/// until stopped.
+pub fn run(cfg: &ServiceConfig, options: &leco_bpf::Options, output: Output) -> anyhow::Result<()> {
+    let capture = leco_bpf::Capture::load(options)?;
+    for d in capture.degraded() {
+        tracing::warn!("{d}");
+    }
+    let ids: Vec<String> = capture
+        .program_ids()
+        .into_iter()
+        .map(|(name, id)| format!("{name}={id}"))
+        .collect();
+    tracing::debug!("attached programs: {}", ids.join(" "));
+    let maps = capture.maps()?;
+    serve(cfg, output, maps, options.wakeup_latency)?;
+    // Dropping the capture detaches every program.
+    drop(capture);
+    Ok(())
+}
