@@ -124,7 +124,7 @@ pub(super) fn fmt_list(xs: &[f64], fmt: impl Fn(f64) -> String) -> String {
 }
 
 /// KiB in MiB.
-pub(super) fn mib(kib: u64) -> f64 {
+pub fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
 

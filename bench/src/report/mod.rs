@@ -18,7 +18,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 pub use dbus::{BusCeiling, BusLatency, BusStep, Dbus, LatencySummary};
-pub use format::{fmt_ids, fmt_latency, fmt_ns_num, fmt_num, fmt_pct, rate_label};
+pub use format::{fmt_ids, fmt_latency, fmt_ns_num, fmt_num, fmt_pct, mib, rate_label};
 pub use hooks::Hooks;
 pub use service::ServiceRun;
 pub use stats::percentile;
