@@ -521,129 +521,162 @@ fn throughput(service: &Path, plan: &Plan, r: &mut Report) -> Result<()> {
         eprintln!("leco-bench: warm-up");
         run_workloads(w, None)?;
     }
-    let mut base = Vec::new();
-    let mut floor = Vec::new();
-    let mut with = Vec::new();
+    let mut rounds = Rounds::default();
     for round in 1..=plan.rounds {
-        let what = format!("round {round}/{} baseline", plan.rounds);
-        let mut seen = Interference::default();
-        seen.look(&HashSet::new())?;
-        let f = run_workloads(plan.workload, None)?;
-        seen.look(&HashSet::new())?;
-        seen.note(&what, r);
-        eprintln!("leco-bench: {what}: {}", f.summary());
-        base.push(f);
+        let what = |config: &str| format!("round {round}/{} {config}", plan.rounds);
+        let f = baseline_round(plan, &what("baseline"), r)?;
+        rounds.baseline.push(f);
+        let f = hooks_only_round(service, plan, &what("hooks only"), r)?;
+        rounds.hooks_only.push(f);
+        let f = with_leco_round(service, plan, &what("with leco"), r)?;
+        rounds.with_leco.push(f);
+    }
+    r.throughput = rounds.throughput();
+    r.cpu = rounds.cpu_per_op();
+    Ok(())
+}
 
-        // The same programs on the same hooks, each returning at once: what
-        // any eBPF observer on these hooks costs, before doing any work.
-        let what = format!("round {round}/{} hooks only", plan.rounds);
-        let svc = start_service(service, &["--hooks-only"], &what, &mut r.notes)?;
-        // Same pause as with leco, so both see the machine settled alike.
-        thread::sleep(plan.idle);
-        let f = run_workloads(plan.workload, None)?;
-        stop_service(svc, &what, &mut r.notes)?;
-        eprintln!("leco-bench: {what}: {}", f.summary());
-        floor.push(f);
+/// One round's figures with nothing attached.
+fn baseline_round(plan: &Plan, what: &str, r: &mut Report) -> Result<Figures> {
+    let mut seen = Interference::default();
+    seen.look(&HashSet::new())?;
+    let f = run_workloads(plan.workload, None)?;
+    seen.look(&HashSet::new())?;
+    seen.note(what, r);
+    eprintln!("leco-bench: {what}: {}", f.summary());
+    Ok(f)
+}
 
-        let what = format!("round {round}/{} with leco", plan.rounds);
-        let mut svc = start_service(service, &[], &what, &mut r.notes)?;
-        let ours: HashSet<u32> = svc.progs().iter().map(|p| p.id).collect();
-        thread::sleep(plan.idle);
-        let mut seen = Interference::default();
-        seen.look(&ours)?;
-        let f = run_workloads(plan.workload, Some(&svc))?;
-        seen.look(&ours)?;
-        seen.note(&what, r);
-        svc.check_running()?;
-        let stopped = stop_service(svc, &what, &mut r.notes)?;
-        let drops = stopped
-            .counters
-            .as_ref()
-            .and_then(service::FinalCounters::ringbuf_drops);
-        if drops.is_some_and(|d| d > 0) {
-            // An event never read is work never done: the service column
-            // of that round is too low, not leco cheaper.
-            r.notes.push(format!(
-                "{what}: leco-service's CPU per operation leaves out the work of the events it \
-                 dropped, so it understates the service's cost in that round."
-            ));
-        }
-        eprintln!("leco-bench: {what}: {}", f.summary());
-        with.push(f);
+/// One round's figures with the same programs on the same hooks, each
+/// returning at once: what any eBPF observer on these hooks costs, before
+/// doing any work.
+fn hooks_only_round(service: &Path, plan: &Plan, what: &str, r: &mut Report) -> Result<Figures> {
+    let svc = start_service(service, &["--hooks-only"], what, &mut r.notes)?;
+    // Same pause as with leco, so both see the machine settled alike.
+    thread::sleep(plan.idle);
+    let f = run_workloads(plan.workload, None)?;
+    stop_service(svc, what, &mut r.notes)?;
+    eprintln!("leco-bench: {what}: {}", f.summary());
+    Ok(f)
+}
+
+/// One round's figures with leco attached, the service's own CPU included.
+fn with_leco_round(service: &Path, plan: &Plan, what: &str, r: &mut Report) -> Result<Figures> {
+    let mut svc = start_service(service, &[], what, &mut r.notes)?;
+    let ours: HashSet<u32> = svc.progs().iter().map(|p| p.id).collect();
+    thread::sleep(plan.idle);
+    let mut seen = Interference::default();
+    seen.look(&ours)?;
+    let f = run_workloads(plan.workload, Some(&svc))?;
+    seen.look(&ours)?;
+    seen.note(what, r);
+    svc.check_running()?;
+    let stopped = stop_service(svc, what, &mut r.notes)?;
+    let drops = stopped
+        .counters
+        .as_ref()
+        .and_then(service::FinalCounters::ringbuf_drops);
+    if drops.is_some_and(|d| d > 0) {
+        // An event never read is work never done: the service column
+        // of that round is too low, not leco cheaper.
+        r.notes.push(format!(
+            "{what}: leco-service's CPU per operation leaves out the work of the events it \
+             dropped, so it understates the service's cost in that round."
+        ));
+    }
+    eprintln!("leco-bench: {what}: {}", f.summary());
+    Ok(f)
+}
+
+/// Every round's figures in each configuration.
+#[derive(Debug, Default)]
+struct Rounds {
+    baseline: Vec<Figures>,
+    hooks_only: Vec<Figures>,
+    with_leco: Vec<Figures>,
+}
+
+impl Rounds {
+    /// The throughput rows of the report, one per workload figure.
+    fn throughput(&self) -> Vec<Throughput> {
+        let row = |name: &str, unit, decimals, get: fn(&Figures) -> f64| Throughput {
+            name: name.to_owned(),
+            unit,
+            decimals,
+            baseline: self.baseline.iter().map(get).collect(),
+            hooks_only: self.hooks_only.iter().map(get).collect(),
+            with_leco: self.with_leco.iter().map(get).collect(),
+        };
+        vec![
+            row(
+                &format!("bulk TCP, {} B writes", workloads::BULK_WRITE),
+                "MiB/s",
+                1,
+                |f| f.bulk_mib_s,
+            ),
+            row(
+                "connection churn (connect, accept, close)",
+                "conn/s",
+                0,
+                |f| f.churn_per_s,
+            ),
+            row(
+                &format!("UDP {} B datagrams sent", workloads::DATAGRAM),
+                "datagrams/s",
+                0,
+                |f| f.udp_sent_per_s,
+            ),
+            row(
+                &format!("UDP {} B datagrams delivered", workloads::DATAGRAM),
+                "datagrams/s",
+                0,
+                |f| f.udp_received_per_s,
+            ),
+        ]
     }
 
-    let row = |name: &str, unit, decimals, get: fn(&Figures) -> f64| Throughput {
-        name: name.to_owned(),
-        unit,
-        decimals,
-        baseline: base.iter().map(get).collect(),
-        hooks_only: floor.iter().map(get).collect(),
-        with_leco: with.iter().map(get).collect(),
-    };
-    r.throughput = vec![
-        row(
-            &format!("bulk TCP, {} B writes", workloads::BULK_WRITE),
-            "MiB/s",
-            1,
-            |f| f.bulk_mib_s,
-        ),
-        row(
-            "connection churn (connect, accept, close)",
-            "conn/s",
-            0,
-            |f| f.churn_per_s,
-        ),
-        row(
-            &format!("UDP {} B datagrams sent", workloads::DATAGRAM),
-            "datagrams/s",
-            0,
-            |f| f.udp_sent_per_s,
-        ),
-        row(
-            &format!("UDP {} B datagrams delivered", workloads::DATAGRAM),
-            "datagrams/s",
-            0,
-            |f| f.udp_received_per_s,
-        ),
-    ];
-    let cpu_row = |name: String,
+    /// The CPU per operation rows of the report, one per workload, with
+    /// their targets.
+    fn cpu_per_op(&self) -> Vec<CpuPerOp> {
+        let row = |name: String,
                    target_pct,
                    get: fn(&Figures) -> f64,
                    get_svc: fn(&ServiceCpu) -> f64| CpuPerOp {
-        name,
-        baseline: base.iter().map(get).collect(),
-        hooks_only: floor.iter().map(get).collect(),
-        with_leco: with.iter().map(get).collect(),
-        service: with
-            .iter()
-            .filter_map(|f| f.service.as_ref().map(get_svc))
-            .collect(),
-        target_pct,
-    };
-    r.cpu = vec![
-        cpu_row(
-            format!("bulk TCP, per {} B write", workloads::BULK_WRITE),
-            Some(report::BULK_TARGET_PCT),
-            |f| f.bulk_cpu_ns,
-            |s| s.bulk_ns,
-        ),
-        cpu_row(
-            "connection churn, per connection".to_owned(),
-            Some(report::CHURN_TARGET_PCT),
-            |f| f.churn_cpu_ns,
-            |s| s.churn_ns,
-        ),
-        cpu_row(
-            format!(
-                "UDP {} B datagrams, per datagram sent and received",
-                workloads::DATAGRAM
+            name,
+            baseline: self.baseline.iter().map(get).collect(),
+            hooks_only: self.hooks_only.iter().map(get).collect(),
+            with_leco: self.with_leco.iter().map(get).collect(),
+            service: self
+                .with_leco
+                .iter()
+                .filter_map(|f| f.service.as_ref().map(get_svc))
+                .collect(),
+            target_pct,
+        };
+        vec![
+            row(
+                format!("bulk TCP, per {} B write", workloads::BULK_WRITE),
+                Some(report::BULK_TARGET_PCT),
+                |f| f.bulk_cpu_ns,
+                |s| s.bulk_ns,
             ),
-            None,
-            |f| f.udp_cpu_ns,
-            |s| s.udp_ns,
-        ),
-    ];
-    Ok(())
+            row(
+                "connection churn, per connection".to_owned(),
+                Some(report::CHURN_TARGET_PCT),
+                |f| f.churn_cpu_ns,
+                |s| s.churn_ns,
+            ),
+            row(
+                format!(
+                    "UDP {} B datagrams, per datagram sent and received",
+                    workloads::DATAGRAM
+                ),
+                None,
+                |f| f.udp_cpu_ns,
+                |s| s.udp_ns,
+            ),
+        ]
+    }
 }
 
 /// Per-program run counts and times over one more pass of the workloads,

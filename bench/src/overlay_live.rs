@@ -25,6 +25,8 @@ use leco_proto::{Connection, Dict, Dicts, Proto, BUS_NAME, INTERFACE, OBJECT_PAT
 use leco_testkit::bus::TestBus;
 use leco_testkit::wayland::{Sway, WaylandUser};
 
+use crate::report::mib;
+
 /// The section's title; the report keeps one section of this name.
 pub const TITLE: &str = "## Overlay (live)";
 const USER: &str = "leco-bench-ovl";
@@ -34,6 +36,8 @@ const SURFACE: (u32, u32) = (900, 1850);
 /// Long enough to measure with 100 lines on screen, short enough to wait
 /// for the end of.
 const FADE_S: u64 = 8;
+/// Pace of the busy window's updates, events/s.
+const EVENT_RATE: u64 = 100;
 
 /// How long each window lasts.
 #[derive(Debug, Clone, Copy)]
@@ -279,6 +283,34 @@ struct Overlay {
 }
 
 impl Overlay {
+    /// Starts leco-overlay as the compositor's user with the bench's
+    /// configuration, on the bus at `address`; returns once it is connected
+    /// to the (fake) service.
+    fn start(sway: &Sway, address: &str, overlay_bin: &Path) -> Result<Overlay> {
+        let bin = sway
+            .install(overlay_bin)
+            .context("copying leco-overlay for the test user")?;
+        let cfg = sway.dir().join("config.kdl");
+        fs::write(&cfg, config())?;
+        fs::set_permissions(&cfg, fs::Permissions::from_mode(0o644))?;
+        let log = sway.dir().join("overlay.log");
+        let out = fs::File::create(&log)?;
+        let child = sway
+            .client(&bin)
+            .arg("-c")
+            .arg(&cfg)
+            .arg("--bus-address")
+            .arg(address)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .context("starting leco-overlay")?;
+        let mut overlay = Overlay { child, log };
+        overlay.wait_log("connected to leco-service", Duration::from_secs(20))?;
+        Ok(overlay)
+    }
+
     fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -312,6 +344,13 @@ impl Drop for Overlay {
 
 /// Runs the measurement and returns the report section (Markdown).
 pub fn run(overlay_bin: &Path, windows: Windows) -> Result<String> {
+    preflight(overlay_bin)?;
+    let figures = measure_all(overlay_bin, windows)?;
+    Ok(section(&figures))
+}
+
+/// Fails now, not after sway started, when the bench cannot run.
+fn preflight(overlay_bin: &Path) -> Result<()> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         bail!("--overlay-live must run as root (it creates a test user and runs sway as it)");
@@ -322,70 +361,40 @@ pub fn run(overlay_bin: &Path, windows: Windows) -> Result<String> {
             overlay_bin.display()
         );
     }
+    Ok(())
+}
+
+/// What the section reports.
+#[derive(Debug, Clone, Copy)]
+struct Figures {
+    windows: Windows,
+    rss_empty: Rss,
+    rss_100: Rss,
+    rss_busy: Rss,
+    idle_before: Window,
+    fading: Window,
+    idle_after: Window,
+    busy: Window,
+}
+
+/// Runs the overlay under sway, fed by the fake service on a private bus,
+/// and measures it idle, while 100 lines fade, idle again and under
+/// [`EVENT_RATE`] events/s.
+fn measure_all(overlay_bin: &Path, windows: Windows) -> Result<Figures> {
     let user = WaylandUser::ensure(USER, &["leco"]);
     let bus = TestBus::start().context("starting the private bus")?;
     let sway = Sway::start(&user, SCREEN.0, SCREEN.1, "#203040").context("starting sway")?;
     let fake = Fake::start(bus.address())?;
-
-    let bin = sway
-        .install(overlay_bin)
-        .context("copying leco-overlay for the test user")?;
-    let cfg = sway.dir().join("config.kdl");
-    fs::write(&cfg, config())?;
-    fs::set_permissions(&cfg, fs::Permissions::from_mode(0o644))?;
-    let log = sway.dir().join("overlay.log");
-    let out = fs::File::create(&log)?;
-    let child = sway
-        .client(&bin)
-        .arg("-c")
-        .arg(&cfg)
-        .arg("--bus-address")
-        .arg(bus.address())
-        .stdin(Stdio::null())
-        .stdout(out.try_clone()?)
-        .stderr(out)
-        .spawn()
-        .context("starting leco-overlay")?;
-    let mut overlay = Overlay { child, log };
-    overlay.wait_log("connected to leco-service", Duration::from_secs(20))?;
+    let mut overlay = Overlay::start(&sway, bus.address(), overlay_bin)?;
     let pid = overlay.pid();
     // Let start-up (font scan, first frame) settle.
     thread::sleep(Duration::from_secs(2));
 
     let rss_empty = rss_kib(pid)?;
     let idle_before = measure(pid, windows.idle)?;
-
-    // 100 lines at once, then their fade.
-    fake.emit((0..100).map(|i| ("new", connection(i, 0))).collect())?;
-    let burst = Instant::now();
-    thread::sleep(Duration::from_millis(1500));
-    let rss_100 = rss_kib(pid)?;
-    let fading = measure(pid, windows.busy.min(Duration::from_secs(FADE_S - 3)))?;
-    let end_of_fade = burst + Duration::from_secs(FADE_S + 2);
-    thread::sleep(end_of_fade.saturating_duration_since(Instant::now()));
+    let (rss_100, fading) = fade_100_lines(&fake, pid, windows.busy)?;
     let idle_after = measure(pid, windows.idle)?;
-
-    // 100 events/s: 20 connections updated in turn, more traffic each time.
-    let rate = 100u64;
-    let stop = Instant::now() + windows.busy + Duration::from_secs(1);
-    let pid_for = pid;
-    let measurer = thread::spawn(move || -> Result<Window> {
-        // Skip the first second: the first lines' arrival.
-        thread::sleep(Duration::from_secs(1));
-        measure(pid_for, windows.busy)
-    });
-    let mut n = 0u64;
-    let t0 = Instant::now();
-    while Instant::now() < stop {
-        let due = t0 + Duration::from_micros(n * 1_000_000 / rate);
-        thread::sleep(due.saturating_duration_since(Instant::now()));
-        let i = 200 + n % 20;
-        fake.emit(vec![("update", connection(i, 6_000 + n * 1_500))])?;
-        n += 1;
-    }
-    let busy = measurer
-        .join()
-        .map_err(|_| anyhow!("measuring thread panicked"))??;
+    let busy = feed_events(&fake, pid, windows.busy)?;
     let rss_busy = rss_kib(pid)?;
     if let Some(status) = overlay.child.try_wait()? {
         bail!(
@@ -395,8 +404,56 @@ pub fn run(overlay_bin: &Path, windows: Windows) -> Result<String> {
     }
     drop(overlay);
     drop(fake);
+    Ok(Figures {
+        windows,
+        rss_empty,
+        rss_100,
+        rss_busy,
+        idle_before,
+        fading,
+        idle_after,
+        busy,
+    })
+}
 
-    let mib = |k: u64| k as f64 / 1024.0;
+/// Shows 100 lines at once and measures them fading for at most `span`;
+/// returns after the fade: the memory with them shown, and the window.
+fn fade_100_lines(fake: &Fake, pid: u32, span: Duration) -> Result<(Rss, Window)> {
+    fake.emit((0..100).map(|i| ("new", connection(i, 0))).collect())?;
+    let burst = Instant::now();
+    thread::sleep(Duration::from_millis(1500));
+    let rss_100 = rss_kib(pid)?;
+    let fading = measure(pid, span.min(Duration::from_secs(FADE_S - 3)))?;
+    let end_of_fade = burst + Duration::from_secs(FADE_S + 2);
+    thread::sleep(end_of_fade.saturating_duration_since(Instant::now()));
+    Ok((rss_100, fading))
+}
+
+/// Updates 20 connections in turn at [`EVENT_RATE`], more traffic each
+/// time, and measures `span` of it.
+fn feed_events(fake: &Fake, pid: u32, span: Duration) -> Result<Window> {
+    let stop = Instant::now() + span + Duration::from_secs(1);
+    let measurer = thread::spawn(move || -> Result<Window> {
+        // Skip the first second: the first lines' arrival.
+        thread::sleep(Duration::from_secs(1));
+        measure(pid, span)
+    });
+    let mut n = 0u64;
+    let t0 = Instant::now();
+    while Instant::now() < stop {
+        let due = t0 + Duration::from_micros(n * 1_000_000 / EVENT_RATE);
+        thread::sleep(due.saturating_duration_since(Instant::now()));
+        let i = 200 + n % 20;
+        fake.emit(vec![("update", connection(i, 6_000 + n * 1_500))])?;
+        n += 1;
+    }
+    measurer
+        .join()
+        .map_err(|_| anyhow!("measuring thread panicked"))?
+}
+
+/// The section: how it was measured, the figures, what they mean.
+fn section(f: &Figures) -> String {
     let mut md = String::new();
     md.push_str(TITLE);
     md.push_str("\n\n");
@@ -408,6 +465,14 @@ pub fn run(overlay_bin: &Path, windows: Windows) -> Result<String> {
          (`/proc/PID/task/*/schedstat`), CPU its time on CPU over the window.\n\n",
         SCREEN.0, SCREEN.1, SURFACE.0, SURFACE.1
     ));
+    md.push_str(&table(f));
+    md.push_str(&memory_and_wakeups(f));
+    md
+}
+
+/// The table of figures.
+fn table(f: &Figures) -> String {
+    let mut md = String::new();
     md.push_str("| measure | value | target |\n|---|---:|---|\n");
     let rss_row = |what: &str, r: Rss, target: &str| {
         format!(
@@ -420,47 +485,52 @@ pub fn run(overlay_bin: &Path, windows: Windows) -> Result<String> {
             mib(r.file)
         )
     };
-    md.push_str(&rss_row("started, no lines (baseline)", rss_empty, ""));
-    md.push_str(&rss_row("100 lines shown", rss_100, "≤ 30 MiB"));
+    md.push_str(&rss_row("started, no lines (baseline)", f.rss_empty, ""));
+    md.push_str(&rss_row("100 lines shown", f.rss_100, "≤ 30 MiB"));
     md.push_str(&rss_row(
-        &format!("after {} s at 100 events/s", windows.busy.as_secs()),
-        rss_busy,
+        &format!("after {} s at 100 events/s", f.windows.busy.as_secs()),
+        f.rss_busy,
         "",
     ));
     md.push_str(&format!(
         "| wake-ups/s idle, before any line ({:.0} s) | {:.2} | 0 |\n",
-        idle_before.secs,
-        idle_before.wakeups_per_s()
+        f.idle_before.secs,
+        f.idle_before.wakeups_per_s()
     ));
     md.push_str(&format!(
         "| wake-ups/s while 100 lines fade ({:.0} s) | {:.1} | |\n",
-        fading.secs,
-        fading.wakeups_per_s()
+        f.fading.secs,
+        f.fading.wakeups_per_s()
     ));
     md.push_str(&format!(
         "| CPU while 100 lines fade | {:.1} % of a core | |\n",
-        fading.cpu_percent()
+        f.fading.cpu_percent()
     ));
     md.push_str(&format!(
         "| wake-ups/s idle, after the fade ({:.0} s) | {:.2} | 0 |\n",
-        idle_after.secs,
-        idle_after.wakeups_per_s()
+        f.idle_after.secs,
+        f.idle_after.wakeups_per_s()
     ));
     md.push_str(&format!(
         "| CPU at 100 events/s ({:.0} s) | {:.1} % of a core ({:.0} µs per event) | |\n",
-        busy.secs,
-        busy.cpu_percent(),
-        busy.cpu_ns as f64 / 1e3 / (busy.secs * rate as f64)
+        f.busy.secs,
+        f.busy.cpu_percent(),
+        f.busy.cpu_ns as f64 / 1e3 / (f.busy.secs * EVENT_RATE as f64)
     ));
     md.push_str(&format!(
         "| wake-ups/s at 100 events/s | {:.1} | |\n",
-        busy.wakeups_per_s()
+        f.busy.wakeups_per_s()
     ));
+    md
+}
+
+/// Where the memory goes and why the overlay wakes up when it does.
+fn memory_and_wakeups(f: &Figures) -> String {
     let picture = mib(u64::from(SURFACE.0) * u64::from(SURFACE.1) * 4 / 1024);
-    let rest = mib(rss_100.total) - 2.0 * picture;
+    let rest = mib(f.rss_100.total) - 2.0 * picture;
     // The default surface, 900x400: what it would hold with the same rest.
     let default_picture = 900.0 * 400.0 * 4.0 / (1024.0 * 1024.0);
-    md.push_str(&format!(
+    format!(
         "\nMemory is mostly pixels: the two wl_shm buffers that take turns (one shown, one \
          drawn) are {picture:.1} MiB each at {}x{}, and the renderer draws straight into \
          them from its cached line images (it keeps no picture of its own); everything \
@@ -476,8 +546,7 @@ pub fn run(overlay_bin: &Path, windows: Windows) -> Result<String> {
         SURFACE.0,
         SURFACE.1,
         rest + 2.0 * default_picture
-    ));
-    Ok(md)
+    )
 }
 
 /// Puts `section` into the report at `out`: in place of an earlier section

@@ -75,37 +75,9 @@ impl Sway {
         background: &str,
     ) -> io::Result<Sway> {
         let dir = crate::fresh_dir("leco-wl")?;
-        let runtime_dir = dir.join("run");
-        fs::create_dir(&runtime_dir)?;
-        fs::set_permissions(&runtime_dir, fs::Permissions::from_mode(0o700))?;
-        chown(&runtime_dir, Some(user.uid), Some(user.gid))?;
-        let config = dir.join("sway.conf");
-        // No bar, no borders, no Xwayland: only the background and layer
-        // surfaces end up on screen.
-        fs::write(
-            &config,
-            format!(
-                "output HEADLESS-1 resolution {width}x{height} scale {scale} background {background} solid_color\n\
-                 xwayland disable\n\
-                 default_border none\n"
-            ),
-        )?;
-        fs::set_permissions(&config, fs::Permissions::from_mode(0o644))?;
-        let log = fs::File::create(dir.join("sway.log"))?;
-        let mut cmd = as_user(user, &runtime_dir, None);
-        cmd.env("WLR_BACKENDS", "headless")
-            .env("WLR_RENDERER", "pixman")
-            .env("WLR_LIBINPUT_NO_DEVICES", "1")
-            .env("WLR_HEADLESS_OUTPUTS", "1")
-            .arg("sway")
-            .arg("--config")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        let child = cmd
-            .spawn()
-            .map_err(|e| io::Error::new(e.kind(), format!("starting sway: {e}")))?;
+        let runtime_dir = make_runtime_dir(&dir, user)?;
+        let config = write_config(&dir, width, height, scale, background)?;
+        let child = spawn_sway(user, &runtime_dir, &config, &dir.join("sway.log"))?;
         let mut sway = Sway {
             child,
             dir,
@@ -114,37 +86,46 @@ impl Sway {
             user: user.clone(),
         };
         let deadline = Instant::now() + STARTUP_TIMEOUT;
+        sway.display = sway.wait_for_socket(deadline)?;
+        sway.wait_for_output(deadline)?;
+        Ok(sway)
+    }
+
+    /// Waits until sway has opened its Wayland socket; returns its name.
+    fn wait_for_socket(&mut self, deadline: Instant) -> io::Result<String> {
         loop {
-            if let Some(d) = sway.find_socket() {
-                sway.display = d;
-                break;
+            if let Some(d) = self.find_socket() {
+                return Ok(d);
             }
-            if let Ok(Some(status)) = sway.child.try_wait() {
+            if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(io::Error::other(format!(
                     "sway exited ({status}) before opening its socket; its log:\n{}",
-                    sway.log()
+                    self.log()
                 )));
             }
             if Instant::now() > deadline {
                 return Err(io::Error::other(format!(
                     "sway opened no Wayland socket in {STARTUP_TIMEOUT:?}; its log:\n{}",
-                    sway.log()
+                    self.log()
                 )));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        // The socket exists before the output is configured: wait until a
-        // screenshot works, which needs the output.
+    }
+
+    /// Waits until a screenshot works: the socket exists before the output
+    /// is configured, and a screenshot needs the output.
+    fn wait_for_output(&self, deadline: Instant) -> io::Result<()> {
         loop {
-            let probe = sway.dir.join("probe.png");
-            if sway.grim(&probe, None).is_ok() {
+            let probe = self.dir.join("probe.png");
+            if self.grim(&probe, None).is_ok() {
                 let _ = fs::remove_file(probe);
-                return Ok(sway);
+                return Ok(());
             }
             if Instant::now() > deadline {
                 return Err(io::Error::other(format!(
                     "grim cannot take a screenshot of sway after {STARTUP_TIMEOUT:?}; sway's log:\n{}",
-                    sway.log()
+                    self.log()
                 )));
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -302,6 +283,63 @@ impl Drop for Sway {
         let _ = self.child.wait();
         let _ = fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Creates `user`'s `XDG_RUNTIME_DIR` in `dir`: `run`, mode 0700, theirs.
+fn make_runtime_dir(dir: &Path, user: &WaylandUser) -> io::Result<PathBuf> {
+    let runtime_dir = dir.join("run");
+    fs::create_dir(&runtime_dir)?;
+    fs::set_permissions(&runtime_dir, fs::Permissions::from_mode(0o700))?;
+    chown(&runtime_dir, Some(user.uid), Some(user.gid))?;
+    Ok(runtime_dir)
+}
+
+/// Writes sway's configuration into `dir`: the one output, and nothing
+/// else on screen.
+fn write_config(
+    dir: &Path,
+    width: u32,
+    height: u32,
+    scale: u32,
+    background: &str,
+) -> io::Result<PathBuf> {
+    let config = dir.join("sway.conf");
+    // No bar, no borders, no Xwayland: only the background and layer
+    // surfaces end up on screen.
+    fs::write(
+        &config,
+        format!(
+            "output HEADLESS-1 resolution {width}x{height} scale {scale} background {background} solid_color\n\
+             xwayland disable\n\
+             default_border none\n"
+        ),
+    )?;
+    fs::set_permissions(&config, fs::Permissions::from_mode(0o644))?;
+    Ok(config)
+}
+
+/// Starts sway as `user` on the headless backend with `config`, its output
+/// into `log`.
+fn spawn_sway(
+    user: &WaylandUser,
+    runtime_dir: &Path,
+    config: &Path,
+    log: &Path,
+) -> io::Result<Child> {
+    let log = fs::File::create(log)?;
+    let mut cmd = as_user(user, runtime_dir, None);
+    cmd.env("WLR_BACKENDS", "headless")
+        .env("WLR_RENDERER", "pixman")
+        .env("WLR_LIBINPUT_NO_DEVICES", "1")
+        .env("WLR_HEADLESS_OUTPUTS", "1")
+        .arg("sway")
+        .arg("--config")
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    cmd.spawn()
+        .map_err(|e| io::Error::new(e.kind(), format!("starting sway: {e}")))
 }
 
 /// `setpriv` to `user` (its uid, primary gid and supplementary groups)
