@@ -1,5 +1,6 @@
 //! What crosses leco's bus: the connection record and its keys, the event
-//! kinds, the D-Bus names, and the formatting every client shares.
+//! kinds, the D-Bus names, the clients' proxy of the service ([`proxy`]),
+//! and the formatting every client shares.
 //!
 //! The keys of [`Connection`] are a contract: clients outside this project
 //! (scripts, notification bridges, `busctl monitor` readers) rely on them. A
@@ -14,6 +15,7 @@ mod dict;
 pub mod example;
 mod format;
 mod names;
+pub mod proxy;
 mod text;
 
 pub use connection::{Connection, Direction, EventKind, Proto};
@@ -21,4 +23,5 @@ pub use decode::{decode_json_event, DecodeError};
 pub use dict::{Dict, Dicts};
 pub use format::{classic_line, human_bytes, TRAFFIC_THRESHOLD};
 pub use names::{BUS_NAME, INTERFACE, INTROSPECTION_XML, OBJECT_PATH};
+pub use proxy::OverseerProxy;
 pub use text::sanitize;
