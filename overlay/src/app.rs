@@ -25,6 +25,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use wayland_client::backend::ReadEventsGuard;
 
 use crate::client::{BusAddress, BusClient, BusEvent, BusStatus};
 use crate::config::OverlayConfig;
@@ -94,127 +95,107 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     wl.roundtrip()?;
     wl.dispatch_pending()?;
     let bus = BusClient::spawn(opts.bus.clone(), waker).context("starting the bus thread")?;
-    let watch = match &path {
-        Some(p) => match ConfigWatch::new(p) {
-            Ok(w) => Some(w),
-            Err(e) => {
-                tracing::warn!("not watching {} for changes: {e}", p.display());
-                None
-            }
-        },
-        None => None,
-    };
-    let mut app = App {
-        model: LineModel::new(&config),
-        config,
-        debug: opts.debug,
-        bus_status: None,
-        config_status: None,
-        fade_due_us: None,
-        reload_due: None,
-        last_logged: Vec::new(),
-    };
-    app.update_status();
+    let watch = path.as_deref().and_then(watch_config);
+    let mut app = App::new(config, opts.debug);
 
     loop {
         wl.dispatch_pending()?;
         let now = Instant::now();
         let now_us = realtime_us();
-
-        // Timers.
-        if app.fade_due_us.is_some_and(|t| t <= now_us) {
-            app.fade_due_us = None;
-            wl.state.mark_dirty();
-        }
-        if app.reload_due.is_some_and(|t| t <= now) {
-            app.reload_due = None;
-            if let Some(w) = &watch {
-                if app.reload(w.path(), &mut wl) {
-                    wl.state.mark_dirty();
-                }
-            }
-        }
-        if app.config_status.as_ref().is_some_and(|(_, t)| *t <= now) {
-            app.config_status = None;
-            app.update_status();
-            wl.state.mark_dirty();
-        }
-
-        // News from the bus.
-        let mut news = false;
-        while let Some(ev) = bus.try_next() {
-            news = true;
-            app.on_bus(ev);
-        }
-        if news {
-            wl.state.mark_dirty();
-        }
-
-        // Drawing.
-        let (readiness, cap_until) = wl.state.readiness(now);
-        if readiness == Readiness::Ready {
-            let frame = app.model.frame(now_us);
-            app.log_lines(&frame);
-            wl.state.draw_ready(&frame, now);
-            app.fade_due_us = frame.next_change_us;
-        }
+        app.run_timers(now, now_us, watch.as_ref(), &mut wl);
+        app.take_bus_news(&bus, &mut wl);
+        let cap_until = app.draw(&mut wl, now, now_us);
 
         // Sleep until something happens.
         let want_write = wl.flush()?;
-        let deadline = [
-            app.fade_due_us
-                .map(|t| now + Duration::from_micros(t.saturating_sub(now_us))),
-            cap_until,
-            app.reload_due,
-            app.config_status.as_ref().map(|(_, t)| *t),
-        ]
-        .into_iter()
-        .flatten()
-        .min();
+        let deadline = app.deadline(now, now_us, cap_until);
         let Some(guard) = wl.prepare_read() else {
             // Events arrived while we worked: dispatch them first.
             continue;
         };
         let timeout = deadline.map_or(PollTimeout::NONE, |d| timeout_ms(d, Instant::now()));
-        let mut wl_flags = PollFlags::POLLIN;
-        if want_write {
-            wl_flags |= PollFlags::POLLOUT;
-        }
-        let (wl_ready, wake_ready, watch_ready) = {
-            let mut fds = vec![
-                PollFd::new(guard.connection_fd(), wl_flags),
-                PollFd::new(wake_rx.as_fd(), PollFlags::POLLIN),
-            ];
-            if let Some(w) = &watch {
-                fds.push(PollFd::new(w.as_fd(), PollFlags::POLLIN));
-            }
-            match poll(&mut fds, timeout) {
-                Ok(_) | Err(Errno::EINTR) => {}
-                Err(e) => return Err(e).context("poll"),
-            }
-            let ready = |i: usize| {
-                fds.get(i)
-                    .and_then(|f| f.revents())
-                    .is_some_and(|r| !r.is_empty())
-            };
-            (ready(0), ready(1), ready(2))
-        };
-        if wl_ready {
-            match guard.read() {
-                Ok(_) => {}
-                Err(wayland_client::backend::WaylandError::Io(e))
-                    if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(anyhow::anyhow!("the compositor closed the connection: {e}")),
-            }
+        let ready = wait(&guard, want_write, &wake_rx, watch.as_ref(), timeout)?;
+        if ready.wayland {
+            read_wayland(guard)?;
         } else {
             drop(guard);
         }
-        if wake_ready {
+        if ready.wake {
             wake_rx.drain();
         }
-        if watch_ready && watch.as_ref().is_some_and(|w| w.changed()) {
+        if ready.watch && watch.as_ref().is_some_and(|w| w.changed()) {
             app.reload_due = Some(Instant::now() + RELOAD_DEBOUNCE);
         }
+    }
+}
+
+/// An inotify watch on the configuration file, or None (with a warning)
+/// when one cannot be had: the overlay then runs without reloading.
+fn watch_config(path: &std::path::Path) -> Option<ConfigWatch> {
+    match ConfigWatch::new(path) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!("not watching {} for changes: {e}", path.display());
+            None
+        }
+    }
+}
+
+/// Which of the loop's descriptors `poll(2)` found ready.
+#[derive(Debug, Clone, Copy)]
+struct Ready {
+    wayland: bool,
+    wake: bool,
+    watch: bool,
+}
+
+/// Sleeps in `poll(2)` until the compositor, the bus thread or the
+/// configuration's directory has something, or `timeout` passes.
+fn wait(
+    guard: &ReadEventsGuard,
+    want_write: bool,
+    wake_rx: &wake::WakeReceiver,
+    watch: Option<&ConfigWatch>,
+    timeout: PollTimeout,
+) -> anyhow::Result<Ready> {
+    let mut wl_flags = PollFlags::POLLIN;
+    if want_write {
+        wl_flags |= PollFlags::POLLOUT;
+    }
+    let mut fds = vec![
+        PollFd::new(guard.connection_fd(), wl_flags),
+        PollFd::new(wake_rx.as_fd(), PollFlags::POLLIN),
+    ];
+    if let Some(w) = watch {
+        fds.push(PollFd::new(w.as_fd(), PollFlags::POLLIN));
+    }
+    match poll(&mut fds, timeout) {
+        Ok(_) | Err(Errno::EINTR) => {}
+        Err(e) => return Err(e).context("poll"),
+    }
+    let ready = |i: usize| {
+        fds.get(i)
+            .and_then(|f| f.revents())
+            .is_some_and(|r| !r.is_empty())
+    };
+    Ok(Ready {
+        wayland: ready(0),
+        wake: ready(1),
+        watch: ready(2),
+    })
+}
+
+/// Reads the compositor's events `poll(2)` announced (they are
+/// dispatched at the top of the loop).
+fn read_wayland(guard: ReadEventsGuard) -> anyhow::Result<()> {
+    match guard.read() {
+        Ok(_) => Ok(()),
+        Err(wayland_client::backend::WaylandError::Io(e))
+            if e.kind() == std::io::ErrorKind::WouldBlock =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(anyhow::anyhow!("the compositor closed the connection: {e}")),
     }
 }
 
@@ -234,6 +215,91 @@ struct App {
 }
 
 impl App {
+    fn new(config: OverlayConfig, debug: bool) -> App {
+        let mut app = App {
+            model: LineModel::new(&config),
+            config,
+            debug,
+            bus_status: None,
+            config_status: None,
+            fade_due_us: None,
+            reload_due: None,
+            last_logged: Vec::new(),
+        };
+        app.update_status();
+        app
+    }
+
+    /// Acts on the timers that are due at `now`: a fade step, a debounced
+    /// reload, the end of a reload error's time in the status line.
+    fn run_timers(
+        &mut self,
+        now: Instant,
+        now_us: u64,
+        watch: Option<&ConfigWatch>,
+        wl: &mut Wayland,
+    ) {
+        if self.fade_due_us.is_some_and(|t| t <= now_us) {
+            self.fade_due_us = None;
+            wl.state.mark_dirty();
+        }
+        if self.reload_due.is_some_and(|t| t <= now) {
+            self.reload_due = None;
+            if let Some(w) = watch {
+                if self.reload(w.path(), wl) {
+                    wl.state.mark_dirty();
+                }
+            }
+        }
+        if self.config_status.as_ref().is_some_and(|(_, t)| *t <= now) {
+            self.config_status = None;
+            self.update_status();
+            wl.state.mark_dirty();
+        }
+    }
+
+    /// Applies what the bus thread sent since the last time.
+    fn take_bus_news(&mut self, bus: &BusClient, wl: &mut Wayland) {
+        let mut news = false;
+        while let Some(ev) = bus.try_next() {
+            news = true;
+            self.on_bus(ev);
+        }
+        if news {
+            wl.state.mark_dirty();
+        }
+    }
+
+    /// Draws the frame of `now_us` on the surfaces that may draw now.
+    /// Returns the earliest moment a surface held back by the frame-rate
+    /// cap may draw.
+    fn draw(&mut self, wl: &mut Wayland, now: Instant, now_us: u64) -> Option<Instant> {
+        let (readiness, cap_until) = wl.state.readiness(now);
+        if readiness == Readiness::Ready {
+            let frame = self.model.frame(now_us);
+            self.log_lines(&frame);
+            wl.state.draw_ready(&frame, now);
+            self.fade_due_us = frame.next_change_us;
+        }
+        cap_until
+    }
+
+    /// When the loop must wake up by itself: the earliest of the next fade
+    /// step, the frame-rate cap, a pending reload and the end of a reload
+    /// error's time; None to sleep until something arrives.
+    fn deadline(&self, now: Instant, now_us: u64, cap_until: Option<Instant>) -> Option<Instant> {
+        [
+            self.fade_due_us
+                .map(|t| now + Duration::from_micros(t.saturating_sub(now_us))),
+            cap_until,
+            self.reload_due,
+            self.config_status.as_ref().map(|(_, t)| *t),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
     fn on_bus(&mut self, ev: BusEvent) {
         match ev {
             BusEvent::Snapshot(conns) => {

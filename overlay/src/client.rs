@@ -10,16 +10,22 @@
 //! client subscribes to `ConnectionEvent` and to `NameOwnerChanged` first,
 //! and only then asks for the snapshot, so an event sent in between is
 //! never lost (at worst it arrives twice, which the model absorbs).
+//!
+//! Calls go through leco-proto's [`OverseerProxy`] and zbus's
+//! [`DBusProxy`]; the two signals are read from match-rule streams of our
+//! own (see `session`) and decoded with their typed forms.
 
-use std::collections::HashMap;
 use std::sync::mpsc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use leco_proto::{Connection, EventKind, BUS_NAME, INTERFACE, OBJECT_PATH};
+use leco_proto::proxy::{connection_event_rule, ConnectionEvent};
+use leco_proto::{Connection, EventKind, OverseerProxy, BUS_NAME};
+use zbus::fdo::{DBusProxy, NameOwnerChanged};
 use zbus::message::Type as MsgType;
-use zbus::zvariant::OwnedValue;
-use zbus::{MatchRule, MessageStream};
+use zbus::names::BusName;
+use zbus::proxy::CacheProperties;
+use zbus::{MatchRule, MessageStream, OwnedMatchRule};
 
 use crate::app::wake::Waker;
 
@@ -194,28 +200,27 @@ async fn session(
     sink: &Sink,
     last_status: &mut Option<BusStatus>,
 ) -> zbus::Result<Ended> {
-    // Subscribe before anything else: see the module's doc.
-    let events_rule = MatchRule::builder()
-        .msg_type(MsgType::Signal)
-        .interface(INTERFACE)?
-        .member("ConnectionEvent")?
-        .path(OBJECT_PATH)?
-        .build();
-    let mut events = MessageStream::for_match_rule(events_rule, conn, Some(QUEUE)).await?;
-    let owner_rule = MatchRule::builder()
-        .msg_type(MsgType::Signal)
-        .sender("org.freedesktop.DBus")?
-        .interface("org.freedesktop.DBus")?
-        .member("NameOwnerChanged")?
-        .arg(0, BUS_NAME)?
-        .build();
-    let mut owners = MessageStream::for_match_rule(owner_rule, conn, Some(64)).await?;
+    let overseer = OverseerProxy::builder(conn)
+        .cache_properties(CacheProperties::No)
+        .build()
+        .await?;
+    let dbus = DBusProxy::builder(conn)
+        .cache_properties(CacheProperties::No)
+        .build()
+        .await?;
+    // Subscribe before anything else: see the module's doc. Not through
+    // the proxies' streams: those queue 64 messages (see
+    // leco_proto::proxy::connection_event_rule) and swallow the error a
+    // broken connection ends with, which the status line shows.
+    let mut events =
+        MessageStream::for_match_rule(connection_event_rule()?, conn, Some(QUEUE)).await?;
+    let mut owners = MessageStream::for_match_rule(owner_rule()?, conn, Some(64)).await?;
 
     // The unique name events must come from: signals from anyone else who
     // merely uses our interface name are ignored.
-    let mut owner = current_owner(conn).await?;
+    let mut owner = current_owner(&dbus).await?;
     if owner.is_some() {
-        let status = snapshot(conn, sink).await?;
+        let status = snapshot(&overseer, sink).await?;
         if !set_status(sink, last_status, status) {
             return Ok(Ended::Sink);
         }
@@ -227,36 +232,25 @@ async fn session(
         tokio::select! {
             msg = events.next() => {
                 let Some(msg) = msg else { return Ok(Ended::Bus) };
-                let msg = msg?;
-                let header = msg.header();
-                let sender = header.sender().map(|s| s.as_str());
-                if owner.is_none() || sender != owner.as_deref() {
-                    continue;
-                }
-                match decode_event(&msg) {
-                    Ok((kind, c)) => {
-                        if !sink.send(BusEvent::Event(kind, Box::new(c))) {
-                            return Ok(Ended::Sink);
-                        }
-                    }
-                    // A newer service may send kinds or values we do not
-                    // know; the rest still counts.
-                    Err(e) => tracing::debug!("ignoring a ConnectionEvent: {e}"),
+                if !forward_event(msg?, owner.as_deref(), sink) {
+                    return Ok(Ended::Sink);
                 }
             }
             msg = owners.next() => {
                 let Some(msg) = msg else { return Ok(Ended::Bus) };
-                let msg = msg?;
-                let Ok((_, _, new)) = msg.body().deserialize::<(String, String, String)>() else {
+                let Some(new) = new_owner(msg?) else {
                     continue;
                 };
-                let status = if new.is_empty() {
-                    owner = None;
-                    BusStatus::ServiceAbsent
-                } else {
-                    tracing::info!("leco-service appeared as {new}; taking a snapshot");
-                    owner = Some(new);
-                    snapshot(conn, sink).await?
+                let status = match new {
+                    None => {
+                        owner = None;
+                        BusStatus::ServiceAbsent
+                    }
+                    Some(new) => {
+                        tracing::info!("leco-service appeared as {new}; taking a snapshot");
+                        owner = Some(new);
+                        snapshot(&overseer, sink).await?
+                    }
                 };
                 if !set_status(sink, last_status, status) {
                     return Ok(Ended::Sink);
@@ -266,43 +260,63 @@ async fn session(
     }
 }
 
-/// The unique name owning `org.leco.Overseer1`, None when nobody does.
-async fn current_owner(conn: &zbus::Connection) -> zbus::Result<Option<String>> {
-    let reply = conn
-        .call_method(
-            Some("org.freedesktop.DBus"),
-            "/org/freedesktop/DBus",
-            Some("org.freedesktop.DBus"),
-            "GetNameOwner",
-            &(BUS_NAME,),
-        )
-        .await;
-    match reply {
-        Ok(r) => Ok(Some(r.body().deserialize::<String>()?)),
-        Err(zbus::Error::MethodError(name, _, _))
-            if name.as_str() == "org.freedesktop.DBus.Error.NameHasNoOwner" =>
-        {
-            Ok(None)
+/// Passes on a `ConnectionEvent` sent by `owner` (the service); others'
+/// are dropped. False once the Wayland loop has gone.
+fn forward_event(msg: zbus::Message, owner: Option<&str>, sink: &Sink) -> bool {
+    let header = msg.header();
+    let sender = header.sender().map(|s| s.as_str());
+    if owner.is_none() || sender != owner {
+        return true;
+    }
+    match decode_event(msg) {
+        Ok((kind, c)) => sink.send(BusEvent::Event(kind, Box::new(c))),
+        // A newer service may send kinds or values we do not know; the
+        // rest still counts.
+        Err(e) => {
+            tracing::debug!("ignoring a ConnectionEvent: {e}");
+            true
         }
-        Err(e) => Err(e),
+    }
+}
+
+/// Every `NameOwnerChanged` of `org.leco.Overseer1`, from the bus.
+fn owner_rule() -> zbus::Result<OwnedMatchRule> {
+    Ok(MatchRule::builder()
+        .msg_type(MsgType::Signal)
+        .sender("org.freedesktop.DBus")?
+        .interface("org.freedesktop.DBus")?
+        .member("NameOwnerChanged")?
+        .arg(0, BUS_NAME)?
+        .build()
+        .into())
+}
+
+/// The new owner a `NameOwnerChanged` names (None: nobody owns the name
+/// now); None for a message that does not read as one.
+fn new_owner(msg: zbus::Message) -> Option<Option<String>> {
+    let signal = NameOwnerChanged::from_message(msg)?;
+    let args = signal.args().ok()?;
+    Some(args.new_owner().as_ref().map(|n| n.to_string()))
+}
+
+/// The unique name owning `org.leco.Overseer1`, None when nobody does.
+async fn current_owner(dbus: &DBusProxy<'_>) -> zbus::Result<Option<String>> {
+    match dbus
+        .get_name_owner(BusName::from_static_str(BUS_NAME)?)
+        .await
+    {
+        Ok(name) => Ok(Some(name.to_string())),
+        Err(zbus::fdo::Error::NameHasNoOwner(_)) => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }
 
 /// Calls `Snapshot()` and passes its result on. Errors that say something
 /// about the service (absent, access denied) become a status; only a
 /// failing bus is an error.
-async fn snapshot(conn: &zbus::Connection, sink: &Sink) -> zbus::Result<BusStatus> {
-    let reply = conn
-        .call_method(
-            Some(BUS_NAME),
-            OBJECT_PATH,
-            Some(INTERFACE),
-            "Snapshot",
-            &(),
-        )
-        .await;
-    let reply = match reply {
-        Ok(r) => r,
+async fn snapshot(overseer: &OverseerProxy<'_>, sink: &Sink) -> zbus::Result<BusStatus> {
+    let dicts = match overseer.snapshot().await {
+        Ok(d) => d,
         Err(zbus::Error::MethodError(name, text, _)) => {
             let name = name.as_str();
             tracing::debug!("Snapshot() failed: {name}: {}", text.unwrap_or_default());
@@ -314,18 +328,16 @@ async fn snapshot(conn: &zbus::Connection, sink: &Sink) -> zbus::Result<BusStatu
             });
         }
         Err(zbus::Error::InputOutput(e)) => return Err(zbus::Error::InputOutput(e)),
+        // The reply came but is not aa{sv}: the only error of reading it.
+        Err(zbus::Error::Variant(e)) => {
+            tracing::warn!("Snapshot() returned something else than aa{{sv}}: {e}");
+            return Ok(BusStatus::Connected);
+        }
         Err(e) => {
             // A timeout or a reply we cannot read: the service is there but
             // not usable; say so like an absence and wait for it to restart.
             tracing::warn!("Snapshot() failed: {e}");
             return Ok(BusStatus::ServiceAbsent);
-        }
-    };
-    let dicts: Vec<HashMap<String, OwnedValue>> = match reply.body().deserialize() {
-        Ok(d) => d,
-        Err(e) => {
-            tracing::warn!("Snapshot() returned something else than aa{{sv}}: {e}");
-            return Ok(BusStatus::Connected);
         }
     };
     let conns: Vec<Connection> = dicts
@@ -346,12 +358,15 @@ async fn snapshot(conn: &zbus::Connection, sink: &Sink) -> zbus::Result<BusStatu
 }
 
 /// The kind and connection a `ConnectionEvent` carries.
-fn decode_event(msg: &zbus::Message) -> Result<(EventKind, Connection), String> {
-    let (kind, dict) = msg
-        .body()
-        .deserialize::<(String, HashMap<String, OwnedValue>)>()
+fn decode_event(msg: zbus::Message) -> Result<(EventKind, Connection), String> {
+    let signal = ConnectionEvent::from_message(msg).ok_or("not a ConnectionEvent")?;
+    let args = signal
+        .args()
         .map_err(|e| format!("not (s, a{{sv}}): {e}"))?;
-    let kind = kind.parse::<EventKind>().map_err(|e| e.to_string())?;
-    let c = Connection::from_dict(&dict).map_err(|e| e.to_string())?;
+    let kind = args
+        .kind()
+        .parse::<EventKind>()
+        .map_err(|e| e.to_string())?;
+    let c = Connection::from_dict(args.connection()).map_err(|e| e.to_string())?;
     Ok((kind, c))
 }

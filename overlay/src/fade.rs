@@ -82,82 +82,10 @@ impl Default for FadeCurve {
 impl FadeCurve {
     /// Parses the classic notation (see the module documentation).
     pub fn parse(spec: &str) -> Result<FadeCurve, CurveError> {
-        let mut numbers: Vec<(f64, usize)> = Vec::new();
-        let mut range: Option<(f64, f64)> = None;
-        for (offset, token) in tokens(spec) {
-            if let Some(r) = token.strip_prefix("range=") {
-                let bad = || CurveError {
-                    offset,
-                    message: format!(
-                        "expected range=MIN:MAX with two different numbers, found {token:?}"
-                    ),
-                };
-                let (lo, hi) = r.split_once(':').ok_or_else(bad)?;
-                let lo = number(lo).ok_or_else(bad)?;
-                let hi = number(hi).ok_or_else(bad)?;
-                if lo == hi {
-                    return Err(bad());
-                }
-                if range.is_some() {
-                    return Err(CurveError {
-                        offset,
-                        message: "range= is given twice".into(),
-                    });
-                }
-                range = Some((lo, hi));
-            } else {
-                let n = number(token).ok_or_else(|| CurveError {
-                    offset,
-                    message: format!(
-                        "expected a number (points are TIME,OPACITY pairs) or range=MIN:MAX, \
-                         found {token:?}"
-                    ),
-                })?;
-                numbers.push((n, offset));
-            }
-        }
-        if numbers.len() % 2 == 1 {
-            let (_, offset) = numbers[numbers.len() - 1];
-            return Err(CurveError {
-                offset,
-                message: "an odd number of values: points are TIME,OPACITY pairs".into(),
-            });
-        }
-        let points: Vec<((f64, f64), usize)> = numbers
-            .chunks_exact(2)
-            .map(|p| ((p[0].0, p[1].0), p[0].1))
-            .collect();
-        if points.len() < 2 {
-            return Err(CurveError {
-                offset: 0,
-                message: "expected at least two TIME,OPACITY points, such as \"0,100 100,0\""
-                    .into(),
-            });
-        }
-        for pair in points.windows(2) {
-            if pair[1].0 .0 <= pair[0].0 .0 {
-                return Err(CurveError {
-                    offset: pair[1].1,
-                    message: format!(
-                        "times must increase from point to point: {} follows {}",
-                        pair[1].0 .0, pair[0].0 .0
-                    ),
-                });
-            }
-        }
+        let scanned = scan(spec)?;
+        let points = pair_points(&scanned.numbers)?;
         let (first, last) = (points[0].0, points[points.len() - 1].0);
-        let (lo, hi) = match range {
-            Some(r) => r,
-            None if first.1 == last.1 => {
-                return Err(CurveError {
-                    offset: 0,
-                    message: "the first and last points have the same opacity; \
-                              say which values are transparent and opaque with range=MIN:MAX"
-                        .into(),
-                })
-            }
-            None => (first.1.min(last.1), first.1.max(last.1)),
-        };
+        let (lo, hi) = opacity_range(scanned.range, first, last)?;
         let normalized: Vec<(f32, f32)> = points
             .iter()
             .map(|((x, y), _)| {
@@ -269,6 +197,114 @@ impl FadeCurve {
 /// 8-bit alpha of an opacity, as the renderer quantizes it.
 fn alpha(opacity: f32) -> u8 {
     (opacity.clamp(0.0, 1.0) * 255.0).round() as u8
+}
+
+/// A point as written (time, opacity) and the byte offset of its time.
+type SpecPoint = ((f64, f64), usize);
+
+/// What a curve string says before its numbers are taken as points.
+#[derive(Debug, Default)]
+struct Scanned {
+    /// Its numbers, each with its byte offset.
+    numbers: Vec<(f64, usize)>,
+    /// Its `range=MIN:MAX`, if it has one.
+    range: Option<(f64, f64)>,
+}
+
+/// Reads a curve string's tokens: numbers and at most one `range=`.
+fn scan(spec: &str) -> Result<Scanned, CurveError> {
+    let mut scanned = Scanned::default();
+    for (offset, token) in tokens(spec) {
+        if let Some(r) = token.strip_prefix("range=") {
+            let parsed = parse_range(r, token, offset)?;
+            if scanned.range.is_some() {
+                return Err(CurveError {
+                    offset,
+                    message: "range= is given twice".into(),
+                });
+            }
+            scanned.range = Some(parsed);
+        } else {
+            let n = number(token).ok_or_else(|| CurveError {
+                offset,
+                message: format!(
+                    "expected a number (points are TIME,OPACITY pairs) or range=MIN:MAX, \
+                     found {token:?}"
+                ),
+            })?;
+            scanned.numbers.push((n, offset));
+        }
+    }
+    Ok(scanned)
+}
+
+/// `MIN:MAX` of a `range=` token (`token`, at `offset`): two different
+/// numbers.
+fn parse_range(r: &str, token: &str, offset: usize) -> Result<(f64, f64), CurveError> {
+    let bad = || CurveError {
+        offset,
+        message: format!("expected range=MIN:MAX with two different numbers, found {token:?}"),
+    };
+    let (lo, hi) = r.split_once(':').ok_or_else(bad)?;
+    let lo = number(lo).ok_or_else(bad)?;
+    let hi = number(hi).ok_or_else(bad)?;
+    if lo == hi {
+        return Err(bad());
+    }
+    Ok((lo, hi))
+}
+
+/// The numbers taken in pairs: at least two points, times strictly
+/// increasing.
+fn pair_points(numbers: &[(f64, usize)]) -> Result<Vec<SpecPoint>, CurveError> {
+    if numbers.len() % 2 == 1 {
+        let (_, offset) = numbers[numbers.len() - 1];
+        return Err(CurveError {
+            offset,
+            message: "an odd number of values: points are TIME,OPACITY pairs".into(),
+        });
+    }
+    let points: Vec<SpecPoint> = numbers
+        .chunks_exact(2)
+        .map(|p| ((p[0].0, p[1].0), p[0].1))
+        .collect();
+    if points.len() < 2 {
+        return Err(CurveError {
+            offset: 0,
+            message: "expected at least two TIME,OPACITY points, such as \"0,100 100,0\"".into(),
+        });
+    }
+    for pair in points.windows(2) {
+        if pair[1].0 .0 <= pair[0].0 .0 {
+            return Err(CurveError {
+                offset: pair[1].1,
+                message: format!(
+                    "times must increase from point to point: {} follows {}",
+                    pair[1].0 .0, pair[0].0 .0
+                ),
+            });
+        }
+    }
+    Ok(points)
+}
+
+/// The opacities that stand for transparent and opaque: the `range=`
+/// given, else the first and last points' (which must then differ).
+fn opacity_range(
+    range: Option<(f64, f64)>,
+    first: (f64, f64),
+    last: (f64, f64),
+) -> Result<(f64, f64), CurveError> {
+    match range {
+        Some(r) => Ok(r),
+        None if first.1 == last.1 => Err(CurveError {
+            offset: 0,
+            message: "the first and last points have the same opacity; \
+                      say which values are transparent and opaque with range=MIN:MAX"
+                .into(),
+        }),
+        None => Ok((first.1.min(last.1), first.1.max(last.1))),
+    }
 }
 
 /// Tokens with their byte offsets: separated by whitespace, commas and

@@ -388,21 +388,50 @@ impl LineModel {
     pub fn frame(&mut self, now_us: u64) -> Frame {
         // Lines whose fade is over leave (lingering ones stay while they
         // hold a row).
-        let expired: Vec<LineKey> = self
+        let linger = self.linger;
+        self.remove_lines(|m, l| !linger && m.progress(l.activity, now_us) >= 1.0);
+        self.sweep_conns(now_us);
+        self.fit_rows();
+        self.place_rowless(now_us);
+        if self.linger {
+            // Lingering lines stay only while they hold a row.
+            self.remove_lines(|m, l| l.row.is_none() && m.progress(l.activity, now_us) >= 1.0);
+        }
+        let (lines, next) = self.draw_lines(now_us);
+        Frame {
+            lines,
+            status: self.status.clone(),
+            next_change_us: next,
+        }
+    }
+
+    /// Removes the lines `gone` says are gone.
+    fn remove_lines(&mut self, gone: impl Fn(&Self, &Line) -> bool) {
+        let keys: Vec<LineKey> = self
             .lines
             .iter()
-            .filter(|(_, l)| !self.linger && self.progress(l.activity, now_us) >= 1.0)
+            .filter(|(_, l)| gone(self, l))
             .map(|(k, _)| k.clone())
             .collect();
-        for key in &expired {
+        for key in &keys {
             self.remove_line(key);
         }
+    }
+
+    /// Once a second, forgets connections without a line whose fade time
+    /// has passed.
+    fn sweep_conns(&mut self, now_us: u64) {
         if now_us >= self.next_sweep_us {
             let fade = self.fade_us;
             self.conns
                 .retain(|_, t| t.line.is_some() || now_us.saturating_sub(t.activity) < fade);
             self.next_sweep_us = now_us.saturating_add(1_000_000);
         }
+    }
+
+    /// Follows a change in the rows there are room for (the status line
+    /// takes one): lines in rows that went lose them.
+    fn fit_rows(&mut self) {
         let capacity = self.capacity();
         if self.rows.capacity() != capacity {
             for key in self.rows.resize(capacity) {
@@ -411,19 +440,11 @@ impl LineModel {
                 }
             }
         }
-        self.place_rowless(now_us);
-        if self.linger {
-            // Lingering lines stay only while they hold a row.
-            let gone: Vec<LineKey> = self
-                .lines
-                .iter()
-                .filter(|(_, l)| l.row.is_none() && self.progress(l.activity, now_us) >= 1.0)
-                .map(|(k, _)| k.clone())
-                .collect();
-            for key in &gone {
-                self.remove_line(key);
-            }
-        }
+    }
+
+    /// The visible lines with a row, in row order and faded, and the
+    /// earliest moment one of them changes by itself.
+    fn draw_lines(&mut self, now_us: u64) -> (Vec<DrawLine>, Option<u64>) {
         let mut lines = Vec::new();
         let mut next: Option<u64> = None;
         let keys: Vec<LineKey> = self
@@ -440,21 +461,7 @@ impl LineModel {
             let Some(row) = line.row else { continue };
             let t = self.progress(line.activity, now_us);
             let opacity = self.curve.opacity(t);
-            let change = if t >= 1.0 {
-                None
-            } else {
-                let frac = self.curve.next_change(t).unwrap_or(1.0);
-                let frac = if self.linger {
-                    self.curve.next_change(t)
-                } else {
-                    Some(frac)
-                };
-                frac.map(|f| {
-                    let at = line.activity as f64 + (f64::from(f) * self.fade_us as f64).ceil();
-                    (at as u64).max(now_us + 1)
-                })
-            };
-            if let Some(c) = change {
+            if let Some(c) = self.next_change(line.activity, t, now_us) {
                 next = Some(next.map_or(c, |n| n.min(c)));
             }
             if opacity <= 0.0 {
@@ -468,11 +475,26 @@ impl LineModel {
             });
         }
         lines.sort_by_key(|l| l.row);
-        Frame {
-            lines,
-            status: self.status.clone(),
-            next_change_us: next,
+        (lines, next)
+    }
+
+    /// When a line last active at `activity`, now at fade fraction `t`,
+    /// next changes opacity (realtime µs, after `now_us`); None once its
+    /// fade is over, or when a lingering line's curve stays flat.
+    fn next_change(&self, activity: u64, t: f32, now_us: u64) -> Option<u64> {
+        if t >= 1.0 {
+            return None;
         }
+        let frac = self.curve.next_change(t).unwrap_or(1.0);
+        let frac = if self.linger {
+            self.curve.next_change(t)
+        } else {
+            Some(frac)
+        };
+        frac.map(|f| {
+            let at = activity as f64 + (f64::from(f) * self.fade_us as f64).ceil();
+            (at as u64).max(now_us + 1)
+        })
     }
 
     /// Gives rows to live lines without one, freshest first: a free row, or

@@ -39,164 +39,213 @@ pub fn plot_fade_curve(cfg: &FadeConfig, out: &Path) -> anyhow::Result<()> {
 /// The plot as a pixmap. Labels use `font_files` when given (deterministic
 /// pictures for tests), the system's fonts otherwise.
 pub fn fade_curve_pixmap(cfg: &FadeConfig, font_files: &[PathBuf]) -> anyhow::Result<Pixmap> {
-    let mut fonts = if font_files.is_empty() {
+    let fonts = if font_files.is_empty() {
         Fonts::system(FAMILY)?
     } else {
         Fonts::from_files(FAMILY, font_files)?
     };
-    let mut pm = Pixmap::new(WIDTH, HEIGHT).context("plot size")?;
-    pm.fill(Color::from_rgba8(0xfb, 0xfb, 0xf8, 0xff));
-
-    let (pw, ph) = (WIDTH as f32 - LEFT - RIGHT, HEIGHT as f32 - TOP - BOTTOM);
-    let to_x = |t: f32| LEFT + t.clamp(0.0, 1.0) * pw;
-    let to_y = |o: f32| TOP + (1.0 - o.clamp(0.0, 1.0)) * ph;
+    let mut plot = Plot::new(fonts)?;
     let secs = cfg.fade_time.as_secs_f64();
-
-    // Grid and ticks: opacity in quarters, time in a round step.
-    let grid = paint(Rgba::new(0xdd, 0xdd, 0xd8, 0xff));
-    let axis = paint(INK);
-    for q in 0..=4 {
-        let o = q as f32 / 4.0;
-        let y = to_y(o);
-        line(&mut pm, LEFT, y, LEFT + pw, y, &grid, 1.0);
-        let label = format!("{o:.2}");
-        text(
-            &mut fonts,
-            &mut pm,
-            &label,
-            LEFT - 8.0,
-            y,
-            13.0,
-            MUTED,
-            Align::Right,
-        );
+    plot.grid(secs);
+    plot.curve(cfg);
+    if cfg.linger {
+        plot.linger(cfg);
     }
-    let step = tick_step(secs);
-    let ticks = if secs > 0.0 {
-        (secs / step).floor() as usize
-    } else {
-        0
-    };
-    for i in 0..=ticks.min(100) {
-        let s = i as f64 * step;
-        let x = to_x((s / secs.max(f64::MIN_POSITIVE)) as f32);
-        line(&mut pm, x, TOP, x, TOP + ph, &grid, 1.0);
-        line(&mut pm, x, TOP + ph, x, TOP + ph + 5.0, &axis, 1.0);
-        text(
-            &mut fonts,
-            &mut pm,
-            &seconds(s, step),
-            x,
-            TOP + ph + 16.0,
-            13.0,
-            MUTED,
-            Align::Center,
-        );
-    }
-    line(&mut pm, LEFT, TOP, LEFT, TOP + ph, &axis, 1.5);
-    line(&mut pm, LEFT, TOP + ph, LEFT + pw, TOP + ph, &axis, 1.5);
+    plot.points(cfg);
+    plot.titles(cfg, secs);
+    Ok(plot.pm)
+}
 
-    // The curve, with the area under it lightly filled.
-    let samples: Vec<(f32, f32)> = (0..=SAMPLES)
-        .map(|i| {
-            let t = i as f32 / SAMPLES as f32;
-            (to_x(t), to_y(cfg.curve.opacity(t)))
+/// The picture being drawn, and how time (fraction of the fade) and
+/// opacity map onto its plot area.
+struct Plot {
+    fonts: Fonts,
+    pm: Pixmap,
+    /// The plot area's width and height.
+    pw: f32,
+    ph: f32,
+}
+
+impl Plot {
+    fn new(fonts: Fonts) -> anyhow::Result<Plot> {
+        let mut pm = Pixmap::new(WIDTH, HEIGHT).context("plot size")?;
+        pm.fill(Color::from_rgba8(0xfb, 0xfb, 0xf8, 0xff));
+        Ok(Plot {
+            fonts,
+            pm,
+            pw: WIDTH as f32 - LEFT - RIGHT,
+            ph: HEIGHT as f32 - TOP - BOTTOM,
         })
-        .collect();
-    let mut area = PathBuilder::new();
-    area.move_to(to_x(0.0), to_y(0.0));
-    for &(x, y) in &samples {
-        area.line_to(x, y);
     }
-    area.line_to(to_x(1.0), to_y(0.0));
-    area.close();
-    if let Some(path) = area.finish() {
-        let fill = paint(Rgba { a: 0x30, ..CURVE });
-        pm.fill_path(&path, &fill, FillRule::Winding, Transform::identity(), None);
+
+    fn to_x(&self, t: f32) -> f32 {
+        LEFT + t.clamp(0.0, 1.0) * self.pw
     }
-    let mut curve = PathBuilder::new();
-    for (i, &(x, y)) in samples.iter().enumerate() {
-        if i == 0 {
-            curve.move_to(x, y);
+
+    fn to_y(&self, o: f32) -> f32 {
+        TOP + (1.0 - o.clamp(0.0, 1.0)) * self.ph
+    }
+
+    /// Grid and ticks: opacity in quarters, time in a round step; then
+    /// the axes.
+    fn grid(&mut self, secs: f64) {
+        let (pw, ph) = (self.pw, self.ph);
+        let grid = paint(Rgba::new(0xdd, 0xdd, 0xd8, 0xff));
+        let axis = paint(INK);
+        for q in 0..=4 {
+            let o = q as f32 / 4.0;
+            let y = self.to_y(o);
+            line(&mut self.pm, LEFT, y, LEFT + pw, y, &grid, 1.0);
+            let label = format!("{o:.2}");
+            self.text(&label, LEFT - 8.0, y, 13.0, MUTED, Align::Right);
+        }
+        let step = tick_step(secs);
+        let ticks = if secs > 0.0 {
+            (secs / step).floor() as usize
         } else {
-            curve.line_to(x, y);
+            0
+        };
+        for i in 0..=ticks.min(100) {
+            let s = i as f64 * step;
+            let x = self.to_x((s / secs.max(f64::MIN_POSITIVE)) as f32);
+            line(&mut self.pm, x, TOP, x, TOP + ph, &grid, 1.0);
+            line(&mut self.pm, x, TOP + ph, x, TOP + ph + 5.0, &axis, 1.0);
+            self.text(
+                &seconds(s, step),
+                x,
+                TOP + ph + 16.0,
+                13.0,
+                MUTED,
+                Align::Center,
+            );
+        }
+        line(&mut self.pm, LEFT, TOP, LEFT, TOP + ph, &axis, 1.5);
+        line(
+            &mut self.pm,
+            LEFT,
+            TOP + ph,
+            LEFT + pw,
+            TOP + ph,
+            &axis,
+            1.5,
+        );
+    }
+
+    /// The curve, with the area under it lightly filled.
+    fn curve(&mut self, cfg: &FadeConfig) {
+        let samples: Vec<(f32, f32)> = (0..=SAMPLES)
+            .map(|i| {
+                let t = i as f32 / SAMPLES as f32;
+                (self.to_x(t), self.to_y(cfg.curve.opacity(t)))
+            })
+            .collect();
+        let mut area = PathBuilder::new();
+        area.move_to(self.to_x(0.0), self.to_y(0.0));
+        for &(x, y) in &samples {
+            area.line_to(x, y);
+        }
+        area.line_to(self.to_x(1.0), self.to_y(0.0));
+        area.close();
+        if let Some(path) = area.finish() {
+            let fill = paint(Rgba { a: 0x30, ..CURVE });
+            self.pm
+                .fill_path(&path, &fill, FillRule::Winding, Transform::identity(), None);
+        }
+        let mut curve = PathBuilder::new();
+        for (i, &(x, y)) in samples.iter().enumerate() {
+            if i == 0 {
+                curve.move_to(x, y);
+            } else {
+                curve.line_to(x, y);
+            }
+        }
+        if let Some(path) = curve.finish() {
+            let stroke = Stroke {
+                width: 2.5,
+                ..Stroke::default()
+            };
+            self.pm
+                .stroke_path(&path, &paint(CURVE), &stroke, Transform::identity(), None);
         }
     }
-    if let Some(path) = curve.finish() {
-        let stroke = Stroke {
-            width: 2.5,
-            ..Stroke::default()
-        };
-        pm.stroke_path(&path, &paint(CURVE), &stroke, Transform::identity(), None);
-    }
 
-    // What happens after the fade time.
-    let last = cfg.curve.opacity(1.0);
-    let after = if cfg.linger {
-        format!("then lingers at {last:.2}")
-    } else {
-        "then the line is removed".to_owned()
-    };
-    if cfg.linger {
+    /// A lingering line stays at the curve's last opacity: dashed, from
+    /// the end of the fade time to the picture's edge.
+    fn linger(&mut self, cfg: &FadeConfig) {
+        let last = cfg.curve.opacity(1.0);
         let dashed = Stroke {
             width: 1.5,
             dash: StrokeDash::new(vec![6.0, 4.0], 0.0),
             ..Stroke::default()
         };
         let mut pb = PathBuilder::new();
-        pb.move_to(to_x(1.0), to_y(last));
-        pb.line_to(WIDTH as f32 - 4.0, to_y(last));
+        pb.move_to(self.to_x(1.0), self.to_y(last));
+        pb.line_to(WIDTH as f32 - 4.0, self.to_y(last));
         if let Some(path) = pb.finish() {
-            pm.stroke_path(&path, &paint(CURVE), &dashed, Transform::identity(), None);
+            self.pm
+                .stroke_path(&path, &paint(CURVE), &dashed, Transform::identity(), None);
         }
     }
 
-    // The configured points, on top.
-    let ring = paint(Rgba::new(0xff, 0xff, 0xff, 0xff));
-    let dot = paint(POINT);
-    for &(t, o) in cfg.curve.points() {
-        let (x, y) = (to_x(t), to_y(o));
-        if let Some(c) = PathBuilder::from_circle(x, y, 5.5) {
-            pm.fill_path(&c, &ring, FillRule::Winding, Transform::identity(), None);
-        }
-        if let Some(c) = PathBuilder::from_circle(x, y, 4.0) {
-            pm.fill_path(&c, &dot, FillRule::Winding, Transform::identity(), None);
+    /// The configured points, on top.
+    fn points(&mut self, cfg: &FadeConfig) {
+        let ring = paint(Rgba::new(0xff, 0xff, 0xff, 0xff));
+        let dot = paint(POINT);
+        for &(t, o) in cfg.curve.points() {
+            let (x, y) = (self.to_x(t), self.to_y(o));
+            if let Some(c) = PathBuilder::from_circle(x, y, 5.5) {
+                self.pm
+                    .fill_path(&c, &ring, FillRule::Winding, Transform::identity(), None);
+            }
+            if let Some(c) = PathBuilder::from_circle(x, y, 4.0) {
+                self.pm
+                    .fill_path(&c, &dot, FillRule::Winding, Transform::identity(), None);
+            }
         }
     }
 
-    // Titles.
-    let title = format!("fade over {} s: \"{}\"", trim_float(secs), cfg.curve.spec());
-    text(
-        &mut fonts,
-        &mut pm,
-        &title,
-        LEFT,
-        22.0,
-        15.0,
-        INK,
-        Align::Left,
-    );
-    text(
-        &mut fonts,
-        &mut pm,
-        "opacity",
-        LEFT,
-        TOP - 14.0,
-        13.0,
-        INK,
-        Align::Right,
-    );
-    text(
-        &mut fonts,
-        &mut pm,
-        &format!("seconds since the line's last activity; {after}"),
-        LEFT + pw / 2.0,
-        HEIGHT as f32 - 18.0,
-        13.0,
-        INK,
-        Align::Center,
-    );
-    Ok(pm)
+    /// The title, the axes' names, and what happens after the fade time.
+    fn titles(&mut self, cfg: &FadeConfig, secs: f64) {
+        let last = cfg.curve.opacity(1.0);
+        let after = if cfg.linger {
+            format!("then lingers at {last:.2}")
+        } else {
+            "then the line is removed".to_owned()
+        };
+        let title = format!("fade over {} s: \"{}\"", trim_float(secs), cfg.curve.spec());
+        self.text(&title, LEFT, 22.0, 15.0, INK, Align::Left);
+        self.text("opacity", LEFT, TOP - 14.0, 13.0, INK, Align::Right);
+        self.text(
+            &format!("seconds since the line's last activity; {after}"),
+            LEFT + self.pw / 2.0,
+            HEIGHT as f32 - 18.0,
+            13.0,
+            INK,
+            Align::Center,
+        );
+    }
+
+    /// Draws one label whose line box is vertically centred on `y`, its
+    /// left edge, centre or right edge at `x`.
+    fn text(&mut self, s: &str, x: f32, y: f32, size: f32, color: Rgba, align: Align) {
+        let line_h = (size * 1.3).ceil();
+        let max_w = WIDTH.saturating_sub(8);
+        let r = self.fonts.raster_line(s, size, line_h, max_w);
+        let left = match align {
+            Align::Left => x,
+            Align::Center => x - r.width as f32 / 2.0,
+            Align::Right => x - r.width as f32,
+        };
+        blend_mask(
+            &mut self.pm,
+            &r.coverage,
+            r.width,
+            r.height,
+            left.round() as i64,
+            (y - line_h / 2.0).round() as i64,
+            premultiply(color),
+        );
+    }
 }
 
 fn paint(c: Rgba) -> Paint<'static> {
@@ -224,38 +273,6 @@ enum Align {
     Left,
     Center,
     Right,
-}
-
-/// Draws one label whose line box is vertically centred on `y`, its left
-/// edge, centre or right edge at `x`.
-#[allow(clippy::too_many_arguments)]
-fn text(
-    fonts: &mut Fonts,
-    pm: &mut Pixmap,
-    s: &str,
-    x: f32,
-    y: f32,
-    size: f32,
-    color: Rgba,
-    align: Align,
-) {
-    let line_h = (size * 1.3).ceil();
-    let max_w = WIDTH.saturating_sub(8);
-    let r = fonts.raster_line(s, size, line_h, max_w);
-    let left = match align {
-        Align::Left => x,
-        Align::Center => x - r.width as f32 / 2.0,
-        Align::Right => x - r.width as f32,
-    };
-    blend_mask(
-        pm,
-        &r.coverage,
-        r.width,
-        r.height,
-        left.round() as i64,
-        (y - line_h / 2.0).round() as i64,
-        premultiply(color),
-    );
 }
 
 /// A tick step giving about 5–10 ticks over `secs` seconds: 1, 2 or 5

@@ -384,41 +384,12 @@ impl State {
     }
 
     fn add_surface(&mut self, output: Option<wl_output::WlOutput>) {
-        let mut renderer = match self.spare_renderer.take() {
-            Some(r) => r,
-            None => match Renderer::new(&self.style) {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::error!("cannot draw on a new output: {e}");
-                    return;
-                }
-            },
+        let Some(mut renderer) = self.take_renderer() else {
+            return;
         };
         renderer.set_padding(self.config.padding);
+        let layer = self.create_layer(output.as_ref());
         let qh = &self.qh;
-        let cfg = &self.config;
-        let wl_surface = self.compositor.create_surface(qh);
-        let layer = self.layer_shell.create_layer_surface(
-            qh,
-            wl_surface,
-            layer_of(cfg.layer),
-            Some("leco-overlay"),
-            output.as_ref(),
-        );
-        layer.set_anchor(anchor_of(cfg));
-        layer.set_size(cfg.width, cfg.height);
-        let m = cfg.margins;
-        layer.set_margin(m.top, m.right, m.bottom, m.left);
-        layer.set_keyboard_interactivity(KeyboardInteractivity::None);
-        // Zero: stay clear of panels' exclusive zones, claim none ourselves.
-        layer.set_exclusive_zone(0);
-        // An input region with nothing in it: every click goes through.
-        match Region::new(&self.compositor) {
-            Ok(region) => layer
-                .wl_surface()
-                .set_input_region(Some(region.wl_region())),
-            Err(e) => tracing::warn!("cannot make the surface click-through: {e}"),
-        }
         let fractional = self.fractional.as_ref().map(|m| {
             m.get_fractional_scale(
                 layer.wl_surface(),
@@ -430,15 +401,12 @@ impl State {
             .viewporter
             .as_ref()
             .map(|v| v.get_viewport(layer.wl_surface(), qh, NoEvents));
-        let int_scale = output
-            .as_ref()
-            .and_then(|o| self.outputs.info(o))
-            .map_or(1, |i| i.scale_factor.max(1));
+        let info = output.as_ref().and_then(|o| self.outputs.info(o));
+        let int_scale = info.as_ref().map_or(1, |i| i.scale_factor.max(1));
         // The first commit has no buffer: it asks for a configure.
         layer.commit();
-        let name = output
-            .as_ref()
-            .and_then(|o| self.outputs.info(o))
+        let cfg = &self.config;
+        let name = info
             .and_then(|i| i.name)
             .unwrap_or_else(|| "the compositor's choice".to_owned());
         tracing::info!(
@@ -463,6 +431,46 @@ impl State {
             renderer,
             last_commit: None,
         });
+    }
+
+    /// The renderer made at start if no surface has it yet, else a new one
+    /// (None, said in the log, when it cannot be made).
+    fn take_renderer(&mut self) -> Option<Renderer> {
+        if let Some(r) = self.spare_renderer.take() {
+            return Some(r);
+        }
+        Renderer::new(&self.style)
+            .inspect_err(|e| tracing::error!("cannot draw on a new output: {e}"))
+            .ok()
+    }
+
+    /// A layer surface placed as configured on `output` (None: where the
+    /// compositor likes), click-through and never taking the keyboard.
+    fn create_layer(&self, output: Option<&wl_output::WlOutput>) -> LayerSurface {
+        let cfg = &self.config;
+        let wl_surface = self.compositor.create_surface(&self.qh);
+        let layer = self.layer_shell.create_layer_surface(
+            &self.qh,
+            wl_surface,
+            layer_of(cfg.layer),
+            Some("leco-overlay"),
+            output,
+        );
+        layer.set_anchor(anchor_of(cfg));
+        layer.set_size(cfg.width, cfg.height);
+        let m = cfg.margins;
+        layer.set_margin(m.top, m.right, m.bottom, m.left);
+        layer.set_keyboard_interactivity(KeyboardInteractivity::None);
+        // Zero: stay clear of panels' exclusive zones, claim none ourselves.
+        layer.set_exclusive_zone(0);
+        // An input region with nothing in it: every click goes through.
+        match Region::new(&self.compositor) {
+            Ok(region) => layer
+                .wl_surface()
+                .set_input_region(Some(region.wl_region())),
+            Err(e) => tracing::warn!("cannot make the surface click-through: {e}"),
+        }
+        layer
     }
 
     fn surface_mut(&mut self, wl: &wl_surface::WlSurface) -> Option<&mut OverlaySurface> {
@@ -492,50 +500,15 @@ fn draw(
     frame: &Frame,
     now: Instant,
 ) -> anyhow::Result<bool> {
-    let (w, h) = s.size;
-    let (bw, bh, scale) = match (s.scale120, &s.viewport) {
-        (Some(s120), Some(_)) => {
-            let f = s120 as f32 / 120.0;
-            (
-                ((w as f32 * f).round() as u32).max(1),
-                ((h as f32 * f).round() as u32).max(1),
-                f,
-            )
-        }
-        _ => {
-            let k = s.int_scale.max(1) as u32;
-            (w * k, h * k, k as f32)
-        }
-    };
-    let stride = bw as i32 * 4;
-    // Buffers of another size are of no more use.
-    s.buffers
-        .retain(|b| b.buffer.height() == bh as i32 && b.buffer.stride() == stride);
-    let free = s
-        .buffers
-        .iter()
-        .position(|b| pool.canvas(&b.buffer).is_some());
-    let index = match free {
-        Some(i) => i,
-        None if s.buffers.len() < MAX_BUFFERS => {
-            let (buffer, _) = pool
-                .create_buffer(bw as i32, bh as i32, stride, wl_shm::Format::Argb8888)
-                .context("allocating a shared-memory buffer")?;
-            s.buffers.push(ShmBuffer {
-                buffer,
-                stale: None,
-            });
-            s.buffers.len() - 1
-        }
-        None => {
-            // All buffers still held by the compositor: their release wakes
-            // the loop, which tries again.
-            tracing::debug!("no free buffer; waiting for a release");
-            return Ok(false);
-        }
+    let size = s.buffer_size();
+    let Some(index) = s.free_buffer(pool, size)? else {
+        // All buffers still held by the compositor: their release wakes
+        // the loop, which tries again.
+        tracing::debug!("no free buffer; waiting for a release");
+        return Ok(false);
     };
     s.renderer
-        .update(frame, bw, bh, scale)
+        .update(frame, size.width, size.height, size.scale)
         .context("rendering")?;
     let damage = s.renderer.damage();
     if damage.is_empty() && !s.full_damage {
@@ -545,8 +518,137 @@ fn draw(
         s.dirty = false;
         return Ok(false);
     }
-    let full = s.full_damage;
-    for b in &mut s.buffers {
+    mark_stale(&mut s.buffers, damage, s.full_damage);
+    paint_buffer(&mut s.buffers[index], pool, &s.renderer, size)?;
+    s.present(index, size, qh, now)?;
+    Ok(true)
+}
+
+/// A surface's buffer in pixels, and the scale it is drawn at.
+#[derive(Debug, Clone, Copy)]
+struct BufferSize {
+    width: u32,
+    height: u32,
+    scale: f32,
+}
+
+impl BufferSize {
+    fn stride(&self) -> i32 {
+        self.width as i32 * 4
+    }
+}
+
+impl OverlaySurface {
+    /// The buffer for the surface's logical size: at the fractional scale
+    /// when the compositor gave one (and a viewport shows it), else at
+    /// the integer buffer scale.
+    fn buffer_size(&self) -> BufferSize {
+        let (w, h) = self.size;
+        match (self.scale120, &self.viewport) {
+            (Some(s120), Some(_)) => {
+                let f = s120 as f32 / 120.0;
+                BufferSize {
+                    width: ((w as f32 * f).round() as u32).max(1),
+                    height: ((h as f32 * f).round() as u32).max(1),
+                    scale: f,
+                }
+            }
+            _ => {
+                let k = self.int_scale.max(1) as u32;
+                BufferSize {
+                    width: w * k,
+                    height: h * k,
+                    scale: k as f32,
+                }
+            }
+        }
+    }
+
+    /// The index of a buffer of `size` the compositor is not holding,
+    /// made if there are fewer than [`MAX_BUFFERS`]; None when all are
+    /// held.
+    fn free_buffer(
+        &mut self,
+        pool: &mut SlotPool,
+        size: BufferSize,
+    ) -> anyhow::Result<Option<usize>> {
+        let stride = size.stride();
+        // Buffers of another size are of no more use.
+        self.buffers
+            .retain(|b| b.buffer.height() == size.height as i32 && b.buffer.stride() == stride);
+        if let Some(i) = self
+            .buffers
+            .iter()
+            .position(|b| pool.canvas(&b.buffer).is_some())
+        {
+            return Ok(Some(i));
+        }
+        if self.buffers.len() >= MAX_BUFFERS {
+            return Ok(None);
+        }
+        let (buffer, _) = pool
+            .create_buffer(
+                size.width as i32,
+                size.height as i32,
+                stride,
+                wl_shm::Format::Argb8888,
+            )
+            .context("allocating a shared-memory buffer")?;
+        self.buffers.push(ShmBuffer {
+            buffer,
+            stale: None,
+        });
+        Ok(Some(self.buffers.len() - 1))
+    }
+
+    /// Attaches buffer `index` with the frame's damage, asks for a frame
+    /// callback and commits.
+    fn present(
+        &mut self,
+        index: usize,
+        size: BufferSize,
+        qh: &QueueHandle<State>,
+        now: Instant,
+    ) -> anyhow::Result<()> {
+        let (bw, bh) = (size.width, size.height);
+        let surface = self.layer.wl_surface();
+        match &self.viewport {
+            Some(vp) if self.scale120.is_some() => {
+                surface.set_buffer_scale(1);
+                vp.set_destination(self.size.0 as i32, self.size.1 as i32);
+            }
+            _ => surface.set_buffer_scale(self.int_scale.max(1)),
+        }
+        self.buffers[index]
+            .buffer
+            .attach_to(surface)
+            .map_err(|e| anyhow!("attaching the buffer: {e}"))?;
+        let damage = self.renderer.damage();
+        if std::mem::take(&mut self.full_damage) {
+            surface.damage_buffer(0, 0, bw as i32, bh as i32);
+        } else {
+            for d in damage {
+                surface.damage_buffer(d.x as i32, d.y as i32, d.width as i32, d.height as i32);
+            }
+        }
+        tracing::trace!(
+            "commit {bw}x{bh} at scale {}: {} damaged rectangles",
+            size.scale,
+            damage.len()
+        );
+        surface.frame(qh, FrameCallbackData(surface.clone()));
+        self.layer.commit();
+        self.frame_pending = true;
+        self.dirty = false;
+        self.last_commit = Some(now);
+        Ok(())
+    }
+}
+
+/// Adds `damage` to what each buffer lacks; a buffer lacking too much,
+/// or everything (`full`), is drawn whole next time.
+fn mark_stale(buffers: &mut [ShmBuffer], damage: &[Damage], full: bool) {
+    for b in buffers {
         b.stale = match b.stale.take() {
             Some(mut rects) if !full && rects.len() + damage.len() <= MAX_STALE_RECTS => {
                 rects.extend_from_slice(damage);
@@ -555,15 +657,24 @@ fn draw(
             _ => None,
         };
     }
-    let target = &mut s.buffers[index];
+}
+
+/// Brings `target` up to the renderer's current picture: what it lacks,
+/// or all of it.
+fn paint_buffer(
+    target: &mut ShmBuffer,
+    pool: &mut SlotPool,
+    renderer: &Renderer,
+    size: BufferSize,
+) -> anyhow::Result<()> {
     let canvas = pool
         .canvas(&target.buffer)
         .ok_or_else(|| anyhow!("buffer busy right after checking it was free"))?;
     let whole = Damage {
         x: 0,
         y: 0,
-        width: bw,
-        height: bh,
+        width: size.width,
+        height: size.height,
     };
     let rects = target.stale.replace(Vec::new());
     rects
@@ -571,40 +682,10 @@ fn draw(
         .unwrap_or(std::slice::from_ref(&whole))
         .iter()
         .try_for_each(|&r| {
-            s.renderer
-                .draw_region(canvas, stride as usize, r, PixelOrder::Bgra)
+            renderer.draw_region(canvas, size.stride() as usize, r, PixelOrder::Bgra)
         })
         .context("drawing into the buffer")?;
-    let buffer = &target.buffer;
-
-    let surface = s.layer.wl_surface();
-    match &s.viewport {
-        Some(vp) if s.scale120.is_some() => {
-            surface.set_buffer_scale(1);
-            vp.set_destination(w as i32, h as i32);
-        }
-        _ => surface.set_buffer_scale(s.int_scale.max(1)),
-    }
-    buffer
-        .attach_to(surface)
-        .map_err(|e| anyhow!("attaching the buffer: {e}"))?;
-    if std::mem::take(&mut s.full_damage) {
-        surface.damage_buffer(0, 0, bw as i32, bh as i32);
-    } else {
-        for d in damage {
-            surface.damage_buffer(d.x as i32, d.y as i32, d.width as i32, d.height as i32);
-        }
-    }
-    tracing::trace!(
-        "commit {bw}x{bh} at scale {scale}: {} damaged rectangles",
-        damage.len()
-    );
-    surface.frame(qh, FrameCallbackData(surface.clone()));
-    s.layer.commit();
-    s.frame_pending = true;
-    s.dirty = false;
-    s.last_commit = Some(now);
-    Ok(true)
+    Ok(())
 }
 
 fn same_placement(a: &SurfaceConfig, b: &SurfaceConfig) -> bool {

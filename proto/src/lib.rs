@@ -1,5 +1,6 @@
 //! What crosses leco's bus: the connection record and its keys, the event
-//! kinds, the D-Bus names, and the formatting every client shares.
+//! kinds, the D-Bus names, the clients' proxy of the service ([`proxy`]),
+//! and the formatting every client shares.
 //!
 //! The keys of [`Connection`] are a contract: clients outside this project
 //! (scripts, notification bridges, `busctl monitor` readers) rely on them. A
@@ -15,6 +16,7 @@ mod keys;
 pub mod example;
 mod format;
 mod names;
+pub mod proxy;
 mod text;
 
 pub use connection::{Connection, Direction, EventKind, Proto};
@@ -23,4 +25,5 @@ pub use dict::{Dict, Dicts};
 pub use format::{classic_line, human_bytes, TRAFFIC_THRESHOLD};
 pub use keys::{docs as key_docs, Field, Key};
 pub use names::{BUS_NAME, INTERFACE, INTROSPECTION_XML, OBJECT_PATH};
+pub use proxy::OverseerProxy;
 pub use text::{needs_escape, sanitize, sanitize_text};

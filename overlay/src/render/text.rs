@@ -155,7 +155,25 @@ impl Fonts {
         let line_px = sane(line_px, 1.0, 2048.0);
         let height = line_px.ceil() as u32;
         let text = clean_text(text, max_width, font_px);
+        let ink_right = self.shape(&text, font_px, line_px);
+        // One extra pixel for antialiasing past the advance.
+        let width = ((ink_right.ceil() as u32).saturating_add(1)).min(max_width);
+        let mut out = LineRaster {
+            width,
+            height,
+            coverage: vec![0; width as usize * height as usize],
+            color: None,
+        };
+        if width > 0 {
+            self.draw_glyphs(&mut out);
+        }
+        out
+    }
 
+    /// Lays `text` out on one line and keeps its glyphs (cache key and
+    /// pixel position) for [`Fonts::draw_glyphs`]; returns where the ink
+    /// ends on the right.
+    fn shape(&mut self, text: &str, font_px: f32, line_px: f32) -> f32 {
         let metrics = Metrics::new(font_px, line_px);
         let mut buffer = self
             .buffer
@@ -167,7 +185,7 @@ impl Fonts {
         buffer.set_wrap(Wrap::None);
         buffer.set_size(None, Some(line_px));
         let attrs = Attrs::new().family(Family::Name(&self.family));
-        buffer.set_text(&text, &attrs, Shaping::Advanced, None);
+        buffer.set_text(text, &attrs, Shaping::Advanced, None);
         buffer.shape_until_scroll(&mut self.system, false);
         self.shaped += 1;
         if self.shaped >= SHAPE_TRIM_EVERY {
@@ -191,18 +209,13 @@ impl Fonts {
             }
         }
         self.buffer = Some(buffer);
+        ink_right
+    }
 
-        // One extra pixel for antialiasing past the advance.
-        let width = ((ink_right.ceil() as u32).saturating_add(1)).min(max_width);
-        let mut out = LineRaster {
-            width,
-            height,
-            coverage: vec![0; width as usize * height as usize],
-            color: None,
-        };
-        if width == 0 {
-            return out;
-        }
+    /// Rasterizes the glyphs [`Fonts::shape`] kept into `out`: outline
+    /// glyphs into its coverage, colour glyphs into its colour layer.
+    fn draw_glyphs(&mut self, out: &mut LineRaster) {
+        let (width, height) = (out.width, out.height);
         if self.swash.image_cache.len() > GLYPH_CACHE_LIMIT {
             self.swash.image_cache.clear();
         }
@@ -215,7 +228,7 @@ impl Fonts {
             let (w, h) = (image.placement.width, image.placement.height);
             match image.content {
                 SwashContent::Mask => {
-                    blit_coverage(&mut out, &image.data, left, top, w, h);
+                    blit_coverage(out, &image.data, left, top, w, h);
                 }
                 SwashContent::Color => {
                     let layer = out
@@ -228,7 +241,6 @@ impl Fonts {
                 SwashContent::SubpixelMask => {}
             }
         }
-        out
     }
 }
 
