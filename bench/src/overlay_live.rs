@@ -238,8 +238,6 @@ fn now_us() -> u64 {
 fn connection(i: u64, rx: u64) -> Connection {
     let t = now_us();
     Connection {
-        id: 1_000_000 + i,
-        proto: Proto::Tcp,
         family: Some(4),
         direction: Some(leco_proto::Direction::Out),
         state: "established".into(),
@@ -249,19 +247,14 @@ fn connection(i: u64, rx: u64) -> Connection {
         remote_port: 443,
         pid: Some(4242 + i as u32),
         comm: Some(format!("bench-{i:03}").into()),
-        exe: None,
-        cmdline: None,
         uid: Some(1000),
         user: Some("alice".into()),
-        cgroup: None,
         unit: Some(format!("app-bench-{i}.scope").into()),
-        container: None,
-        app_id: None,
         first_seen_us: t,
         last_seen_us: t,
         rx_bytes: rx,
         tx_bytes: rx / 3,
-        error: None,
+        ..leco_proto::example::bare(1_000_000 + i, Proto::Tcp)
     }
 }
 

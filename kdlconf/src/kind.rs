@@ -86,7 +86,7 @@ impl Kind for Seconds {
         Duration::try_from_secs_f64(seconds)
             .ok()
             .filter(|d| self.range().contains(d))
-            .ok_or_else(|| format!("{arg} is out of range: {}", self.describe()))
+            .ok_or_else(|| out_of_range(arg, self))
     }
 
     fn show(&self, value: &Duration) -> String {
@@ -151,14 +151,10 @@ where
     }
 
     fn parse_arg(&self, arg: &str) -> Result<T, String> {
-        let n: i128 = arg
-            .trim()
-            .parse()
-            .map_err(|_| format!("`{arg}` is not an integer"))?;
-        Some(n)
+        whole(arg, "an integer")?
             .filter(|n| self.range().contains(n))
             .and_then(|n| T::try_from(n).ok())
-            .ok_or_else(|| format!("{arg} is out of range: {}", self.describe()))
+            .ok_or_else(|| out_of_range(arg, self))
     }
 
     fn show(&self, value: &T) -> String {
@@ -204,13 +200,10 @@ impl Kind for PowerOfTwo {
     }
 
     fn parse_arg(&self, arg: &str) -> Result<u32, String> {
-        let n: u32 = arg
-            .trim()
-            .parse()
-            .map_err(|_| format!("`{arg}` is not a power of two"))?;
-        Some(n)
+        whole(arg, "a power of two")?
+            .and_then(|n| u32::try_from(n).ok())
             .filter(|n| (self.min..=self.max).contains(n) && n.is_power_of_two())
-            .ok_or_else(|| format!("{arg} is out of range: {}", self.describe()))
+            .ok_or_else(|| out_of_range(arg, self))
     }
 
     fn show(&self, value: &u32) -> String {
@@ -224,6 +217,20 @@ impl Kind for PowerOfTwo {
     fn value_name(&self) -> &'static str {
         self.value_name
     }
+}
+
+/// A command-line argument as a whole number, to be checked further;
+/// `what` names what it should be when it is not a number at all.
+fn whole(arg: &str, what: &str) -> Result<Option<i128>, String> {
+    arg.trim()
+        .parse()
+        .map(Some)
+        .map_err(|_| format!("`{arg}` is not {what}"))
+}
+
+/// The message for an argument outside what `kind` takes.
+fn out_of_range(arg: &str, kind: &impl Kind) -> String {
+    format!("{arg} is out of range: {}", kind.describe())
 }
 
 #[cfg(test)]

@@ -134,26 +134,7 @@ impl Source<'_> {
     /// the message when it is missing.
     pub fn value<'n>(&self, node: &'n KdlNode, example: &str) -> Result<&'n KdlEntry, ConfigError> {
         let name = node.name().value();
-        self.untyped(node)?;
-        if node.children().is_some() {
-            return Err(self.error(
-                node.name().span().offset(),
-                format!("`{name}` takes one value, not a block {{ … }}"),
-            ));
-        }
-        let mut arguments = Vec::with_capacity(1);
-        for entry in node.entries() {
-            if let Some(key) = entry.name() {
-                return Err(self.error(
-                    entry.span().offset(),
-                    format!(
-                        "`{name}` takes one value, not a property `{}=…`",
-                        one_line(key.value(), 40)
-                    ),
-                ));
-            }
-            arguments.push(entry);
-        }
+        let arguments = self.arguments(node, "one value")?;
         match arguments.as_slice() {
             [] => Err(self.error(
                 node.name().span().offset(),
@@ -178,12 +159,26 @@ impl Source<'_> {
     /// The plain values of a `name VALUE…` node (perhaps none: the caller
     /// says how many it wants).
     pub fn values<'n>(&self, node: &'n KdlNode) -> Result<Vec<&'n KdlEntry>, ConfigError> {
+        let arguments = self.arguments(node, "values")?;
+        for entry in &arguments {
+            self.plain(node.name().value(), entry)?;
+        }
+        Ok(arguments)
+    }
+
+    /// The values of an untyped node that `takes` them (`one value`,
+    /// `values`): neither a block nor properties.
+    fn arguments<'n>(
+        &self,
+        node: &'n KdlNode,
+        takes: &str,
+    ) -> Result<Vec<&'n KdlEntry>, ConfigError> {
         let name = node.name().value();
         self.untyped(node)?;
         if node.children().is_some() {
             return Err(self.error(
                 node.name().span().offset(),
-                format!("`{name}` takes values, not a block {{ … }}"),
+                format!("`{name}` takes {takes}, not a block {{ … }}"),
             ));
         }
         let mut arguments = Vec::new();
@@ -192,12 +187,11 @@ impl Source<'_> {
                 return Err(self.error(
                     entry.span().offset(),
                     format!(
-                        "`{name}` takes values, not a property `{}=…`",
+                        "`{name}` takes {takes}, not a property `{}=…`",
                         one_line(key.value(), 40)
                     ),
                 ));
             }
-            self.plain(name, entry)?;
             arguments.push(entry);
         }
         Ok(arguments)

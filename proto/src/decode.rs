@@ -293,30 +293,13 @@ mod tests {
 
     fn sparse() -> Connection {
         Connection {
-            id: 1,
-            proto: Proto::Tcp,
             family: Some(4),
-            direction: None,
             state: "syn_sent".into(),
             local_addr: "10.0.0.2".into(),
             local_port: 1,
             remote_addr: "10.0.0.3".into(),
             remote_port: 2,
-            pid: None,
-            comm: None,
-            exe: None,
-            cmdline: None,
-            uid: None,
-            user: None,
-            cgroup: None,
-            unit: None,
-            container: None,
-            app_id: None,
-            first_seen_us: 0,
-            last_seen_us: 0,
-            rx_bytes: 0,
-            tx_bytes: 0,
-            error: None,
+            ..crate::example::bare(1, Proto::Tcp)
         }
     }
 

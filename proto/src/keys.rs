@@ -38,14 +38,7 @@ impl Key {
     /// What it means: the contract, as one line of text (the first
     /// paragraph of the field's doc comment).
     pub fn doc(&self) -> String {
-        let paragraph: Vec<&str> = self
-            .doc
-            .lines()
-            .map(str::trim)
-            .skip_while(|l| l.is_empty())
-            .take_while(|l| !l.is_empty())
-            .collect();
-        paragraph.join(" ")
+        crate::first_paragraph(self.doc)
     }
 
     /// Its value in `c`; `None` when unknown (the key is then left out).
@@ -142,43 +135,30 @@ const U64: &str = "an unsigned 64-bit integer (t)";
 const U32: &str = "an unsigned 32-bit integer (u)";
 const U16: &str = "a port, 0 to 65535 (q)";
 
-impl Wire for u64 {
-    const SIGNATURE: &'static str = "t";
-    fn field(&self) -> Option<Field<'_>> {
-        Some(Field::U64(*self))
-    }
-    fn read(f: &impl Fields, key: &'static str) -> Result<Option<Self>, DecodeError> {
-        f.number(key, U64)
-    }
-    fn absent() -> Option<Self> {
-        Some(0)
-    }
+/// Integers: always known (zero is a value), checked to fit on reading.
+macro_rules! integer_wire {
+    ($($ty:ty => $signature:literal, $variant:ident, $expected:expr;)+) => {
+        $(
+            impl Wire for $ty {
+                const SIGNATURE: &'static str = $signature;
+                fn field(&self) -> Option<Field<'_>> {
+                    Some(Field::$variant(*self))
+                }
+                fn read(f: &impl Fields, key: &'static str) -> Result<Option<Self>, DecodeError> {
+                    f.number(key, $expected)
+                }
+                fn absent() -> Option<Self> {
+                    Some(0)
+                }
+            }
+        )+
+    };
 }
 
-impl Wire for u32 {
-    const SIGNATURE: &'static str = "u";
-    fn field(&self) -> Option<Field<'_>> {
-        Some(Field::U32(*self))
-    }
-    fn read(f: &impl Fields, key: &'static str) -> Result<Option<Self>, DecodeError> {
-        f.number(key, U32)
-    }
-    fn absent() -> Option<Self> {
-        Some(0)
-    }
-}
-
-impl Wire for u16 {
-    const SIGNATURE: &'static str = "q";
-    fn field(&self) -> Option<Field<'_>> {
-        Some(Field::U16(*self))
-    }
-    fn read(f: &impl Fields, key: &'static str) -> Result<Option<Self>, DecodeError> {
-        f.number(key, U16)
-    }
-    fn absent() -> Option<Self> {
-        Some(0)
-    }
+integer_wire! {
+    u64 => "t", U64, U64;
+    u32 => "u", U32, U32;
+    u16 => "q", U16, U16;
 }
 
 /// An empty text says "unknown", as an absent key does.

@@ -90,9 +90,9 @@ pub trait Overseer {
 /// connection reads nothing else: a client that calls `Snapshot()` while
 /// signals arrive (a storm, a service that just restarted) then waits
 /// for a reply stuck behind them until the call times out. A queue that
-/// holds the signals of a call's duration lets the reply through. As the rule names no sender, the client
-/// keeps only the signals of the name's current owner (as the proxy's
-/// streams do).
+/// holds the signals of a call's duration lets the reply through. As the
+/// rule names no sender, the client keeps only the signals of the name's
+/// current owner (as the proxy's streams do).
 pub fn connection_event_rule() -> zbus::Result<OwnedMatchRule> {
     Ok(MatchRule::builder()
         .msg_type(Type::Signal)

@@ -29,6 +29,19 @@ pub fn sanitize_text(text: &str, max_chars: usize) -> String {
     out
 }
 
+/// The first paragraph of a doc comment (`///` lines as `#[doc]` hands
+/// them over), on one line: what tables of keys and settings show as a
+/// one-line description.
+pub fn first_paragraph(doc: &str) -> String {
+    let lines: Vec<&str> = doc
+        .lines()
+        .map(str::trim)
+        .skip_while(|l| l.is_empty())
+        .take_while(|l| !l.is_empty())
+        .collect();
+    lines.join(" ")
+}
+
 /// Characters that would break a line, or hide or reorder the text around
 /// them (CVE-2021-42574 style): control characters, bidirectional
 /// embeddings, overrides, isolates and marks, zero-width and invisible
@@ -67,6 +80,13 @@ mod tests {
             "a\\u{200b}b\\u{feff}c\\u{2028}d\\u{2066}e\\u{7}"
         );
         assert!(!sanitize_text(hostile, usize::MAX).chars().any(needs_escape));
+    }
+
+    #[test]
+    fn first_paragraphs() {
+        assert_eq!(first_paragraph(" one\n two\n\n three\n"), "one two");
+        assert_eq!(first_paragraph("\n\n one\n"), "one");
+        assert_eq!(first_paragraph(""), "");
     }
 
     #[test]

@@ -1,12 +1,10 @@
 //! A connection record for unit tests.
 
-use leco_proto::{Connection, Direction, Proto};
+use leco_proto::{example, Connection, Direction, Proto};
 
 /// A plain outgoing connection whose times are its id.
 pub(crate) fn conn(id: u64, proto: Proto) -> Connection {
     Connection {
-        id,
-        proto,
         family: Some(4),
         direction: Some(Direction::Out),
         state: "open".into(),
@@ -16,18 +14,9 @@ pub(crate) fn conn(id: u64, proto: Proto) -> Connection {
         remote_port: 2,
         pid: Some(1),
         comm: Some("x".into()),
-        exe: None,
-        cmdline: None,
         uid: Some(0),
-        user: None,
-        cgroup: None,
-        unit: None,
-        container: None,
-        app_id: None,
         first_seen_us: id,
         last_seen_us: id,
-        rx_bytes: 0,
-        tx_bytes: 0,
-        error: None,
+        ..example::bare(id, proto)
     }
 }

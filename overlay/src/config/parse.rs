@@ -865,13 +865,4 @@ mod tests {
             assert!(shown, "config.kdl does not show `{}`", spec.name);
         }
     }
-
-    #[test]
-    fn sizes() {
-        use leco_kdlconf::size_bytes;
-        assert_eq!(size_bytes("5KiB"), Some(5120));
-        assert_eq!(size_bytes("1.5M"), Some(1_572_864));
-        assert_eq!(size_bytes("300"), Some(300));
-        assert_eq!(size_bytes("5 parsecs"), None);
-    }
 }

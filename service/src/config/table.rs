@@ -21,14 +21,7 @@ pub struct Setting {
 impl Setting {
     /// The first paragraph of the doc comment, on one line.
     pub fn help(&self) -> String {
-        let lines: Vec<&str> = self
-            .doc
-            .lines()
-            .map(str::trim)
-            .skip_while(|l| l.is_empty())
-            .take_while(|l| !l.is_empty())
-            .collect();
-        lines.join(" ")
+        leco_proto::first_paragraph(self.doc)
     }
 }
 
