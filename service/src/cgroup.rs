@@ -22,8 +22,12 @@ pub struct CgroupInfo {
 }
 
 impl CgroupInfo {
-    /// Reads a cgroup path (relative to the v2 root).
+    /// Reads a cgroup path (relative to the v2 root). Users name cgroups
+    /// of their own (a delegated subtree), so the path is made safe to
+    /// show first, as every text leco shows is.
     pub fn from_path(path: &str) -> CgroupInfo {
+        let safe = leco_proto::sanitize_text(path, usize::MAX);
+        let path = safe.as_str();
         let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
         let innermost = |pred: &dyn Fn(&str) -> bool| {
             parts.iter().rev().find(|p| pred(p)).map(|p| Arc::from(*p))
@@ -187,6 +191,13 @@ mod tests {
             "/user.slice/user-1000.slice/user@1000.service/app.slice/app-gnome-firefox-4242.scope",
         );
         assert_eq!(i.unit.as_deref(), Some("app-gnome-firefox-4242.scope"));
+    }
+
+    #[test]
+    fn hostile_names_are_escaped() {
+        let i = CgroupInfo::from_path("/user.slice/evil\u{1b}[2J\u{202e}.scope");
+        assert_eq!(&*i.path, "/user.slice/evil\\u{1b}[2J\\u{202e}.scope");
+        assert_eq!(i.unit.as_deref(), Some("evil\\u{1b}[2J\\u{202e}.scope"));
     }
 
     #[test]
