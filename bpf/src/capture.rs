@@ -91,12 +91,7 @@ impl std::fmt::Debug for Capture {
 impl Capture {
     /// Loads the embedded programs into the kernel and attaches them.
     pub fn load(opts: &Options) -> Result<Capture, LoadError> {
-        let missing = caps::missing_for_load();
-        if !missing.is_empty() {
-            return Err(LoadError::NotPrivileged {
-                missing: missing.join(", "),
-            });
-        }
+        check_privileges()?;
         if !Path::new("/sys/kernel/btf/vmlinux").exists() {
             return Err(LoadError::NoBtf);
         }
@@ -181,6 +176,21 @@ impl Capture {
                 Some((prog.name().to_string_lossy().into_owned(), id))
             })
             .collect()
+    }
+}
+
+/// Whether this process may load and attach the programs; `Err` names the
+/// capabilities it lacks. [`Capture::load`] checks it first; a caller with
+/// other steps before loading checks it before them, so that the missing
+/// privilege is what it reports.
+pub fn check_privileges() -> Result<(), LoadError> {
+    let missing = caps::missing_for_load();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(LoadError::NotPrivileged {
+            missing: missing.join(", "),
+        })
     }
 }
 

@@ -36,7 +36,7 @@ mod skel {
     include!(concat!(env!("OUT_DIR"), "/leco.skel.rs"));
 }
 
-pub use capture::{cgroup2_root, Capture, Options, MIN_FLOWS};
+pub use capture::{cgroup2_root, check_privileges, Capture, Options, MIN_FLOWS};
 pub use error::LoadError;
 pub use handoff::{HandoffError, Handover, PinState, Received};
 pub use manifest::{Entry, LoadSettings, Manifest, MapRole};

@@ -17,7 +17,7 @@
 
 use std::fmt;
 
-use leco_proto::{classic_line, human_bytes, sanitize_text, Connection, Key};
+use leco_proto::{classic_line, human_bytes, sanitize_text, Connection, Key, SafeText};
 
 /// Longest value of one field, in characters; longer ones end in `…`.
 pub const MAX_FIELD_CHARS: usize = 160;
@@ -224,9 +224,9 @@ impl LineFormat {
     }
 }
 
-/// A field value made safe (an `Arc<str>` for the classic line).
-fn field(s: &str) -> std::sync::Arc<str> {
-    sanitize_text(s, MAX_FIELD_CHARS).into()
+/// A field value cut to [`MAX_FIELD_CHARS`] for the classic line.
+fn field(s: &str) -> SafeText {
+    SafeText::from(sanitize_text(s, MAX_FIELD_CHARS))
 }
 
 /// The value of one field, `None` when unknown.
@@ -350,7 +350,7 @@ pub(crate) mod tests {
             &"é\u{301}".repeat(5_000),
         ] {
             c.comm = Some(comm.into());
-            c.cmdline = Some(vec![comm.to_owned(); 50].into());
+            c.cmdline = Some(vec![leco_proto::SafeText::from(comm); 50].into());
             for line in [f.line(&c, 1, 0), t.line(&c, 1, 0)] {
                 assert!(line.chars().count() <= MAX_LINE_CHARS + 1, "{}", line.len());
                 assert!(

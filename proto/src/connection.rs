@@ -7,6 +7,7 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::keys::{connection_keys, Field};
+use crate::text::SafeText;
 
 /// What happened to a connection. Sent first, as a plain string, so that bus
 /// match rules can filter on it (`arg0='new'`).
@@ -91,7 +92,8 @@ connection_keys! {
     /// of keys. Each field is a key of the bus dictionary and of the JSON
     /// objects, with its D-Bus type given by the field's type; the first doc
     /// line of a field is its contract, as the interface XML and the README
-    /// show it. Unknown values are left out: `None`, an empty text.
+    /// show it. Unknown values are left out: `None`, an empty text. Texts
+    /// are [`SafeText`]: escaped by construction.
     ///
     /// What describes the owner is shared (`Arc`): a record is cloned into
     /// the table, the backlog and every event about it.
@@ -109,33 +111,33 @@ connection_keys! {
         /// "closed"
         state: Cow<'static, str>;
         /// local address, textual
-        local_addr: Arc<str>;
+        local_addr: SafeText;
         /// local port
         local_port: u16;
         /// remote address, textual
-        remote_addr: Arc<str>;
+        remote_addr: SafeText;
         /// remote port
         remote_port: u16;
         /// owning process id
         pid: Option<u32>;
         /// the owner's kernel task name when the connection was made
-        comm: Option<Arc<str>>;
+        comm: Option<SafeText>;
         /// executable path
-        exe: Option<Arc<str>>;
+        exe: Option<SafeText>;
         /// command line, one element per argument
-        cmdline: Option<Arc<[String]>>;
+        cmdline: Option<Arc<[SafeText]>>;
         /// owning user id
         uid: Option<u32>;
         /// owning user name
-        user: Option<Arc<str>>;
+        user: Option<SafeText>;
         /// cgroup v2 path, e.g. /user.slice/.../app-firefox-42.scope
-        cgroup: Option<Arc<str>>;
+        cgroup: Option<SafeText>;
         /// systemd unit (service or scope; else the slice)
-        unit: Option<Arc<str>>;
+        unit: Option<SafeText>;
         /// "docker:0123456789ab", "podman:...", "containerd:...", "cri-o:..."
-        container: Option<Arc<str>>;
+        container: Option<SafeText>;
         /// Flatpak application id
-        app_id: Option<Arc<str>>;
+        app_id: Option<SafeText>;
         /// first seen, realtime microseconds since the epoch
         first_seen_us: u64;
         /// last activity, realtime microseconds since the epoch
@@ -146,7 +148,7 @@ connection_keys! {
         tx_bytes: u64;
         /// why it failed, e.g. "connection refused", "connection reset",
         /// "timed out", "host unreachable"
-        error: Option<Arc<str>>;
+        error: Option<SafeText>;
     }
 }
 

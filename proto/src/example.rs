@@ -2,7 +2,7 @@
 //! formatting and model tests build on the same connection), so that what
 //! a test assumes about "a typical connection" is written down once.
 
-use crate::{Connection, Direction, Proto};
+use crate::{Connection, Direction, Proto, SafeText};
 
 /// A record with nothing known but its id and protocol: every other key
 /// absent, as [`Connection::from_dict`] reads a dictionary of those two.
@@ -30,7 +30,7 @@ pub fn curl() -> Connection {
         remote_port: 443,
         pid: Some(42),
         comm: Some("curl".into()),
-        cmdline: Some(vec!["curl".to_owned(), "-s".to_owned()].into()),
+        cmdline: Some(["curl", "-s"].map(SafeText::from).into()),
         uid: Some(1000),
         user: Some("alice".into()),
         unit: Some("session-2.scope".into()),
@@ -60,7 +60,7 @@ pub fn dnsmasq() -> Connection {
         pid: Some(99),
         comm: Some("dnsmasq".into()),
         exe: Some("/usr/sbin/dnsmasq".into()),
-        cmdline: Some(vec!["dnsmasq".to_owned(), "-k".to_owned()].into()),
+        cmdline: Some(["dnsmasq", "-k"].map(SafeText::from).into()),
         uid: Some(0),
         user: Some("root".into()),
         cgroup: Some("/system.slice/dnsmasq.service".into()),

@@ -1,6 +1,8 @@
 //! Formatting shared by every client: bytes in human units and the classic
 //! leco line.
 
+use std::borrow::Cow;
+
 use crate::connection::Connection;
 
 /// Traffic is shown only once rx + tx reaches this many bytes (5 KiB).
@@ -28,7 +30,8 @@ pub fn human_bytes(n: u64) -> String {
 /// The classic leco line:
 /// `HH:MM :: user :: comm [unit] :: addr port/proto :: v 58B / 26B ^`.
 /// `hhmm` is the local time to show; the traffic part appears once rx + tx
-/// passes `threshold`; an error is appended after `!!`.
+/// passes `threshold`; an error is appended after `!!`. The fields a user
+/// chooses cannot fake the ` :: ` separator, which rules rely on.
 pub fn classic_line(c: &Connection, hhmm: &str, threshold: u64) -> String {
     let uid;
     let user: &str = match (&c.user, c.uid) {
@@ -39,10 +42,11 @@ pub fn classic_line(c: &Connection, hhmm: &str, threshold: u64) -> String {
         }
         (None, None) => "?",
     };
-    let comm = c.comm.as_deref().unwrap_or("?");
+    let user = separator_free(user);
+    let comm = separator_free(c.comm.as_deref().unwrap_or("?"));
     let mut line = format!("{hhmm} :: {user} :: {comm}");
     if let Some(unit) = &c.unit {
-        line.push_str(&format!(" [{unit}]"));
+        line.push_str(&format!(" [{}]", separator_free(unit)));
     }
     line.push_str(&format!(
         " :: {} {}/{}",
@@ -61,6 +65,16 @@ pub fn classic_line(c: &Connection, hhmm: &str, threshold: u64) -> String {
         line.push_str(&format!(" !! {e}"));
     }
     line
+}
+
+/// `field` with every `::` written `:\u{3a}` (the text-safety policy's
+/// escape form), so that it cannot stand for the classic line's separator.
+fn separator_free(field: &str) -> Cow<'_, str> {
+    if field.contains("::") {
+        Cow::Owned(field.replace("::", ":\\u{3a}"))
+    } else {
+        Cow::Borrowed(field)
+    }
 }
 
 #[cfg(test)]
@@ -105,6 +119,23 @@ mod tests {
             classic_line(&c, "09:15", TRAFFIC_THRESHOLD),
             "09:15 :: 1000 :: curl :: 93.184.216.34 443/tcp !! connection refused"
         );
+    }
+
+    #[test]
+    fn fields_cannot_fake_the_separator() {
+        let mut c = conn();
+        c.comm = Some(" :: root :: ssh".into());
+        c.user = Some("eve::".into());
+        c.unit = Some("a :: b.scope".into());
+        let line = classic_line(&c, "17:02", TRAFFIC_THRESHOLD);
+        assert_eq!(
+            line,
+            "17:02 :: eve:\\u{3a} ::  :\\u{3a} root :\\u{3a} ssh [a :\\u{3a} b.scope] :: 93.184.216.34 443/tcp"
+        );
+        assert_eq!(line.matches(" :: ").count(), 3, "{line}");
+        // Addresses are the service's own, and IPv6 ones are full of `::`.
+        c.remote_addr = "::1".into();
+        assert!(classic_line(&c, "17:02", 0).contains(" :: ::1 443/tcp"));
     }
 
     #[test]

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use crate::connection::{Connection, Direction, Proto};
 use crate::decode::{brief, DecodeError, Fields};
+use crate::text::SafeText;
 
 /// One key of the connection record: its name on the bus and in JSON, its
 /// D-Bus type, its contract and how to read it from a record.
@@ -92,7 +93,7 @@ pub enum Field<'c> {
     /// `s`
     Str(&'c str),
     /// `as`
-    Strs(&'c [String]),
+    Strs(&'c [SafeText]),
 }
 
 /// Text for people: numbers in decimal, an array's items joined by spaces.
@@ -161,40 +162,44 @@ integer_wire! {
     u16 => "q", U16, U16;
 }
 
-/// An empty text says "unknown", as an absent key does.
-impl Wire for Arc<str> {
+/// Texts are made safe as they are read, whoever sent them; an empty
+/// text says "unknown", as an absent key does.
+impl Wire for SafeText {
     const SIGNATURE: &'static str = "s";
     fn field(&self) -> Option<Field<'_>> {
         (!self.is_empty()).then_some(Field::Str(self))
     }
     fn read(f: &impl Fields, key: &'static str) -> Result<Option<Self>, DecodeError> {
-        Ok(f.text(key)?.map(Arc::from))
+        Ok(f.text(key)?.map(SafeText::from))
     }
     fn absent() -> Option<Self> {
-        Some("".into())
+        Some(SafeText::default())
     }
 }
 
+/// The service's own words (TCP state names), borrowed; read back safe.
 impl Wire for Cow<'static, str> {
     const SIGNATURE: &'static str = "s";
     fn field(&self) -> Option<Field<'_>> {
         (!self.is_empty()).then_some(Field::Str(self))
     }
     fn read(f: &impl Fields, key: &'static str) -> Result<Option<Self>, DecodeError> {
-        Ok(f.text(key)?.map(Cow::Owned))
+        Ok(f.text(key)?
+            .map(|t| Cow::Owned(SafeText::from(t).to_string())))
     }
     fn absent() -> Option<Self> {
         Some(Cow::Borrowed(""))
     }
 }
 
-impl Wire for Arc<[String]> {
+impl Wire for Arc<[SafeText]> {
     const SIGNATURE: &'static str = "as";
     fn field(&self) -> Option<Field<'_>> {
         Some(Field::Strs(self))
     }
     fn read(f: &impl Fields, key: &'static str) -> Result<Option<Self>, DecodeError> {
-        Ok(f.texts(key)?.map(Arc::from))
+        Ok(f.texts(key)?
+            .map(|items| items.into_iter().map(SafeText::from).collect()))
     }
     fn absent() -> Option<Self> {
         None

@@ -26,4 +26,4 @@ pub use format::{classic_line, human_bytes, TRAFFIC_THRESHOLD};
 pub use keys::{docs as key_docs, Field, Key};
 pub use names::{BUS_NAME, INTERFACE, INTROSPECTION_XML, OBJECT_PATH};
 pub use proxy::OverseerProxy;
-pub use text::{first_paragraph, needs_escape, sanitize, sanitize_text};
+pub use text::{first_paragraph, needs_escape, sanitize, sanitize_text, SafeText};

@@ -1,7 +1,103 @@
 //! Making untrusted text (process names, command lines, paths, anything a
 //! user can choose) safe to show: one policy for every output — terminal
 //! lines, JSON, the bus and the overlay — so that hostile text is treated
-//! the same wherever it appears.
+//! the same wherever it appears. [`SafeText`] holds text that went through
+//! it: the record's texts are of that type, so none can leave unescaped.
+
+use std::fmt;
+use std::ops::Deref;
+use std::sync::Arc;
+
+use serde::{Serialize, Serializer};
+use zbus::zvariant::{Signature, Type};
+
+/// Text made safe to show by [`sanitize_text`]: the only way to make one,
+/// so a value of this type never carries a control, bidirectional or
+/// invisible character. Cheap to clone (shared).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct SafeText(Arc<str>);
+
+impl SafeText {
+    /// Untrusted bytes, as [`sanitize`] makes them safe.
+    pub fn from_bytes(bytes: &[u8]) -> SafeText {
+        SafeText(sanitize(bytes).into())
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Untrusted text, made safe (a no-op copy for ordinary text).
+impl From<&str> for SafeText {
+    fn from(text: &str) -> SafeText {
+        if text.chars().any(needs_escape) {
+            SafeText(sanitize_text(text, usize::MAX).into())
+        } else {
+            SafeText(text.into())
+        }
+    }
+}
+
+impl From<String> for SafeText {
+    fn from(text: String) -> SafeText {
+        if text.chars().any(needs_escape) {
+            SafeText(sanitize_text(&text, usize::MAX).into())
+        } else {
+            SafeText(text.into())
+        }
+    }
+}
+
+impl Deref for SafeText {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for SafeText {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for SafeText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for SafeText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl PartialEq<str> for SafeText {
+    fn eq(&self, other: &str) -> bool {
+        &*self.0 == other
+    }
+}
+
+impl PartialEq<&str> for SafeText {
+    fn eq(&self, other: &&str) -> bool {
+        &*self.0 == *other
+    }
+}
+
+/// As a string, on the bus (`s`) and in JSON.
+impl Serialize for SafeText {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl Type for SafeText {
+    const SIGNATURE: &'static Signature = &Signature::Str;
+}
 
 /// Converts bytes to valid UTF-8 (invalid sequences become U+FFFD) and
 /// escapes every character that [`needs_escape`] as `\u{…}`, so a hostile
@@ -87,6 +183,19 @@ mod tests {
         assert_eq!(first_paragraph(" one\n two\n\n three\n"), "one two");
         assert_eq!(first_paragraph("\n\n one\n"), "one");
         assert_eq!(first_paragraph(""), "");
+    }
+
+    #[test]
+    fn safe_text_is_made_only_safe() {
+        let hostile = "evil\r\u{1b}[2J\u{202e}";
+        let safe = SafeText::from(hostile);
+        assert_eq!(safe.as_str(), sanitize_text(hostile, usize::MAX));
+        assert!(!safe.chars().any(needs_escape));
+        assert_eq!(SafeText::from(hostile.to_owned()), safe);
+        assert_eq!(SafeText::from_bytes(b"a\xffb\n"), "a\u{fffd}b\\u{a}");
+        // Escaping is idempotent: safe text stays as it is.
+        assert_eq!(SafeText::from(safe.as_str()), safe);
+        assert_eq!(SafeText::from("curl"), "curl");
     }
 
     #[test]

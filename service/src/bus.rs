@@ -13,9 +13,13 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use anyhow::Context;
+use futures_util::StreamExt;
 use leco_proto::{Connection, Dict, Dicts, EventKind, BUS_NAME, OBJECT_PATH};
 use tokio::sync::{mpsc, oneshot, Notify};
+use zbus::fdo::{RequestNameFlags, RequestNameReply};
 use zbus::object_server::SignalEmitter;
+use zbus::MessageStream;
 
 use crate::monitor::Publisher;
 use crate::stats::Stats;
@@ -127,14 +131,38 @@ pub enum BusTarget {
     Address(String),
 }
 
+/// The service on the bus: the connection, and the watch on losing it.
+#[derive(Debug)]
+pub struct Served {
+    /// The connection the object is served on.
+    pub conn: zbus::Connection,
+    name_lost: MessageStream,
+}
+
+impl Served {
+    /// Completes when the service no longer serves: its name was taken
+    /// from it, or the bus connection ended (dbus-daemon restarted or
+    /// died). Says which; the caller stops with an error, so that systemd
+    /// starts it again.
+    pub async fn lost(mut self) -> String {
+        match self.name_lost.next().await {
+            Some(Ok(_)) => format!("lost the name {BUS_NAME} on the bus to another connection"),
+            Some(Err(e)) => format!("lost the bus: {e}"),
+            None => "lost the bus: the connection to it closed".to_owned(),
+        }
+    }
+}
+
 /// Connects, serves the object, and only then requests the name, so that a
-/// client activated by the name never finds it without the object.
+/// client activated by the name never finds it without the object. The
+/// name is owned outright: not replaceable and not queued for, so a second
+/// leco-service (or anyone the policy lets own it) cannot take it over
+/// silently, and one that finds it owned says by whom and stops.
 pub async fn serve(
     target: &BusTarget,
     requests: mpsc::Sender<Request>,
     stats: Arc<Stats>,
-) -> anyhow::Result<zbus::Connection> {
-    use anyhow::Context;
+) -> anyhow::Result<Served> {
     let builder = match target {
         BusTarget::System => zbus::connection::Builder::system(),
         BusTarget::Session => zbus::connection::Builder::session(),
@@ -146,13 +174,59 @@ pub async fn serve(
         .build()
         .await
         .with_context(|| format!("connecting to the {target} bus"))?;
-    conn.request_name(BUS_NAME).await.with_context(|| {
-        format!(
-            "owning {BUS_NAME} on the {target} bus (is another leco-service running, or does \
-             the bus policy dbus-policy/org.leco.Overseer1.conf not allow this user?)"
-        )
-    })?;
-    Ok(conn)
+    // Watched from before the request, so that no loss goes unseen.
+    let name_lost = MessageStream::for_match_rule(name_lost_rule()?, &conn, Some(8))
+        .await
+        .context("watching for the loss of the bus name")?;
+    let reply = conn
+        .request_name_with_flags(BUS_NAME, RequestNameFlags::DoNotQueue.into())
+        .await;
+    match reply {
+        Ok(RequestNameReply::PrimaryOwner | RequestNameReply::AlreadyOwner) => {
+            Ok(Served { conn, name_lost })
+        }
+        // zbus turns the bus's "exists" into an error of its own.
+        Ok(RequestNameReply::Exists | RequestNameReply::InQueue) | Err(zbus::Error::NameTaken) => {
+            anyhow::bail!(
+                "{BUS_NAME} is already served on the {target} bus by {}: another leco-service \
+                 is running; stop it first",
+                owner_of_name(&conn).await
+            )
+        }
+        Err(e) => Err(e).with_context(|| {
+            format!(
+                "owning {BUS_NAME} on the {target} bus (does the bus policy \
+                 dbus-policy/org.leco.Overseer1.conf allow this user?)"
+            )
+        }),
+    }
+}
+
+/// `NameLost` for our name, from the bus itself.
+fn name_lost_rule() -> zbus::Result<zbus::MatchRule<'static>> {
+    Ok(zbus::MatchRule::builder()
+        .msg_type(zbus::message::Type::Signal)
+        .sender("org.freedesktop.DBus")?
+        .interface("org.freedesktop.DBus")?
+        .member("NameLost")?
+        .arg(0, BUS_NAME)?
+        .build())
+}
+
+/// Who owns the bus name, for the message: its unique name and process id.
+async fn owner_of_name(conn: &zbus::Connection) -> String {
+    let describe = async {
+        let dbus = zbus::fdo::DBusProxy::new(conn).await?;
+        let name = zbus::names::BusName::from_static_str(BUS_NAME)?;
+        let owner = dbus.get_name_owner(name).await?;
+        let pid = dbus
+            .get_connection_unix_process_id(owner.clone().into())
+            .await?;
+        Ok::<_, zbus::Error>(format!("{owner} (pid {pid})"))
+    };
+    describe
+        .await
+        .unwrap_or_else(|e| format!("another connection ({e})"))
 }
 
 impl std::fmt::Display for BusTarget {

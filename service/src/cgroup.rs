@@ -5,32 +5,36 @@ use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+
+use leco_proto::SafeText;
 
 /// What a cgroup path says about the processes in it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CgroupInfo {
     /// Path below the cgroup v2 root, starting with `/`.
-    pub path: Arc<str>,
+    pub path: SafeText,
     /// Innermost systemd unit (`foo.service`, `session-2.scope`), else the
     /// innermost slice.
-    pub unit: Option<Arc<str>>,
+    pub unit: Option<SafeText>,
     /// Container as `runtime:id12`.
-    pub container: Option<Arc<str>>,
+    pub container: Option<SafeText>,
     /// Flatpak application id.
-    pub app_id: Option<Arc<str>>,
+    pub app_id: Option<SafeText>,
 }
 
 impl CgroupInfo {
     /// Reads a cgroup path (relative to the v2 root). Users name cgroups
     /// of their own (a delegated subtree), so the path is made safe to
-    /// show first, as every text leco shows is.
+    /// show first, and what is read from it is taken from the safe text.
     pub fn from_path(path: &str) -> CgroupInfo {
-        let safe = leco_proto::sanitize_text(path, usize::MAX);
-        let path = safe.as_str();
+        let path = SafeText::from(path);
         let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
         let innermost = |pred: &dyn Fn(&str) -> bool| {
-            parts.iter().rev().find(|p| pred(p)).map(|p| Arc::from(*p))
+            parts
+                .iter()
+                .rev()
+                .find(|p| pred(p))
+                .map(|p| SafeText::from(*p))
         };
         let unit = innermost(&|p| p.ends_with(".service") || p.ends_with(".scope"))
             .or_else(|| innermost(&|p| p.ends_with(".slice")));
@@ -41,10 +45,10 @@ impl CgroupInfo {
             .find_map(|(i, p)| container_of(p, i.checked_sub(1).map(|j| parts[j])));
         let app_id = parts.iter().rev().find_map(|p| flatpak_app(p));
         CgroupInfo {
-            path: path.into(),
             unit,
-            container: container.map(Arc::from),
-            app_id: app_id.map(Arc::from),
+            container: container.map(SafeText::from),
+            app_id: app_id.map(SafeText::from),
+            path,
         }
     }
 }

@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::net::IpAddr;
 
 use leco_bpf::{Flow, FlowDirection, FlowProto};
-use leco_proto::{sanitize, Connection, Direction, Proto};
+use leco_proto::{Connection, Direction, Proto, SafeText};
 
 use crate::clock::WallClock;
 use crate::enrich::Enrichment;
@@ -128,7 +128,7 @@ pub fn connection(
         remote_addr: f.remote.to_string().into(),
         remote_port: f.remote_port,
         pid: known(f.owner.pid),
-        comm: (!f.owner.comm.is_empty()).then(|| sanitize(&f.owner.comm).into()),
+        comm: (!f.owner.comm.is_empty()).then(|| SafeText::from_bytes(&f.owner.comm)),
         exe: e.proc.exe.clone(),
         cmdline: e.proc.cmdline.clone(),
         uid: Some(f.owner.uid),

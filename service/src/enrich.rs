@@ -12,15 +12,17 @@ use std::time::{Duration, Instant};
 
 use leco_bpf::Owner;
 
+use leco_proto::SafeText;
+
 use crate::cgroup::{CgroupInfo, CgroupResolver};
 
 /// What /proc says about one process.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProcInfo {
     /// Executable path.
-    pub exe: Option<Arc<str>>,
+    pub exe: Option<SafeText>,
     /// Arguments.
-    pub cmdline: Option<Arc<[String]>>,
+    pub cmdline: Option<Arc<[SafeText]>>,
 }
 
 /// Everything enrichment found for an owner.
@@ -29,7 +31,7 @@ pub struct Enrichment {
     /// From /proc/PID.
     pub proc: Arc<ProcInfo>,
     /// User name of the uid.
-    pub user: Option<Arc<str>>,
+    pub user: Option<SafeText>,
     /// cgroup path and what it says.
     pub cgroup: Option<CgroupInfo>,
 }
@@ -51,7 +53,7 @@ const REVALIDATE: Duration = Duration::from_secs(1);
 /// Enriches owners, with caches.
 pub struct Enricher {
     procs: HashMap<u32, CachedProc>,
-    users: HashMap<u32, Option<Arc<str>>>,
+    users: HashMap<u32, Option<SafeText>>,
     cgroups: CgroupResolver,
     ticks_per_sec: u64,
 }
@@ -123,7 +125,7 @@ impl Enricher {
         let info = Arc::new(ProcInfo {
             exe: std::fs::read_link(format!("/proc/{pid}/exe"))
                 .ok()
-                .map(|p| leco_proto::sanitize(p.as_os_str().as_encoded_bytes()).into()),
+                .map(|p| SafeText::from_bytes(p.as_os_str().as_encoded_bytes())),
             cmdline: std::fs::read(format!("/proc/{pid}/cmdline"))
                 .ok()
                 .filter(|b| !b.is_empty())
@@ -153,7 +155,7 @@ impl Enricher {
         (info, hint)
     }
 
-    fn user(&mut self, uid: u32) -> Option<Arc<str>> {
+    fn user(&mut self, uid: u32) -> Option<SafeText> {
         if let Some(u) = self.users.get(&uid) {
             return u.clone();
         }
@@ -163,27 +165,30 @@ impl Enricher {
         let name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
             .ok()
             .flatten()
-            .map(|u| Arc::from(leco_proto::sanitize(u.name.as_bytes())));
+            .map(|u| SafeText::from_bytes(u.name.as_bytes()));
         self.users.insert(uid, name.clone());
         name
     }
 }
 
-/// Field 22 of /proc/PID/stat: start time in clock ticks since boot.
+/// Field 22 of /proc/PID/stat: start time in clock ticks since boot. Read
+/// as bytes: the comm in it is whatever the process named itself, UTF-8 or
+/// not, and must not cost the rest of what is known about it.
 fn start_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
     parse_start_ticks(&stat)
 }
 
-fn parse_start_ticks(stat: &str) -> Option<u64> {
+fn parse_start_ticks(stat: &[u8]) -> Option<u64> {
     // comm (field 2) may contain spaces and parentheses: count from the last ')'.
-    let after = &stat[stat.rfind(')')? + 1..];
+    let after = &stat[stat.iter().rposition(|&b| b == b')')? + 1..];
+    let after = std::str::from_utf8(after).ok()?;
     after.split_whitespace().nth(19)?.parse().ok()
 }
 
-fn split_cmdline(bytes: &[u8]) -> Vec<String> {
+fn split_cmdline(bytes: &[u8]) -> Vec<SafeText> {
     let bytes = bytes.strip_suffix(&[0]).unwrap_or(bytes);
-    bytes.split(|&b| b == 0).map(leco_proto::sanitize).collect()
+    bytes.split(|&b| b == 0).map(SafeText::from_bytes).collect()
 }
 
 /// The cgroup v2 line (`0::/path`) of /proc/PID/cgroup.
@@ -201,8 +206,11 @@ mod tests {
     fn start_time_survives_odd_process_names() {
         let stat =
             "42 (we ird) (x)) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98765 1000 200";
-        assert_eq!(parse_start_ticks(stat), Some(98765));
-        assert_eq!(parse_start_ticks("garbage"), None);
+        assert_eq!(parse_start_ticks(stat.as_bytes()), Some(98765));
+        assert_eq!(parse_start_ticks(b"garbage"), None);
+        let not_utf8 =
+            b"42 (\xff\xfe)) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98765 1 2";
+        assert_eq!(parse_start_ticks(not_utf8), Some(98765));
     }
 
     #[test]

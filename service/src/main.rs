@@ -198,8 +198,22 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("leco-service: {e:#}");
-            ExitCode::FAILURE
+            exit_code(&e)
         }
+    }
+}
+
+/// Exit status after losing the bus (EX_TEMPFAIL of sysexits.h): a new
+/// start will do. The unit restarts the service after it
+/// (RestartForceExitStatus=) and after nothing else that exits normally:
+/// a load that fails fails the same way every time.
+const EXIT_TRY_AGAIN: u8 = 75;
+
+fn exit_code(e: &anyhow::Error) -> ExitCode {
+    if e.chain().any(|c| c.is::<mode::LostBus>()) {
+        ExitCode::from(EXIT_TRY_AGAIN)
+    } else {
+        ExitCode::FAILURE
     }
 }
 

@@ -702,6 +702,41 @@ fn booted_system() {
     }
     eprintln!("booted_system: after systemctl restart, the connection is still in Snapshot");
 
+    // Losing the bus (dbus-daemon killed; the socket starts it again)
+    // stops the service with an error, and systemd starts it again.
+    let restarts_before = c.ok("NRestarts", "systemctl show -P NRestarts leco.service");
+    c.ok(
+        "killing dbus-daemon",
+        "systemctl kill --signal=KILL dbus.service",
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let restarted = loop {
+        let restarts = c.ok("NRestarts", "systemctl show -P NRestarts leco.service");
+        if restarts.trim() != restarts_before.trim() && c.leco_state() == "active" {
+            break Some(restarts.trim().to_owned());
+        }
+        if Instant::now() > deadline {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let Some(restarts) = restarted else {
+        c.fail(&format!(
+            "after dbus-daemon died, leco.service was not restarted (NRestarts {}, state {})",
+            restarts_before.trim(),
+            c.leco_state()
+        ));
+    };
+    let back = c.snapshot();
+    if !back.iter().any(is_probe) {
+        c.fail("after the bus came back, the probe's connection is not in Snapshot()");
+    }
+    eprintln!(
+        "booted_system: dbus-daemon killed; leco lost the bus, exited with an error and was \
+         restarted ({} restarts), keeping what it saw",
+        restarts
+    );
+
     // The policy: group leco reads, others are refused.
     c.ok(
         "Snapshot() as a member of group leco",

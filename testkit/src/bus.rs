@@ -111,6 +111,18 @@ impl TestBus {
     }
 
     fn start_in(dir: &Path) -> io::Result<TestBus> {
+        let (daemon, address, stdout) = Self::spawn(dir)?;
+        Ok(TestBus {
+            daemon,
+            dir: dir.to_path_buf(),
+            address,
+            _stdout: stdout,
+        })
+    }
+
+    /// Writes the configuration into `dir` and starts a daemon on it: its
+    /// process, address and output.
+    fn spawn(dir: &Path) -> io::Result<(Child, String, BufReader<ChildStdout>)> {
         let policy = policy_dir().canonicalize().map_err(|e| {
             io::Error::new(
                 e.kind(),
@@ -151,12 +163,9 @@ impl TestBus {
             let _ = tx.send((r, line, stdout));
         });
         match rx.recv_timeout(STARTUP_TIMEOUT) {
-            Ok((Ok(n), line, stdout)) if n > 0 && line.trim().starts_with("unix:") => Ok(TestBus {
-                daemon,
-                dir: dir.to_path_buf(),
-                address: line.trim().to_string(),
-                _stdout: stdout,
-            }),
+            Ok((Ok(n), line, stdout)) if n > 0 && line.trim().starts_with("unix:") => {
+                Ok((daemon, line.trim().to_string(), stdout))
+            }
             other => {
                 let _ = daemon.kill();
                 let status = daemon.wait();
@@ -171,6 +180,19 @@ impl TestBus {
                 )))
             }
         }
+    }
+
+    /// Stops the daemon and starts a new one on the same socket, as a
+    /// restart of the system bus does: every client loses its connection.
+    pub fn restart(&mut self) -> io::Result<()> {
+        let _ = self.daemon.kill();
+        let _ = self.daemon.wait();
+        let _ = fs::remove_file(self.dir.join("bus"));
+        let (daemon, address, stdout) = Self::spawn(&self.dir)?;
+        self.daemon = daemon;
+        self.address = address;
+        self._stdout = stdout;
+        Ok(())
     }
 
     /// The address clients connect to, as dbus-daemon printed it, e.g.

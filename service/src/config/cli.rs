@@ -95,6 +95,9 @@ mod tests {
             }
         );
         assert_eq!(config(&[]).expect("parses"), ServiceConfig::default());
+        // A backlog of none, as the file allows.
+        let none = config(&["--backlog", "0"]).expect("parses");
+        assert_eq!(none.backlog, Duration::ZERO);
     }
 
     #[test]
@@ -117,6 +120,16 @@ mod tests {
                 "300 is out of range: a power of two from 4 to 1048576",
             ),
             (&["--signal-rate", "lots"], "`lots` is not an integer"),
+            // What the command line once let through or refused on its own
+            // terms: now the file's ranges.
+            (
+                &["--max-flows", "0"],
+                "0 is out of range: an integer from 64 to 4194304",
+            ),
+            (
+                &["--udp-idle", "0.01"],
+                "0.01 is out of range: a duration between 1s and 1 day",
+            ),
         ];
         for (args, expected) in cases {
             let e = config(args).expect_err("refused");

@@ -126,6 +126,9 @@ pub fn run(options: &leco_bpf::Options, target: &Target) -> anyhow::Result<()> {
 
 /// Makes sure a complete load is handed over to `target` (see the module docs).
 pub fn load(options: &leco_bpf::Options, target: &Target) -> anyhow::Result<Outcome> {
+    // Before anything about systemd or pins: without privileges nothing
+    // else matters, and that is what to say.
+    leco_bpf::check_privileges()?;
     match target {
         Target::Pins { dir, owner } => {
             let owner = owner.as_deref().map(user_ids).transpose()?;

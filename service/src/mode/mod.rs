@@ -112,29 +112,39 @@ async fn publish(
     stats: &Arc<Stats>,
 ) -> anyhow::Result<()> {
     let (requests, asked) = tokio::sync::mpsc::channel(16);
-    let conn = bus::serve(target, requests, Arc::clone(stats)).await?;
+    let served = bus::serve(target, requests, Arc::clone(stats)).await?;
     // The readiness line scripts and tests wait for.
     eprintln!(
         "leco-service: serving {} on the {} bus",
         leco_proto::BUS_NAME,
         target
     );
+    let conn = served.conn.clone();
     let mut queue = SignalQueue::new(Arc::clone(stats), cfg.signal_rate);
-    let mut signals = tokio::spawn(queue.clone().run(conn.clone(), cfg.signal_rate));
+    let mut signals = tokio::spawn(queue.clone().run(conn, cfg.signal_rate));
+    // Why serving stopped, when it was not asked to.
+    let mut lost: Option<String> = None;
     let stop = async {
         tokio::select! {
             () = shutdown_signal() => {}
+            why = served.lost() => lost = Some(why),
             ended = &mut signals => {
-                tracing::error!("lost the bus: {ended:?}");
+                lost = Some(format!("lost the bus: the signal sender ended ({ended:?})"));
             }
         }
     };
-    monitor
-        .run(reader, &mut queue, asked, stop)
-        .await
-        .map(drop)
-        .map_err(anyhow::Error::from)
+    monitor.run(reader, &mut queue, asked, stop).await?;
+    match lost {
+        None => Ok(()),
+        Some(why) => Err(LostBus(why).into()),
+    }
 }
+
+/// Serving stopped because the bus went away or took the name: the
+/// service exits so that systemd starts it again (exit status 75).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}; stopping, to be started again")]
+pub struct LostBus(String);
 
 /// Whether `e` comes from writing to a pipe whose reader has gone, however
 /// deep in its chain of causes.

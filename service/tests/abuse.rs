@@ -1,0 +1,144 @@
+//! Regression tests of "hold under abuse" on the service's side: the bus
+//! name cannot be taken over, losing the bus stops the service loudly (so
+//! systemd starts it again), and what hostile processes and users write —
+//! comms that are not UTF-8, names that mimic the line's separator — is
+//! escaped, never dropped or passed on raw. Needs root (CI runs as root).
+
+mod common;
+
+use std::net::{TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::{client, runtime, start, Service, BIN};
+use leco_testkit::bus::TestBus;
+use leco_testkit::{require_root, spawn_named};
+
+/// The unique name owning org.leco.Overseer1 on `bus`.
+fn owner(bus: &TestBus) -> Option<String> {
+    runtime().block_on(async {
+        let conn = client(bus).await;
+        let dbus = zbus::fdo::DBusProxy::new(&conn).await.expect("DBus proxy");
+        let name = zbus::names::BusName::from_static_str("org.leco.Overseer1").expect("name");
+        dbus.get_name_owner(name).await.ok().map(|o| o.to_string())
+    })
+}
+
+/// Waits up to `limit` for `svc` to exit; its exit code and stderr.
+fn exit_within(svc: &mut Service, limit: Duration) -> Option<i32> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Some(status) = svc.child.try_wait().expect("try_wait") {
+            return Some(status.code().unwrap_or(-1));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+#[test]
+fn the_bus_name_cannot_be_taken_over() {
+    if !require_root("the_bus_name_cannot_be_taken_over") {
+        return;
+    }
+    let bus = TestBus::start().expect("private dbus-daemon");
+    let _first = start(&bus, &[]);
+    let held = owner(&bus).expect("the first service owns the name");
+
+    // A second service says who serves already, and stops.
+    let second = std::process::Command::new(BIN)
+        .args(["--standalone", "--bus-address", bus.address()])
+        .output()
+        .expect("run a second service");
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("org.leco.Overseer1 is already served") && err.contains(&held),
+        "{err}"
+    );
+
+    // Root may own the name by policy, but asking to replace the owner
+    // (flag 2, ReplaceExisting) does not take it.
+    let reply = runtime().block_on(async {
+        let conn = client(&bus).await;
+        let dbus = zbus::fdo::DBusProxy::new(&conn).await.expect("DBus proxy");
+        let name = zbus::names::WellKnownName::from_static_str("org.leco.Overseer1").expect("name");
+        dbus.request_name(name, zbus::fdo::RequestNameFlags::ReplaceExisting.into())
+            .await
+            .expect("RequestName answers")
+    });
+    assert_eq!(reply, zbus::fdo::RequestNameReply::InQueue);
+    assert_eq!(owner(&bus), Some(held), "the first service still serves");
+}
+
+#[test]
+fn losing_the_bus_stops_the_service_with_an_error() {
+    if !require_root("losing_the_bus_stops_the_service_with_an_error") {
+        return;
+    }
+    let mut bus = TestBus::start().expect("private dbus-daemon");
+    let mut svc = start(&bus, &[]);
+    // Idle: nothing is sent, so only watching the connection can notice.
+    std::thread::sleep(Duration::from_millis(300));
+    bus.restart().expect("restart dbus-daemon");
+    let code = exit_within(&mut svc, Duration::from_secs(5));
+    let (_, err) = svc.terminate();
+    // 75, EX_TEMPFAIL: what makes the unit restart it.
+    assert_eq!(code, Some(75), "{err:#?}");
+    assert!(err.iter().any(|l| l.contains("lost the bus")), "{err:#?}");
+}
+
+#[test]
+fn a_comm_that_is_not_utf8_hides_nothing() {
+    if !require_root("a_comm_that_is_not_utf8_hides_nothing") {
+        return;
+    }
+    let mut svc = Service::start(&["--standalone", "--json"]);
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let child = spawn_named("leco-t-bytes", move |_| {
+        let name = b"\xff\xfeleco\x1b[2J\0";
+        // SAFETY: `name` is NUL-terminated.
+        unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr()) };
+        let Ok(_s) = TcpStream::connect(("127.0.0.1", port)) else {
+            return 1;
+        };
+        std::thread::sleep(Duration::from_millis(1500));
+        0
+    });
+    let (_conn, _) = listener.accept().expect("accept");
+    let new = svc.wait_json(|v| v["kind"] == "new" && v["remote_port"] == port);
+    assert_eq!(new["pid"], child.pid());
+    assert_eq!(new["comm"], "\u{fffd}\u{fffd}leco\\u{1b}[2J");
+    let me = std::env::current_exe().expect("exe");
+    assert_eq!(new["exe"], me.to_string_lossy().as_ref());
+    assert!(
+        new["cmdline"].as_array().is_some_and(|a| !a.is_empty()),
+        "{new}"
+    );
+    assert_eq!(child.wait(), 0);
+}
+
+#[test]
+fn names_cannot_fake_the_line_or_its_separator() {
+    if !require_root("names_cannot_fake_the_line_or_its_separator") {
+        return;
+    }
+    let mut svc = Service::start(&["--standalone"]);
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    // 15 bytes: what the kernel keeps of a comm.
+    let child = spawn_named(" :: root :: ss", move |_| {
+        let Ok(_s) = TcpStream::connect(("127.0.0.1", port)) else {
+            return 1;
+        };
+        std::thread::sleep(Duration::from_millis(500));
+        0
+    });
+    let (_conn, _) = listener.accept().expect("accept");
+    let line = svc.wait_line(|l| {
+        (l.starts_with("+ ") && l.contains(&format!(" {port}/tcp"))).then(|| l.to_owned())
+    });
+    assert!(line.contains("::  :\\u{3a} root :\\u{3a} ss ::"), "{line}");
+    assert_eq!(line.matches(" :: ").count(), 3, "{line}");
+    assert_eq!(child.wait(), 0);
+}
