@@ -142,3 +142,28 @@ fn names_cannot_fake_the_line_or_its_separator() {
     assert_eq!(line.matches(" :: ").count(), 3, "{line}");
     assert_eq!(child.wait(), 0);
 }
+
+#[test]
+fn load_without_privileges_names_them_first() {
+    if !require_root("load_without_privileges_names_them_first") {
+        return;
+    }
+    use std::os::unix::process::CommandExt;
+    for args in [
+        &["load"][..],
+        &["load", "--pin", "/sys/fs/bpf/leco-test-nobody"],
+    ] {
+        let out = std::process::Command::new(BIN)
+            .args(args)
+            .env_remove("NOTIFY_SOCKET")
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .expect("run as nobody");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: one line: {err}");
+        assert!(err.contains("CAP_BPF"), "{args:?}: {err}");
+        assert!(!err.contains("NOTIFY_SOCKET"), "{args:?}: {err}");
+    }
+}
