@@ -26,4 +26,7 @@ pub use format::{classic_line, human_bytes, TRAFFIC_THRESHOLD};
 pub use keys::{docs as key_docs, Field, Key};
 pub use names::{BUS_NAME, INTERFACE, INTROSPECTION_XML, OBJECT_PATH};
 pub use proxy::OverseerProxy;
-pub use text::{first_paragraph, needs_escape, sanitize, sanitize_text, SafeText};
+pub use text::{
+    first_paragraph, needs_escape, sanitize, sanitize_text, SafeText, CUT_MARK, MAX_CMDLINE_BYTES,
+    MAX_TEXT_BYTES,
+};

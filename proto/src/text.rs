@@ -17,10 +17,59 @@ use zbus::zvariant::{Signature, Type};
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct SafeText(Arc<str>);
 
+/// Longest text the service puts in a record (a path, a name), in bytes
+/// once escaped; a longer one is cut and ends in `…`. With
+/// [`MAX_CMDLINE_BYTES`] it bounds what one process can make a record,
+/// the table and a `Snapshot()` reply weigh.
+pub const MAX_TEXT_BYTES: usize = 512;
+
+/// Longest command line the service puts in a record: its arguments'
+/// bytes together, once escaped. An argument that does not fit is cut and
+/// ends in `…` (and is the last); when whole arguments are left out, a
+/// last element `…` says so.
+pub const MAX_CMDLINE_BYTES: usize = 2048;
+
+/// What marks a cut text, and stands for left-out arguments.
+pub const CUT_MARK: &str = "…";
+
 impl SafeText {
     /// Untrusted bytes, as [`sanitize`] makes them safe.
     pub fn from_bytes(bytes: &[u8]) -> SafeText {
         SafeText(sanitize(bytes).into())
+    }
+
+    /// Untrusted bytes made safe and cut to at most `max` bytes, ending
+    /// in [`CUT_MARK`] when cut. Only the start of a long text is read.
+    pub fn bounded(bytes: &[u8], max: usize) -> SafeText {
+        SafeText(bounded_text(bytes, max).0.into())
+    }
+
+    /// A command line (NUL-separated arguments, as /proc/PID/cmdline has
+    /// it) made safe within [`MAX_CMDLINE_BYTES`]: see there for how cuts
+    /// are marked.
+    pub fn arguments(bytes: &[u8]) -> Vec<SafeText> {
+        let bytes = bytes.strip_suffix(&[0]).unwrap_or(bytes);
+        let mut left = MAX_CMDLINE_BYTES;
+        let mut args = Vec::new();
+        let mut parts = bytes.split(|&b| b == 0).peekable();
+        while let Some(arg) = parts.next() {
+            // Room stays for the mark of arguments left out after this one.
+            let room = match parts.peek() {
+                Some(_) => left - CUT_MARK.len(),
+                None => left,
+            };
+            let (text, cut) = bounded_text(arg, room);
+            left -= text.len();
+            args.push(SafeText(text.into()));
+            if cut {
+                break;
+            }
+            if parts.peek().is_some() && left <= CUT_MARK.len() {
+                args.push(SafeText::from(CUT_MARK));
+                break;
+            }
+        }
+        args
     }
 
     /// The text.
@@ -138,6 +187,37 @@ pub fn first_paragraph(doc: &str) -> String {
     lines.join(" ")
 }
 
+/// `bytes` made safe, cut to at most `max` bytes (a cut one ending in
+/// [`CUT_MARK`]); whether it was cut.
+fn bounded_text(bytes: &[u8], max: usize) -> (String, bool) {
+    // Each byte becomes at least a byte of output: a text of more than
+    // `max` bytes cannot fit, so no more than that is read of it.
+    let head = &bytes[..bytes.len().min(max.saturating_add(1))];
+    let lossy = String::from_utf8_lossy(head);
+    let keep = max.saturating_sub(CUT_MARK.len());
+    let mut out = String::with_capacity(lossy.len().min(max.saturating_add(10)));
+    let mut cut_at = 0;
+    for c in lossy.chars() {
+        if needs_escape(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+        if out.len() <= keep {
+            cut_at = out.len();
+        }
+        if out.len() > max {
+            break;
+        }
+    }
+    if out.len() <= max && head.len() == bytes.len() {
+        return (out, false);
+    }
+    out.truncate(cut_at);
+    out.push_str(CUT_MARK);
+    (out, true)
+}
+
 /// Characters that would break a line, or hide or reorder the text around
 /// them (CVE-2021-42574 style): control characters, bidirectional
 /// embeddings, overrides, isolates and marks, zero-width and invisible
@@ -196,6 +276,60 @@ mod tests {
         // Escaping is idempotent: safe text stays as it is.
         assert_eq!(SafeText::from(safe.as_str()), safe);
         assert_eq!(SafeText::from("curl"), "curl");
+    }
+
+    #[test]
+    fn texts_are_bounded_and_marked_when_cut() {
+        assert_eq!(SafeText::bounded(b"short", 10), "short");
+        assert_eq!(SafeText::bounded(b"0123456789", 10), "0123456789");
+        assert_eq!(SafeText::bounded(b"0123456789a", 10), "0123456…");
+        // Escapes count as what they take, and are never split.
+        let escaped = SafeText::bounded(b"ab\x1b\x1bcd", 12);
+        assert_eq!(escaped, "ab\\u{1b}…");
+        assert!(escaped.len() <= 12);
+        // Only the start of a huge text is read; the result stays small.
+        let huge = vec![b'x'; 10 << 20];
+        let cut = SafeText::bounded(&huge, MAX_TEXT_BYTES);
+        assert_eq!(cut.len(), MAX_TEXT_BYTES);
+        assert!(cut.ends_with(CUT_MARK));
+        // Multibyte characters are not split either.
+        let e = SafeText::bounded("éééé".as_bytes(), 7);
+        assert_eq!(e, "éé…");
+    }
+
+    #[test]
+    fn command_lines_are_bounded_and_say_so() {
+        assert_eq!(SafeText::arguments(b"curl\0-s\0"), ["curl", "-s"]);
+        let mut many = Vec::new();
+        for _ in 0..1_000 {
+            many.extend_from_slice(b"argument\0");
+        }
+        let args = SafeText::arguments(&many);
+        let total: usize = args.iter().map(|a| a.len()).sum();
+        assert!(total <= MAX_CMDLINE_BYTES, "{total}");
+        assert!(
+            args.last().is_some_and(|a| a.ends_with(CUT_MARK)),
+            "{args:?}"
+        );
+        assert!(args.len() > 100);
+        // Whole arguments left out: the mark stands alone.
+        let mut exact = Vec::new();
+        for _ in 0..MAX_CMDLINE_BYTES / 4 + 10 {
+            exact.extend_from_slice(b"abcd\0");
+        }
+        let args = SafeText::arguments(&exact);
+        assert_eq!(
+            args.last().map(SafeText::as_str),
+            Some(CUT_MARK),
+            "{args:?}"
+        );
+        let total: usize = args.iter().map(|a| a.len()).sum();
+        assert!(total <= MAX_CMDLINE_BYTES, "{total}");
+        let one_huge = vec![b'y'; 1_500_000];
+        let args = SafeText::arguments(&one_huge);
+        assert_eq!(args.len(), 1);
+        assert_eq!(args[0].len(), MAX_CMDLINE_BYTES);
+        assert!(args[0].ends_with(CUT_MARK));
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use leco_proto::SafeText;
+use leco_proto::{SafeText, MAX_TEXT_BYTES};
 
 /// What a cgroup path says about the processes in it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -27,7 +27,7 @@ impl CgroupInfo {
     /// of their own (a delegated subtree), so the path is made safe to
     /// show first, and what is read from it is taken from the safe text.
     pub fn from_path(path: &str) -> CgroupInfo {
-        let path = SafeText::from(path);
+        let path = SafeText::bounded(path.as_bytes(), MAX_TEXT_BYTES);
         let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
         let innermost = |pred: &dyn Fn(&str) -> bool| {
             parts

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use leco_bpf::Owner;
 
-use leco_proto::SafeText;
+use std::io::Read;
+
+use leco_proto::{SafeText, CUT_MARK, MAX_CMDLINE_BYTES, MAX_TEXT_BYTES};
 
 use crate::cgroup::{CgroupInfo, CgroupResolver};
 
@@ -125,11 +127,8 @@ impl Enricher {
         let info = Arc::new(ProcInfo {
             exe: std::fs::read_link(format!("/proc/{pid}/exe"))
                 .ok()
-                .map(|p| SafeText::from_bytes(p.as_os_str().as_encoded_bytes())),
-            cmdline: std::fs::read(format!("/proc/{pid}/cmdline"))
-                .ok()
-                .filter(|b| !b.is_empty())
-                .map(|b| split_cmdline(&b).into()),
+                .map(|p| SafeText::bounded(p.as_os_str().as_encoded_bytes(), MAX_TEXT_BYTES)),
+            cmdline: read_cmdline(pid).map(Arc::from),
         });
         let hint = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
             .ok()
@@ -165,7 +164,7 @@ impl Enricher {
         let name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
             .ok()
             .flatten()
-            .map(|u| SafeText::from_bytes(u.name.as_bytes()));
+            .map(|u| SafeText::bounded(u.name.as_bytes(), MAX_TEXT_BYTES));
         self.users.insert(uid, name.clone());
         name
     }
@@ -186,9 +185,29 @@ fn parse_start_ticks(stat: &[u8]) -> Option<u64> {
     after.split_whitespace().nth(19)?.parse().ok()
 }
 
-fn split_cmdline(bytes: &[u8]) -> Vec<SafeText> {
-    let bytes = bytes.strip_suffix(&[0]).unwrap_or(bytes);
-    bytes.split(|&b| b == 0).map(SafeText::from_bytes).collect()
+/// Whatever a process's command line holds, this much of it is read:
+/// enough to fill [`MAX_CMDLINE_BYTES`] however it is split.
+const CMDLINE_READ: u64 = 4 * MAX_CMDLINE_BYTES as u64;
+
+/// The command line of `pid`, bounded ([`SafeText::arguments`]); a process
+/// can make it megabytes long, and only the start is read.
+fn read_cmdline(pid: u32) -> Option<Vec<SafeText>> {
+    let file = std::fs::File::open(format!("/proc/{pid}/cmdline")).ok()?;
+    let mut bytes = Vec::new();
+    file.take(CMDLINE_READ).read_to_end(&mut bytes).ok()?;
+    if bytes.is_empty() {
+        return None;
+    }
+    Some(split_cmdline(&bytes, bytes.len() as u64 == CMDLINE_READ))
+}
+
+/// The arguments of `bytes`; when `more` follow unread, the last says so.
+fn split_cmdline(bytes: &[u8], more: bool) -> Vec<SafeText> {
+    let mut args = SafeText::arguments(bytes);
+    if more && !args.last().is_some_and(|a| a.ends_with(CUT_MARK)) {
+        args.push(SafeText::from(CUT_MARK));
+    }
+    args
 }
 
 /// The cgroup v2 line (`0::/path`) of /proc/PID/cgroup.
@@ -216,10 +235,15 @@ mod tests {
     #[test]
     fn cmdline_and_cgroup_parsing() {
         assert_eq!(
-            split_cmdline(b"curl\0-s\0https://x\0"),
+            split_cmdline(b"curl\0-s\0https://x\0", false),
             ["curl", "-s", "https://x"]
         );
-        assert_eq!(split_cmdline(b"bad\xff\0"), ["bad\u{FFFD}"]);
+        assert_eq!(split_cmdline(b"bad\xff\0", false), ["bad\u{FFFD}"]);
+        // Read short of the end: the last argument says more followed.
+        assert_eq!(
+            split_cmdline(b"java\0-cp\0a.jar:b", true),
+            ["java", "-cp", "a.jar:b", "…"]
+        );
         assert_eq!(
             unified_cgroup("12:cpu:/x\n0::/user.slice/a.scope\n").as_deref(),
             Some("/user.slice/a.scope")

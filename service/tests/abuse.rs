@@ -167,3 +167,40 @@ fn load_without_privileges_names_them_first() {
         assert!(!err.contains("NOTIFY_SOCKET"), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn a_huge_command_line_is_bounded_and_marked() {
+    if !require_root("a_huge_command_line_is_bounded_and_marked") {
+        return;
+    }
+    let mut svc = Service::start(&["--standalone", "--json"]);
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    // 1.5 MB of arguments (each at the kernel's 128 KiB limit), and a
+    // connection made by bash itself.
+    let mut child = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "exec 3<>/dev/tcp/127.0.0.1/{port}; sleep 2; exec 3>&-"
+        ))
+        .args(std::iter::repeat_n("x".repeat(120 * 1024), 12))
+        .spawn()
+        .expect("bash with a huge command line");
+    let (_conn, _) = listener.accept().expect("accept");
+    let new = svc.wait_json(|v| v["kind"] == "new" && v["remote_port"] == port);
+    let args = new["cmdline"].as_array().expect("cmdline");
+    let total: usize = args.iter().map(|a| a.as_str().map_or(0, str::len)).sum();
+    assert!(
+        total <= leco_proto::MAX_CMDLINE_BYTES,
+        "{total} bytes of command line"
+    );
+    assert!(
+        args.last()
+            .and_then(|a| a.as_str())
+            .is_some_and(|a| a.ends_with(leco_proto::CUT_MARK)),
+        "the cut is marked: {:?}",
+        &args[args.len().saturating_sub(2)..]
+    );
+    assert_eq!(args[0], "bash");
+    assert!(child.wait().expect("bash").success());
+}
