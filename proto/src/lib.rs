@@ -18,6 +18,7 @@ mod format;
 mod names;
 pub mod proxy;
 mod text;
+pub mod wire;
 
 pub use connection::{Connection, Direction, EventKind, Proto};
 pub use decode::{decode_json_event, DecodeError};
