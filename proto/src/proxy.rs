@@ -79,6 +79,11 @@ pub trait Overseer {
     /// Live connections tracked now.
     #[zbus(property(emits_changed_signal = "false"))]
     fn tracked(&self) -> zbus::Result<u64>;
+
+    /// Connections left out of Snapshot() replies (the least recently
+    /// active first) to keep each under 8 MiB.
+    #[zbus(property(emits_changed_signal = "false"))]
+    fn trimmed(&self) -> zbus::Result<u64>;
 }
 
 /// The match rule of [`OverseerProxy::receive_connection_event`] without

@@ -25,6 +25,8 @@ pub struct Stats {
     pub backlog: AtomicU64,
     /// Live connections pushed out of the full table.
     pub evicted: AtomicU64,
+    /// Connections left out of Snapshot() replies to bound their size.
+    pub trimmed: AtomicU64,
 }
 
 impl Stats {

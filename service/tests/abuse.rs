@@ -204,3 +204,64 @@ fn a_huge_command_line_is_bounded_and_marked() {
     assert_eq!(args[0], "bash");
     assert!(child.wait().expect("bash").success());
 }
+
+/// The D-Bus error name of calling `member(args)` on `interface`.
+async fn call_error<B>(conn: &zbus::Connection, interface: &str, member: &str, args: &B) -> String
+where
+    B: serde::Serialize + zbus::zvariant::DynamicType,
+{
+    match conn
+        .call_method(
+            Some("org.leco.Overseer1"),
+            "/org/leco/Overseer1",
+            Some(interface),
+            member,
+            args,
+        )
+        .await
+    {
+        Ok(reply) => format!("answered {:?}", reply.body().signature().to_string()),
+        Err(zbus::Error::MethodError(name, _, _)) => name.to_string(),
+        Err(e) => format!("{e}"),
+    }
+}
+
+#[test]
+fn methods_refuse_arguments_they_do_not_take() {
+    if !require_root("methods_refuse_arguments_they_do_not_take") {
+        return;
+    }
+    let bus = TestBus::start().expect("private dbus-daemon");
+    let _svc = start(&bus, &[]);
+    runtime().block_on(async {
+        let conn = client(&bus).await;
+        let invalid = "org.freedesktop.DBus.Error.InvalidArgs";
+        let leco = "org.leco.Overseer1";
+        assert_eq!(call_error(&conn, leco, "Snapshot", &(7u32,)).await, invalid);
+        assert_eq!(
+            call_error(&conn, leco, "SnapshotSince", &("x",)).await,
+            invalid
+        );
+        assert_eq!(call_error(&conn, leco, "SnapshotSince", &()).await, invalid);
+        assert_eq!(
+            call_error(&conn, leco, "Snapshot", &()).await,
+            "answered \"aa{sv}\""
+        );
+        assert_eq!(
+            call_error(&conn, leco, "SnapshotSince", &(0u64,)).await,
+            "answered \"aa{sv}\""
+        );
+        // Read-only properties say so.
+        let props = "org.freedesktop.DBus.Properties";
+        let value = zbus::zvariant::Value::from("9.9");
+        assert_eq!(
+            call_error(&conn, props, "Set", &(leco, "Version", value)).await,
+            "org.freedesktop.DBus.Error.PropertyReadOnly"
+        );
+        let value = zbus::zvariant::Value::from(1u64);
+        assert_eq!(
+            call_error(&conn, props, "Set", &(leco, "NoSuchThing", value)).await,
+            "org.freedesktop.DBus.Error.UnknownProperty"
+        );
+    });
+}

@@ -1,0 +1,141 @@
+//! A connection storm with many clients calling `Snapshot()` in a loop at
+//! the same time: the kernel reader must not fall behind (no ring-buffer
+//! record lost), every call is answered in bounded time, and memory stays
+//! bounded. In a test binary of its own, so that no other test's service
+//! shares the machine with the storm. Needs root (CI runs as root).
+
+mod common;
+
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{client, runtime, snapshot_reply, start};
+use leco_testkit::bus::TestBus;
+use leco_testkit::require_root;
+use zbus::zvariant::OwnedValue;
+
+const CALLERS: usize = 20;
+const CALLS_EACH: usize = 10;
+const RATE: u64 = 2_500;
+const SECONDS: u64 = 8;
+
+#[test]
+fn snapshot_callers_do_not_starve_the_kernel_reader() {
+    if !require_root("snapshot_callers_do_not_starve_the_kernel_reader") {
+        return;
+    }
+    let bus = TestBus::start().expect("private dbus-daemon");
+    let svc = start(&bus, &[]);
+    let svc_pid = svc.child.id();
+
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let done = Arc::new(AtomicBool::new(false));
+    let server = {
+        let done = Arc::clone(&done);
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                if let Ok((s, _)) = listener.accept() {
+                    drop(s);
+                }
+            }
+        })
+    };
+    let started = Instant::now();
+    let storm = std::thread::spawn(move || {
+        let mut made = 0u64;
+        for i in 0..RATE * SECONDS {
+            let due = Duration::from_micros(i * 1_000_000 / RATE);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+            if let Ok(mut s) = TcpStream::connect(addr) {
+                let _ = s.read(&mut [0u8; 1]);
+                made += 1;
+            }
+        }
+        made
+    });
+
+    // The callers start once the storm is under way, and call back to back.
+    std::thread::sleep(Duration::from_secs(1));
+    let latencies = runtime().block_on(async {
+        let mut callers = Vec::new();
+        for _ in 0..CALLERS {
+            let conn = client(&bus).await;
+            callers.push(tokio::spawn(async move {
+                let mut times = Vec::new();
+                for _ in 0..CALLS_EACH {
+                    let t = Instant::now();
+                    let reply = snapshot_reply(&conn).await.expect("Snapshot answers");
+                    times.push(t.elapsed());
+                    assert!(reply.body().len() <= 8 << 20, "a reply is at most 8 MiB");
+                }
+                times
+            }));
+        }
+        let mut all = Vec::new();
+        for c in callers {
+            all.extend(c.await.expect("caller"));
+        }
+        all
+    });
+    let made = storm.join().expect("storm");
+    done.store(true, Ordering::Relaxed);
+    let _ = TcpStream::connect(addr);
+    server.join().expect("server");
+
+    let mut sorted = latencies;
+    sorted.sort();
+    let p99 = sorted[(sorted.len() * 99 / 100).min(sorted.len() - 1)];
+    eprintln!(
+        "storm with callers: {made} connections, {} snapshots by {CALLERS} callers, \
+         p50 {:?}, p99 {p99:?}, max {:?}",
+        sorted.len(),
+        sorted[sorted.len() / 2],
+        sorted[sorted.len() - 1]
+    );
+    assert_eq!(sorted.len(), CALLERS * CALLS_EACH);
+    assert!(p99 < Duration::from_secs(2), "Snapshot p99 {p99:?}");
+
+    let status = std::fs::read_to_string(format!("/proc/{svc_pid}/status")).expect("alive");
+    let hwm_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("VmHWM");
+    eprintln!(
+        "storm with callers: service peak memory {} MiB",
+        hwm_kib / 1024
+    );
+    assert!(hwm_kib < 96 * 1024, "service peak memory {hwm_kib} KiB");
+
+    let dropped = runtime().block_on(async {
+        let conn = client(&bus).await;
+        let v: OwnedValue = conn
+            .call_method(
+                Some("org.leco.Overseer1"),
+                "/org/leco/Overseer1",
+                Some("org.freedesktop.DBus.Properties"),
+                "Get",
+                &("org.leco.Overseer1", "KernelDrops"),
+            )
+            .await
+            .expect("Get")
+            .body()
+            .deserialize()
+            .expect("variant");
+        u64::try_from(v).expect("u64")
+    });
+    eprintln!("storm with callers: {dropped} kernel records dropped");
+    assert_eq!(
+        dropped, 0,
+        "the kernel reader fell behind the snapshot callers"
+    );
+    assert!(made >= RATE * SECONDS * 99 / 100, "made {made} connections");
+    let (code, err) = svc.terminate();
+    assert_eq!(code, 0, "{err:#?}");
+}
