@@ -341,8 +341,8 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
     previous[b.len()]
 }
 
-/// `s` on one line for a message: control characters escaped, cut after
-/// `max` characters.
+/// `s` on one line for a message: control characters and KDL's other
+/// newlines escaped, cut after `max` characters.
 pub fn one_line(s: &str, max: usize) -> String {
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
@@ -350,7 +350,9 @@ pub fn one_line(s: &str, max: usize) -> String {
             out.push('…');
             break;
         }
-        if c.is_control() {
+        // U+2028 and U+2029 are not control characters, yet editors and
+        // terminals break lines at them.
+        if c.is_control() || is_newline(c) {
             out.extend(c.escape_default());
         } else {
             out.push(c);
@@ -359,17 +361,38 @@ pub fn one_line(s: &str, max: usize) -> String {
     out
 }
 
-/// 1-based line and column (in characters) of byte `offset` in `text`;
-/// an offset past the end or inside a character is clamped.
+/// Whether `c` ends a line in KDL v2: CR, LF, NEL, VT, FF, LS or PS, the
+/// spec's table and the kdl crate's `NEWLINES` alike (CRLF is one newline;
+/// [`line_column`] takes care of that).
+pub(crate) fn is_newline(c: char) -> bool {
+    matches!(
+        c,
+        '\r' | '\n' | '\u{85}' | '\u{b}' | '\u{c}' | '\u{2028}' | '\u{2029}'
+    )
+}
+
+/// 1-based line and column (in characters) of byte `offset` in `text`,
+/// lines ending where KDL ends them ([`is_newline`]); an offset past the
+/// end or inside a character is clamped.
 pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let mut offset = offset.min(text.len());
     while !text.is_char_boundary(offset) {
         offset -= 1;
     }
-    let before = &text[..offset];
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    (line, before[line_start..].chars().count() + 1)
+    let (mut line, mut column) = (1, 1);
+    let mut chars = text[..offset].chars().peekable();
+    while let Some(c) = chars.next() {
+        if !is_newline(c) {
+            column += 1;
+            continue;
+        }
+        if c == '\r' {
+            chars.next_if_eq(&'\n');
+        }
+        line += 1;
+        column = 1;
+    }
+    (line, column)
 }
 
 #[cfg(test)]
@@ -387,6 +410,38 @@ mod tests {
         assert_eq!(line_column("ab", 99), (1, 3));
         assert_eq!(line_column("é", 1), (1, 1));
         assert_eq!(line_column("éé\néx", 6), (2, 1));
+    }
+
+    #[test]
+    fn every_kdl_newline_ends_a_line() {
+        let newlines = [
+            "\n", "\r\n", "\r", "\u{85}", "\u{b}", "\u{c}", "\u{2028}", "\u{2029}",
+        ];
+        for newline in newlines {
+            let text = format!("a{newline}bc{newline}{newline}déf");
+            let at = |s: &str| text.find(s).expect("in the text");
+            assert_eq!(line_column(&text, at("c")), (2, 2), "{newline:?}");
+            assert_eq!(line_column(&text, at("é")), (4, 2), "{newline:?}");
+            // The error the parser reports lands on the line the editor shows.
+            let text = format!("s {{{newline}  a 1{newline}  b 1.x{newline}}}");
+            let message = parse_on_thread(&text, Path::new("t.kdl"), |source| {
+                source.document(|_| None).map(|_| ())
+            })
+            .expect_err("a broken float");
+            assert_eq!(message.position(), Some((3, 5)), "{newline:?}: {message}");
+        }
+        // CRLF is one newline, but CR CR is two.
+        assert_eq!(line_column("a\r\r\nb", 4), (3, 1));
+        assert_eq!(line_column("a\n\rb", 3), (3, 1));
+    }
+
+    #[test]
+    fn messages_escape_every_newline() {
+        for newline in ["\u{85}", "\u{b}", "\u{c}", "\u{2028}", "\u{2029}"] {
+            let shown = one_line(&format!("a{newline}b"), usize::MAX);
+            assert!(!shown.chars().any(is_newline), "{shown:?}");
+            assert!(shown.starts_with("a\\u{"), "{shown:?}");
+        }
     }
 
     #[test]

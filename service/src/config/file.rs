@@ -429,6 +429,28 @@ mod tests {
     }
 
     #[test]
+    fn errors_are_placed_by_every_kdl_newline() {
+        for newline in [
+            "\r\n", "\r", "\u{85}", "\u{b}", "\u{c}", "\u{2028}", "\u{2029}",
+        ] {
+            let text = [
+                "// leco",
+                "service {",
+                "  udp-idle 5",
+                "  backlog \"x\"",
+                "}",
+            ]
+            .join(newline);
+            assert_eq!(
+                error(&text),
+                "config.kdl:4:11: backlog must be a duration such as 1, 0.5, \"500ms\" or \"2s\", \
+                 not \"x\"",
+                "{newline:?}"
+            );
+        }
+    }
+
+    #[test]
     fn hostile_input_is_an_error_not_a_crash() {
         let nested = |open: &str, n: usize| format!("{}{}", open.repeat(n), "}".repeat(n));
         let junk: String = (0..3_000u32)
