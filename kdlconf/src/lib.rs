@@ -22,10 +22,11 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use kdl::{KdlDocument, KdlError, KdlNode};
+use kdl::KdlNode;
 
 pub mod kind;
 mod shape;
+mod syntax;
 mod values;
 
 pub use shape::{NodeSpec, Shape};
@@ -228,44 +229,6 @@ impl<'a> Source<'a> {
     /// The 1-based line of byte `offset`.
     pub fn line_of(&self, offset: usize) -> usize {
         line_column(self.text, offset).0
-    }
-
-    /// Parses the text as a KDL v2 document. A syntax error points at the
-    /// parser's first diagnostic; `hint` gets the word written there and may
-    /// add a sentence on how to write it instead.
-    pub fn document(
-        &self,
-        hint: impl FnOnce(&str) -> Option<String>,
-    ) -> Result<KdlDocument, ConfigError> {
-        KdlDocument::parse_v2(self.text).map_err(|e| self.syntax_error(&e, hint))
-    }
-
-    fn syntax_error(
-        &self,
-        error: &KdlError,
-        hint: impl FnOnce(&str) -> Option<String>,
-    ) -> ConfigError {
-        let Some(diagnostic) = error.diagnostics.first() else {
-            return ConfigError::whole(self.path, "not a valid KDL document");
-        };
-        let offset = diagnostic.span.offset();
-        let mut message = one_line(
-            diagnostic.message.as_deref().unwrap_or("invalid KDL"),
-            usize::MAX,
-        );
-        let token = self
-            .text
-            .get(offset..)
-            .and_then(|rest| {
-                rest.split(|c: char| c.is_whitespace() || c == ';' || c == '}')
-                    .next()
-            })
-            .unwrap_or("");
-        if let Some(hint) = hint(token) {
-            message.push_str("; ");
-            message.push_str(&hint);
-        }
-        self.error(offset, message)
     }
 
     /// The error for a second top-level `again` where `first` already is:
