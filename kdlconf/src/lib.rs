@@ -18,17 +18,18 @@
 //! tables of settings that also feed command lines and help texts.
 
 use std::fmt;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use kdl::KdlNode;
 
+mod file;
 pub mod kind;
 mod shape;
 mod syntax;
 mod values;
 
+pub use file::read_file;
 pub use shape::{NodeSpec, Shape};
 pub use values::{
     duration_hint, duration_range, duration_seconds, show_duration, size_bytes, DURATION_EXPECTED,
@@ -96,10 +97,6 @@ impl fmt::Display for Location<'_> {
 /// One day, the longest duration any setting takes.
 pub const DAY: Duration = Duration::from_secs(86_400);
 
-/// Larger files are refused unread: a configuration is a few KiB, and this
-/// keeps `-c /dev/zero` from eating memory.
-const MAX_FILE_BYTES: u64 = 1 << 20;
-
 /// The kdl parser (6.7) recurses once per nested child block, per slashdash,
 /// per token of a block comment and per character it skips while recovering
 /// from an error at the top level, so a few hundred `{` overflow an 8 MiB
@@ -164,36 +161,6 @@ where
                 "the KDL parser failed on this file (a bug in it)",
             ))
         })
-    })
-}
-
-/// Reads a configuration file as text; a missing, unreadable, oversized or
-/// non-UTF-8 file is an error naming it (the last with the place of the
-/// first bad byte).
-pub fn read_file(path: &Path) -> Result<String, ConfigError> {
-    let file = std::fs::File::open(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => ConfigError::whole(path, "no such file"),
-        _ => ConfigError::whole(path, format!("cannot open: {e}")),
-    })?;
-    let mut bytes = Vec::new();
-    file.take(MAX_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| ConfigError::whole(path, format!("cannot read: {e}")))?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(ConfigError::whole(
-            path,
-            format!("larger than {MAX_FILE_BYTES} bytes; a configuration file is a few KiB"),
-        ));
-    }
-    String::from_utf8(bytes).map_err(|e| {
-        let valid = e.utf8_error().valid_up_to();
-        let before = String::from_utf8_lossy(&e.as_bytes()[..valid]);
-        ConfigError::at(
-            path,
-            &before,
-            valid,
-            "not valid UTF-8; a configuration file is UTF-8 text",
-        )
     })
 }
 
@@ -509,33 +476,5 @@ mod tests {
                  a configuration file is a few KiB"
             ))
         );
-    }
-
-    #[test]
-    fn read_file_names_the_problem() {
-        let dir = std::env::temp_dir().join(format!("leco-kdlconf-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let path = dir.join("c.kdl");
-        std::fs::write(&path, "a 1\n").expect("write");
-        assert_eq!(read_file(&path), Ok("a 1\n".into()));
-
-        std::fs::write(&path, b"a {\n  x \xff\n}\n").expect("write");
-        let message = read_file(&path).expect_err("not UTF-8").to_string();
-        assert_eq!(
-            message,
-            format!(
-                "{}:2:5: not valid UTF-8; a configuration file is UTF-8 text",
-                path.display()
-            )
-        );
-
-        std::fs::write(&path, vec![b' '; (MAX_FILE_BYTES + 1) as usize]).expect("write");
-        let message = read_file(&path).expect_err("too large").to_string();
-        assert!(message.ends_with("larger than 1048576 bytes; a configuration file is a few KiB"));
-
-        let missing = dir.join("missing.kdl");
-        let message = read_file(&missing).expect_err("missing").to_string();
-        assert_eq!(message, format!("{}: no such file", missing.display()));
-        std::fs::remove_dir_all(&dir).expect("remove temp dir");
     }
 }

@@ -232,6 +232,29 @@ fn bad_arguments_are_refused_with_a_reason() {
     );
 }
 
+/// A configuration file that cannot be used ends the service at once with
+/// one line naming it, before anything is loaded, whoever runs it.
+#[test]
+fn an_unusable_configuration_file_is_refused_at_once() {
+    let dir = std::env::temp_dir().join(format!("leco-service-fifo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let fifo = dir.join("config.kdl");
+    leco_testkit::mkfifo(&fifo);
+    let fifo = fifo.to_str().expect("UTF-8 path");
+    for mode in [&["--standalone"][..], &["load"]] {
+        let args = [mode, &["-c", fifo]].concat();
+        let (code, err) =
+            leco_testkit::run_to_exit(Command::new(BIN).args(&args), Duration::from_secs(10));
+        assert_eq!(code, Some(1), "{args:?}: {err}");
+        assert_eq!(
+            err,
+            format!("leco-service: {fifo}: not a regular file (a FIFO)"),
+            "{args:?}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).expect("remove temp dir");
+}
+
 #[test]
 fn lost_records_are_recovered_from_the_kernel_table() {
     if !require_root("lost_records_are_recovered_from_the_kernel_table") {
