@@ -25,11 +25,14 @@ use kdl::KdlNode;
 
 mod file;
 pub mod kind;
+mod parse;
 mod shape;
+mod slashdash;
 mod syntax;
 mod values;
 
 pub use file::read_file;
+pub use parse::{parse_on_thread, PARSE_DEADLINE};
 pub use shape::{NodeSpec, Shape};
 pub use values::{
     duration_hint, duration_range, duration_seconds, show_duration, size_bytes, DURATION_EXPECTED,
@@ -96,73 +99,6 @@ impl fmt::Display for Location<'_> {
 
 /// One day, the longest duration any setting takes.
 pub const DAY: Duration = Duration::from_secs(86_400);
-
-/// The kdl parser (6.7) recurses once per nested child block, per slashdash,
-/// per token of a block comment and per character it skips while recovering
-/// from an error at the top level, so a few hundred `{` overflow an 8 MiB
-/// stack and abort the process. We therefore parse on a thread whose stack
-/// covers the worst case of the text at hand. Measured in an unoptimized
-/// build, the worst case costs about 31 KiB per `{`, 26 KiB per `/` and
-/// 3.3 KiB per other byte (an optimized build needs about a fifth); these
-/// bounds keep a margin over that. The stack is only reserved address space:
-/// a normal file touches a few pages of it.
-const PARSER_STACK_BASE: usize = 1 << 20;
-const PARSER_STACK_PER_BRACE: usize = 48 << 10;
-const PARSER_STACK_PER_SLASH: usize = 40 << 10;
-const PARSER_STACK_PER_BYTE: usize = 6 << 10;
-/// Texts that would need more are refused: about 170 KiB of ordinary text,
-/// or 20 000 nested blocks.
-const PARSER_STACK_MAX: usize = 1 << 30;
-
-/// The stack the parser may need for `text`, or `None` beyond
-/// [`PARSER_STACK_MAX`].
-fn parser_stack(text: &str) -> Option<usize> {
-    text.bytes().try_fold(PARSER_STACK_BASE, |sum, byte| {
-        let cost = match byte {
-            b'{' => PARSER_STACK_PER_BRACE,
-            b'/' => PARSER_STACK_PER_SLASH,
-            _ => PARSER_STACK_PER_BYTE,
-        };
-        sum.checked_add(cost).filter(|&s| s <= PARSER_STACK_MAX)
-    })
-}
-
-/// Runs `work` on a thread with a stack large enough for parsing `text` (the
-/// contents of `path`) with kdl, which recurses per nesting level. `work`
-/// should build the document with [`Source::document`] and drop it before
-/// returning, since dropping it recurses as deep. Texts too large or too
-/// deeply nested for any reasonable stack are an error.
-pub fn parse_on_thread<T, F>(text: &str, path: &Path, work: F) -> Result<T, ConfigError>
-where
-    T: Send,
-    F: FnOnce(Source<'_>) -> Result<T, ConfigError> + Send,
-{
-    let stack = parser_stack(text).ok_or_else(|| {
-        ConfigError::whole(
-            path,
-            format!(
-                "too large or too deeply nested to parse ({} bytes); \
-                 a configuration file is a few KiB",
-                text.len()
-            ),
-        )
-    })?;
-    std::thread::scope(|scope| {
-        let parser = std::thread::Builder::new()
-            .name("leco-config".into())
-            .stack_size(stack)
-            .spawn_scoped(scope, || work(Source { text, path }))
-            .map_err(|e| {
-                ConfigError::whole(path, format!("cannot start a thread to parse it: {e}"))
-            })?;
-        parser.join().unwrap_or_else(|_| {
-            Err(ConfigError::whole(
-                path,
-                "the KDL parser failed on this file (a bug in it)",
-            ))
-        })
-    })
-}
 
 /// The text being parsed and its file, for building errors that point into
 /// it and for reading values.
@@ -458,23 +394,6 @@ mod tests {
                 "t.kdl:2:1: a second `s {}` section; put these settings into the one at line 1"
                     .into()
             )
-        );
-    }
-
-    #[test]
-    fn deep_nesting_is_parsed_or_refused_never_a_crash() {
-        let deep = format!("{}{}", "a{".repeat(2_000), "}".repeat(2_000));
-        let parsed = parse_on_thread(&deep, Path::new("t.kdl"), |source| {
-            source.document(|_| None).map(|d| d.nodes().len())
-        });
-        assert_eq!(parsed, Ok(1));
-        assert_eq!(
-            parse_on_thread(&"{".repeat(30_000), Path::new("t.kdl"), |_| Ok(())),
-            Err(ConfigError::whole(
-                Path::new("t.kdl"),
-                "too large or too deeply nested to parse (30000 bytes); \
-                 a configuration file is a few KiB"
-            ))
         );
     }
 }

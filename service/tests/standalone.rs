@@ -233,24 +233,42 @@ fn bad_arguments_are_refused_with_a_reason() {
 }
 
 /// A configuration file that cannot be used ends the service at once with
-/// one line naming it, before anything is loaded, whoever runs it.
+/// one line naming it, before anything is loaded, whoever runs it: a FIFO
+/// (which a blocking read would wait on forever) and the shapes the KDL
+/// parser takes seconds to hours on.
 #[test]
 fn an_unusable_configuration_file_is_refused_at_once() {
-    let dir = std::env::temp_dir().join(format!("leco-service-fifo-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("leco-service-unusable-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let fifo = dir.join("config.kdl");
+    let fifo = dir.join("fifo.kdl");
     leco_testkit::mkfifo(&fifo);
-    let fifo = fifo.to_str().expect("UTF-8 path");
-    for mode in [&["--standalone"][..], &["load"]] {
-        let args = [mode, &["-c", fifo]].concat();
-        let (code, err) =
-            leco_testkit::run_to_exit(Command::new(BIN).args(&args), Duration::from_secs(10));
-        assert_eq!(code, Some(1), "{args:?}: {err}");
-        assert_eq!(
-            err,
-            format!("leco-service: {fifo}: not a regular file (a FIFO)"),
-            "{args:?}"
-        );
+    let nested = dir.join("nested.kdl");
+    std::fs::write(&nested, "service {\n".to_owned() + &"a /-{\n".repeat(16)).expect("write");
+    let dashes = dir.join("dashes.kdl");
+    std::fs::write(&dashes, "/- ".repeat(2_000) + "service {}").expect("write");
+    let cases = [
+        (fifo, ": not a regular file (a FIFO)"),
+        (
+            nested,
+            ":8:5: slashdashed blocks (/-{ … }) nested more than 6 deep",
+        ),
+        (dashes, ":1:385: more than 128 slashdashes (/-) in one file"),
+    ];
+    for (file, error) in cases {
+        let file = file.to_str().expect("UTF-8 path");
+        for mode in [&["--standalone"][..], &["load"]] {
+            let args = [mode, &["-c", file]].concat();
+            let began = Instant::now();
+            let (code, err) =
+                leco_testkit::run_to_exit(Command::new(BIN).args(&args), Duration::from_secs(10));
+            assert_eq!(code, Some(1), "{args:?}: {err}");
+            assert!(
+                err.starts_with(&format!("leco-service: {file}{error}")) && !err.contains('\n'),
+                "{args:?}: {err}"
+            );
+            let took = began.elapsed();
+            assert!(took < Duration::from_secs(2), "{args:?} took {took:?}");
+        }
     }
     std::fs::remove_dir_all(&dir).expect("remove temp dir");
 }
