@@ -121,8 +121,7 @@ mod tests {
 
     #[test]
     fn only_regular_files_are_read() {
-        let dir = std::env::temp_dir().join(format!("leco-kdlconf-fifo-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
+        let dir = leco_testkit::scratch_dir("kdlconf-fifo");
         let fifo = dir.join("fifo.kdl");
         leco_testkit::mkfifo(&fifo);
         let cases = [

@@ -202,8 +202,7 @@ fn the_format_comment_lists_every_template_field() {
 /// it, by every way of starting the overlay that reads one.
 #[test]
 fn a_fifo_is_refused_not_waited_on() {
-    let dir = std::env::temp_dir().join(format!("leco-overlay-fifo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = leco_testkit::scratch_dir("overlay-fifo");
     let fifo = dir.join("config.kdl");
     leco_testkit::mkfifo(&fifo);
     let expected = format!(

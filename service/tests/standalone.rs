@@ -238,23 +238,8 @@ fn bad_arguments_are_refused_with_a_reason() {
 /// parser takes seconds to hours on.
 #[test]
 fn an_unusable_configuration_file_is_refused_at_once() {
-    let dir = std::env::temp_dir().join(format!("leco-service-unusable-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let fifo = dir.join("fifo.kdl");
-    leco_testkit::mkfifo(&fifo);
-    let nested = dir.join("nested.kdl");
-    std::fs::write(&nested, "service {\n".to_owned() + &"a /-{\n".repeat(16)).expect("write");
-    let dashes = dir.join("dashes.kdl");
-    std::fs::write(&dashes, "/- ".repeat(2_000) + "service {}").expect("write");
-    let cases = [
-        (fifo, ": not a regular file (a FIFO)"),
-        (
-            nested,
-            ":8:5: slashdashed blocks (/-{ … }) nested more than 6 deep",
-        ),
-        (dashes, ":1:385: more than 128 slashdashes (/-) in one file"),
-    ];
-    for (file, error) in cases {
+    let dir = leco_testkit::scratch_dir("service-unusable");
+    for (file, error) in leco_testkit::unusable_configs(&dir, "service") {
         let file = file.to_str().expect("UTF-8 path");
         for mode in [&["--standalone"][..], &["load"]] {
             let args = [mode, &["-c", file]].concat();

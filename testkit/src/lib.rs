@@ -191,6 +191,16 @@ impl Drop for ScratchCgroup {
     }
 }
 
+/// A fresh directory for a test's files: `leco-NAME-PID` in the temporary
+/// directory, emptied if an earlier run left it behind. Each test names
+/// its own, as tests run in parallel.
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("leco-{name}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).expect("create the scratch directory");
+    dir
+}
+
 /// Makes a FIFO (named pipe) at `path`: opening it for reading blocks
 /// until a writer comes, which is what code that reads files must not
 /// wait for.
@@ -201,6 +211,28 @@ pub fn mkfifo(path: &Path) {
     if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } != 0 {
         panic!("mkfifo {}: {}", path.display(), io::Error::last_os_error());
     }
+}
+
+/// Configuration files in `dir` that leco must refuse at once, each with
+/// the end of its one-line error after the file's name: a FIFO, whose
+/// reading would wait for a writer, and two texts the KDL parser takes
+/// seconds to hours on (16 nested slashdashed blocks in the `section`,
+/// 2,000 slashdashes before it).
+pub fn unusable_configs(dir: &Path, section: &str) -> Vec<(PathBuf, &'static str)> {
+    let fifo = dir.join("fifo.kdl");
+    mkfifo(&fifo);
+    let nested = dir.join("nested.kdl");
+    fs::write(&nested, format!("{section} {{\n{}", "a /-{\n".repeat(16))).expect("write");
+    let dashes = dir.join("dashes.kdl");
+    fs::write(&dashes, format!("{}{section} {{}}", "/- ".repeat(2_000))).expect("write");
+    vec![
+        (fifo, ": not a regular file (a FIFO)"),
+        (
+            nested,
+            ":8:5: slashdashed blocks (/-{ … }) nested more than 6 deep",
+        ),
+        (dashes, ":1:385: more than 128 slashdashes (/-) in one file"),
+    ]
 }
 
 /// Runs `work` on a thread and returns what it returns, or panics naming

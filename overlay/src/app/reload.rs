@@ -134,12 +134,6 @@ mod tests {
         }
     }
 
-    fn temp_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("leco-reload-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        dir
-    }
-
     static READS: AtomicUsize = AtomicUsize::new(0);
 
     /// A parse that takes half a second, as a pathological file might.
@@ -175,20 +169,9 @@ mod tests {
     }
 
     #[test]
-    fn a_fifo_or_a_pathological_file_is_refused_without_waiting() {
-        let dir = temp_dir("refused");
-        let fifo = dir.join("fifo.kdl");
-        leco_testkit::mkfifo(&fifo);
-        let nested = dir.join("nested.kdl");
-        std::fs::write(&nested, "overlay {\n".to_owned() + &"a /-{\n".repeat(40)).expect("write");
-        let cases = [
-            (fifo, ": not a regular file (a FIFO)"),
-            (
-                nested,
-                ":8:5: slashdashed blocks (/-{ … }) nested more than 6 deep",
-            ),
-        ];
-        for (path, why) in cases {
+    fn a_fifo_or_a_pathological_file_is_refused_without_waiting_for_it() {
+        let dir = leco_testkit::scratch_dir("reload-refused");
+        for (path, why) in leco_testkit::unusable_configs(&dir, "overlay") {
             let (waker, mut wake_rx) = wake::pair().expect("wake pair");
             let mut reloader = Reloader::new(&path, waker);
             let began = Instant::now();
