@@ -3,8 +3,10 @@
 //!
 //! One file configures the whole project and each program reads its own
 //! section of it; what a section means stays with its program. This crate
-//! holds what every section reader needs: reading the file, parsing it
-//! safely, and errors that say where and what was expected, one line each,
+//! holds what every section reader needs: reading the file (a regular one
+//! only), parsing it safely (on a thread with a stack for kdl's recursion,
+//! within a deadline, after refusing the shapes kdl is exponentially slow
+//! on), and errors that say where and what was expected, one line each,
 //! so that an editor can jump to them.
 //!
 //! Entry points: [`read_file`], then [`parse_on_thread`], whose closure gets
