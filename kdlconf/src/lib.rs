@@ -240,8 +240,8 @@ pub(crate) fn is_newline(c: char) -> bool {
 }
 
 /// 1-based line and column (in characters) of byte `offset` in `text`,
-/// lines ending where KDL ends them ([`is_newline`]); an offset past the
-/// end or inside a character is clamped.
+/// lines ending where KDL v2 ends them (CR, LF, CRLF, NEL, VT, FF, LS, PS);
+/// an offset past the end or inside a character is clamped.
 pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let mut offset = offset.min(text.len());
     while !text.is_char_boundary(offset) {
