@@ -3,8 +3,10 @@
 //!
 //! One file configures the whole project and each program reads its own
 //! section of it; what a section means stays with its program. This crate
-//! holds what every section reader needs: reading the file, parsing it
-//! safely, and errors that say where and what was expected, one line each,
+//! holds what every section reader needs: reading the file (a regular one
+//! only), parsing it safely (on a thread with a stack for kdl's recursion,
+//! within a deadline, after refusing the shapes kdl is exponentially slow
+//! on), and errors that say where and what was expected, one line each,
 //! so that an editor can jump to them.
 //!
 //! Entry points: [`read_file`], then [`parse_on_thread`], whose closure gets
@@ -18,16 +20,21 @@
 //! tables of settings that also feed command lines and help texts.
 
 use std::fmt;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use kdl::{KdlDocument, KdlError, KdlNode};
+use kdl::KdlNode;
 
+mod file;
 pub mod kind;
+mod parse;
 mod shape;
+mod slashdash;
+mod syntax;
 mod values;
 
+pub use file::read_file;
+pub use parse::{parse_on_thread, PARSE_DEADLINE};
 pub use shape::{NodeSpec, Shape};
 pub use values::{
     duration_hint, duration_range, duration_seconds, show_duration, size_bytes, DURATION_EXPECTED,
@@ -95,107 +102,6 @@ impl fmt::Display for Location<'_> {
 /// One day, the longest duration any setting takes.
 pub const DAY: Duration = Duration::from_secs(86_400);
 
-/// Larger files are refused unread: a configuration is a few KiB, and this
-/// keeps `-c /dev/zero` from eating memory.
-const MAX_FILE_BYTES: u64 = 1 << 20;
-
-/// The kdl parser (6.7) recurses once per nested child block, per slashdash,
-/// per token of a block comment and per character it skips while recovering
-/// from an error at the top level, so a few hundred `{` overflow an 8 MiB
-/// stack and abort the process. We therefore parse on a thread whose stack
-/// covers the worst case of the text at hand. Measured in an unoptimized
-/// build, the worst case costs about 31 KiB per `{`, 26 KiB per `/` and
-/// 3.3 KiB per other byte (an optimized build needs about a fifth); these
-/// bounds keep a margin over that. The stack is only reserved address space:
-/// a normal file touches a few pages of it.
-const PARSER_STACK_BASE: usize = 1 << 20;
-const PARSER_STACK_PER_BRACE: usize = 48 << 10;
-const PARSER_STACK_PER_SLASH: usize = 40 << 10;
-const PARSER_STACK_PER_BYTE: usize = 6 << 10;
-/// Texts that would need more are refused: about 170 KiB of ordinary text,
-/// or 20 000 nested blocks.
-const PARSER_STACK_MAX: usize = 1 << 30;
-
-/// The stack the parser may need for `text`, or `None` beyond
-/// [`PARSER_STACK_MAX`].
-fn parser_stack(text: &str) -> Option<usize> {
-    text.bytes().try_fold(PARSER_STACK_BASE, |sum, byte| {
-        let cost = match byte {
-            b'{' => PARSER_STACK_PER_BRACE,
-            b'/' => PARSER_STACK_PER_SLASH,
-            _ => PARSER_STACK_PER_BYTE,
-        };
-        sum.checked_add(cost).filter(|&s| s <= PARSER_STACK_MAX)
-    })
-}
-
-/// Runs `work` on a thread with a stack large enough for parsing `text` (the
-/// contents of `path`) with kdl, which recurses per nesting level. `work`
-/// should build the document with [`Source::document`] and drop it before
-/// returning, since dropping it recurses as deep. Texts too large or too
-/// deeply nested for any reasonable stack are an error.
-pub fn parse_on_thread<T, F>(text: &str, path: &Path, work: F) -> Result<T, ConfigError>
-where
-    T: Send,
-    F: FnOnce(Source<'_>) -> Result<T, ConfigError> + Send,
-{
-    let stack = parser_stack(text).ok_or_else(|| {
-        ConfigError::whole(
-            path,
-            format!(
-                "too large or too deeply nested to parse ({} bytes); \
-                 a configuration file is a few KiB",
-                text.len()
-            ),
-        )
-    })?;
-    std::thread::scope(|scope| {
-        let parser = std::thread::Builder::new()
-            .name("leco-config".into())
-            .stack_size(stack)
-            .spawn_scoped(scope, || work(Source { text, path }))
-            .map_err(|e| {
-                ConfigError::whole(path, format!("cannot start a thread to parse it: {e}"))
-            })?;
-        parser.join().unwrap_or_else(|_| {
-            Err(ConfigError::whole(
-                path,
-                "the KDL parser failed on this file (a bug in it)",
-            ))
-        })
-    })
-}
-
-/// Reads a configuration file as text; a missing, unreadable, oversized or
-/// non-UTF-8 file is an error naming it (the last with the place of the
-/// first bad byte).
-pub fn read_file(path: &Path) -> Result<String, ConfigError> {
-    let file = std::fs::File::open(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => ConfigError::whole(path, "no such file"),
-        _ => ConfigError::whole(path, format!("cannot open: {e}")),
-    })?;
-    let mut bytes = Vec::new();
-    file.take(MAX_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| ConfigError::whole(path, format!("cannot read: {e}")))?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(ConfigError::whole(
-            path,
-            format!("larger than {MAX_FILE_BYTES} bytes; a configuration file is a few KiB"),
-        ));
-    }
-    String::from_utf8(bytes).map_err(|e| {
-        let valid = e.utf8_error().valid_up_to();
-        let before = String::from_utf8_lossy(&e.as_bytes()[..valid]);
-        ConfigError::at(
-            path,
-            &before,
-            valid,
-            "not valid UTF-8; a configuration file is UTF-8 text",
-        )
-    })
-}
-
 /// The text being parsed and its file, for building errors that point into
 /// it and for reading values.
 #[derive(Debug, Clone, Copy)]
@@ -228,44 +134,6 @@ impl<'a> Source<'a> {
     /// The 1-based line of byte `offset`.
     pub fn line_of(&self, offset: usize) -> usize {
         line_column(self.text, offset).0
-    }
-
-    /// Parses the text as a KDL v2 document. A syntax error points at the
-    /// parser's first diagnostic; `hint` gets the word written there and may
-    /// add a sentence on how to write it instead.
-    pub fn document(
-        &self,
-        hint: impl FnOnce(&str) -> Option<String>,
-    ) -> Result<KdlDocument, ConfigError> {
-        KdlDocument::parse_v2(self.text).map_err(|e| self.syntax_error(&e, hint))
-    }
-
-    fn syntax_error(
-        &self,
-        error: &KdlError,
-        hint: impl FnOnce(&str) -> Option<String>,
-    ) -> ConfigError {
-        let Some(diagnostic) = error.diagnostics.first() else {
-            return ConfigError::whole(self.path, "not a valid KDL document");
-        };
-        let offset = diagnostic.span.offset();
-        let mut message = one_line(
-            diagnostic.message.as_deref().unwrap_or("invalid KDL"),
-            usize::MAX,
-        );
-        let token = self
-            .text
-            .get(offset..)
-            .and_then(|rest| {
-                rest.split(|c: char| c.is_whitespace() || c == ';' || c == '}')
-                    .next()
-            })
-            .unwrap_or("");
-        if let Some(hint) = hint(token) {
-            message.push_str("; ");
-            message.push_str(&hint);
-        }
-        self.error(offset, message)
     }
 
     /// The error for a second top-level `again` where `first` already is:
@@ -341,8 +209,8 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
     previous[b.len()]
 }
 
-/// `s` on one line for a message: control characters escaped, cut after
-/// `max` characters.
+/// `s` on one line for a message: control characters and KDL's other
+/// newlines escaped, cut after `max` characters.
 pub fn one_line(s: &str, max: usize) -> String {
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
@@ -350,7 +218,9 @@ pub fn one_line(s: &str, max: usize) -> String {
             out.push('…');
             break;
         }
-        if c.is_control() {
+        // U+2028 and U+2029 are not control characters, yet editors and
+        // terminals break lines at them.
+        if c.is_control() || is_newline(c) {
             out.extend(c.escape_default());
         } else {
             out.push(c);
@@ -359,17 +229,38 @@ pub fn one_line(s: &str, max: usize) -> String {
     out
 }
 
-/// 1-based line and column (in characters) of byte `offset` in `text`;
+/// Whether `c` ends a line in KDL v2: CR, LF, NEL, VT, FF, LS or PS, the
+/// spec's table and the kdl crate's `NEWLINES` alike (CRLF is one newline;
+/// [`line_column`] takes care of that).
+pub(crate) fn is_newline(c: char) -> bool {
+    matches!(
+        c,
+        '\r' | '\n' | '\u{85}' | '\u{b}' | '\u{c}' | '\u{2028}' | '\u{2029}'
+    )
+}
+
+/// 1-based line and column (in characters) of byte `offset` in `text`,
+/// lines ending where KDL v2 ends them (CR, LF, CRLF, NEL, VT, FF, LS, PS);
 /// an offset past the end or inside a character is clamped.
 pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let mut offset = offset.min(text.len());
     while !text.is_char_boundary(offset) {
         offset -= 1;
     }
-    let before = &text[..offset];
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    (line, before[line_start..].chars().count() + 1)
+    let (mut line, mut column) = (1, 1);
+    let mut chars = text[..offset].chars().peekable();
+    while let Some(c) = chars.next() {
+        if !is_newline(c) {
+            column += 1;
+            continue;
+        }
+        if c == '\r' {
+            chars.next_if_eq(&'\n');
+        }
+        line += 1;
+        column = 1;
+    }
+    (line, column)
 }
 
 #[cfg(test)]
@@ -387,6 +278,38 @@ mod tests {
         assert_eq!(line_column("ab", 99), (1, 3));
         assert_eq!(line_column("é", 1), (1, 1));
         assert_eq!(line_column("éé\néx", 6), (2, 1));
+    }
+
+    #[test]
+    fn every_kdl_newline_ends_a_line() {
+        let newlines = [
+            "\n", "\r\n", "\r", "\u{85}", "\u{b}", "\u{c}", "\u{2028}", "\u{2029}",
+        ];
+        for newline in newlines {
+            let text = format!("a{newline}bc{newline}{newline}déf");
+            let at = |s: &str| text.find(s).expect("in the text");
+            assert_eq!(line_column(&text, at("c")), (2, 2), "{newline:?}");
+            assert_eq!(line_column(&text, at("é")), (4, 2), "{newline:?}");
+            // The error the parser reports lands on the line the editor shows.
+            let text = format!("s {{{newline}  a 1{newline}  b 1.x{newline}}}");
+            let message = parse_on_thread(&text, Path::new("t.kdl"), |source| {
+                source.document(|_| None).map(|_| ())
+            })
+            .expect_err("a broken float");
+            assert_eq!(message.position(), Some((3, 5)), "{newline:?}: {message}");
+        }
+        // CRLF is one newline, but CR CR is two.
+        assert_eq!(line_column("a\r\r\nb", 4), (3, 1));
+        assert_eq!(line_column("a\n\rb", 3), (3, 1));
+    }
+
+    #[test]
+    fn messages_escape_every_newline() {
+        for newline in ["\u{85}", "\u{b}", "\u{c}", "\u{2028}", "\u{2029}"] {
+            let shown = one_line(&format!("a{newline}b"), usize::MAX);
+            assert!(!shown.chars().any(is_newline), "{shown:?}");
+            assert!(shown.starts_with("a\\u{"), "{shown:?}");
+        }
     }
 
     #[test]
@@ -474,50 +397,5 @@ mod tests {
                     .into()
             )
         );
-    }
-
-    #[test]
-    fn deep_nesting_is_parsed_or_refused_never_a_crash() {
-        let deep = format!("{}{}", "a{".repeat(2_000), "}".repeat(2_000));
-        let parsed = parse_on_thread(&deep, Path::new("t.kdl"), |source| {
-            source.document(|_| None).map(|d| d.nodes().len())
-        });
-        assert_eq!(parsed, Ok(1));
-        assert_eq!(
-            parse_on_thread(&"{".repeat(30_000), Path::new("t.kdl"), |_| Ok(())),
-            Err(ConfigError::whole(
-                Path::new("t.kdl"),
-                "too large or too deeply nested to parse (30000 bytes); \
-                 a configuration file is a few KiB"
-            ))
-        );
-    }
-
-    #[test]
-    fn read_file_names_the_problem() {
-        let dir = std::env::temp_dir().join(format!("leco-kdlconf-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let path = dir.join("c.kdl");
-        std::fs::write(&path, "a 1\n").expect("write");
-        assert_eq!(read_file(&path), Ok("a 1\n".into()));
-
-        std::fs::write(&path, b"a {\n  x \xff\n}\n").expect("write");
-        let message = read_file(&path).expect_err("not UTF-8").to_string();
-        assert_eq!(
-            message,
-            format!(
-                "{}:2:5: not valid UTF-8; a configuration file is UTF-8 text",
-                path.display()
-            )
-        );
-
-        std::fs::write(&path, vec![b' '; (MAX_FILE_BYTES + 1) as usize]).expect("write");
-        let message = read_file(&path).expect_err("too large").to_string();
-        assert!(message.ends_with("larger than 1048576 bytes; a configuration file is a few KiB"));
-
-        let missing = dir.join("missing.kdl");
-        let message = read_file(&missing).expect_err("missing").to_string();
-        assert_eq!(message, format!("{}: no such file", missing.display()));
-        std::fs::remove_dir_all(&dir).expect("remove temp dir");
     }
 }

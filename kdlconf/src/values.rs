@@ -252,9 +252,9 @@ mod tests {
     use std::path::Path;
 
     /// Reads the single `name value` node of `text` with `read`.
-    fn value<T: Send>(
+    fn value<T: Send + 'static>(
         text: &str,
-        read: impl FnOnce(&Source<'_>, &KdlEntry) -> Result<T, ConfigError> + Send,
+        read: impl FnOnce(&Source<'_>, &KdlEntry) -> Result<T, ConfigError> + Send + 'static,
     ) -> Result<T, String> {
         parse_on_thread(text, Path::new("t.kdl"), |source| {
             let document = source.document(|_| None)?;

@@ -3,8 +3,11 @@
 //!
 //! One thread owns the Wayland connection, the line model and the
 //! surfaces, and sleeps in `poll(2)` on three descriptors: the Wayland
-//! socket, the bus thread's wake-up socket ([`wake`]) and an inotify on the
-//! configuration's directory ([`watch`]). Its timeout is the earliest of:
+//! socket, the wake-up socket ([`wake`]) through which the bus thread and
+//! the configuration's reader ([`reload`]) announce news, and an inotify on
+//! the configuration's directory ([`watch`]). Reading the configuration
+//! again happens on a thread of its own, so a slow or strange file never
+//! stops the drawing. Its timeout is the earliest of:
 //! the next fade step the model announced ([`Frame::next_change_us`]), the
 //! end of a frame-rate gap, a pending config reload (edits are debounced)
 //! and the end of a temporary status message. With nothing fading and
@@ -15,6 +18,7 @@
 //! frame callback has come, and the `max-fps` gap has passed.
 
 pub(crate) mod glue;
+pub mod reload;
 pub mod wake;
 pub mod watch;
 
@@ -32,6 +36,7 @@ use crate::config::OverlayConfig;
 use crate::model::Frame;
 use crate::surface::{Readiness, Wayland};
 use glue::LineModel;
+use reload::{Outcome, Reloader};
 use watch::ConfigWatch;
 
 /// How the overlay was started.
@@ -94,16 +99,19 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     // Outputs and their names are known after one round trip.
     wl.roundtrip()?;
     wl.dispatch_pending()?;
-    let bus = BusClient::spawn(opts.bus.clone(), waker).context("starting the bus thread")?;
+    let bus =
+        BusClient::spawn(opts.bus.clone(), waker.clone()).context("starting the bus thread")?;
     let watch = path.as_deref().and_then(watch_config);
-    let mut app = App::new(config, opts.debug);
+    let reloader = watch.as_ref().map(|w| Reloader::new(w.path(), waker));
+    let mut app = App::new(config, opts.debug, reloader);
 
     loop {
         wl.dispatch_pending()?;
         let now = Instant::now();
         let now_us = realtime_us();
-        app.run_timers(now, now_us, watch.as_ref(), &mut wl);
+        app.run_timers(now, now_us, &mut wl);
         app.take_bus_news(&bus, &mut wl);
+        app.take_reload(&mut wl);
         let cap_until = app.draw(&mut wl, now, now_us);
 
         // Sleep until something happens.
@@ -210,12 +218,14 @@ struct App {
     /// The next moment the picture changes by itself (realtime µs).
     fade_due_us: Option<u64>,
     reload_due: Option<Instant>,
+    /// Reads the configuration again when it changes (none without a file).
+    reloader: Option<Reloader>,
     /// The lines last logged with `--debug`, to log only changes.
     last_logged: Vec<(usize, String)>,
 }
 
 impl App {
-    fn new(config: OverlayConfig, debug: bool) -> App {
+    fn new(config: OverlayConfig, debug: bool, reloader: Option<Reloader>) -> App {
         let mut app = App {
             model: LineModel::new(&config),
             config,
@@ -224,6 +234,7 @@ impl App {
             config_status: None,
             fade_due_us: None,
             reload_due: None,
+            reloader,
             last_logged: Vec::new(),
         };
         app.update_status();
@@ -231,24 +242,17 @@ impl App {
     }
 
     /// Acts on the timers that are due at `now`: a fade step, a debounced
-    /// reload, the end of a reload error's time in the status line.
-    fn run_timers(
-        &mut self,
-        now: Instant,
-        now_us: u64,
-        watch: Option<&ConfigWatch>,
-        wl: &mut Wayland,
-    ) {
+    /// reload (started, its outcome comes later), the end of a reload
+    /// error's time in the status line.
+    fn run_timers(&mut self, now: Instant, now_us: u64, wl: &mut Wayland) {
         if self.fade_due_us.is_some_and(|t| t <= now_us) {
             self.fade_due_us = None;
             wl.state.mark_dirty();
         }
         if self.reload_due.is_some_and(|t| t <= now) {
             self.reload_due = None;
-            if let Some(w) = watch {
-                if self.reload(w.path(), wl) {
-                    wl.state.mark_dirty();
-                }
+            if let Some(reloader) = &mut self.reloader {
+                reloader.request();
             }
         }
         if self.config_status.as_ref().is_some_and(|(_, t)| *t <= now) {
@@ -325,11 +329,24 @@ impl App {
         self.model.set_status(status);
     }
 
-    /// Reads the configuration again. A broken edit keeps the running
-    /// configuration and says why, in the log and for a while in the status
-    /// line. True when something changed.
-    fn reload(&mut self, path: &std::path::Path, wl: &mut Wayland) -> bool {
-        match glue::load_config(path) {
+    /// Applies the configuration read again, once the reader has it.
+    fn take_reload(&mut self, wl: &mut Wayland) {
+        let Some(reloader) = &mut self.reloader else {
+            return;
+        };
+        let Some(outcome) = reloader.take() else {
+            return;
+        };
+        let path = reloader.path().to_path_buf();
+        self.reload(&path, outcome, wl);
+        wl.state.mark_dirty();
+    }
+
+    /// Applies the `outcome` of reading `path` again. A broken edit keeps
+    /// the running configuration and says why, in the log and for a while
+    /// in the status line.
+    fn reload(&mut self, path: &std::path::Path, outcome: Outcome, wl: &mut Wayland) {
+        match outcome {
             Ok(config) => {
                 tracing::info!("configuration reloaded from {}", path.display());
                 self.model.reconfigure(&config);
@@ -338,7 +355,6 @@ impl App {
                 if self.config_status.take().is_some() {
                     self.update_status();
                 }
-                true
             }
             Err(e) => {
                 let why = format!("{e:#}");
@@ -353,7 +369,6 @@ impl App {
                     Instant::now() + CONFIG_STATUS_TIME,
                 ));
                 self.update_status();
-                true
             }
         }
     }

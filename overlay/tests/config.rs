@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
+use std::time::Duration;
 
 use leco_overlay::config::{self, OverlayConfig};
 use leco_overlay::rxtest;
@@ -195,4 +196,30 @@ fn the_format_comment_lists_every_template_field() {
         fields,
         "config.kdl's format comment lists other fields than the template knows"
     );
+}
+
+/// A FIFO as the configuration is refused at once with one line naming
+/// it, by every way of starting the overlay that reads one.
+#[test]
+fn a_fifo_is_refused_not_waited_on() {
+    let dir = leco_testkit::scratch_dir("overlay-fifo");
+    let fifo = dir.join("config.kdl");
+    leco_testkit::mkfifo(&fifo);
+    let expected = format!(
+        "leco-overlay: {}: not a regular file (a FIFO)",
+        fifo.display()
+    );
+    for extra in [&["--check-config"][..], &["--rx-test", "a :: b"], &[]] {
+        let mut overlay = std::process::Command::new(env!("CARGO_BIN_EXE_leco-overlay"));
+        overlay.arg("-c").arg(&fifo).args(extra);
+        // No compositor: were the file read, the overlay would fail later.
+        overlay.env_remove("WAYLAND_DISPLAY");
+        let (code, err) = leco_testkit::run_to_exit(&mut overlay, Duration::from_secs(10));
+        assert_eq!(
+            (code, err.as_str()),
+            (Some(1), expected.as_str()),
+            "{extra:?}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }

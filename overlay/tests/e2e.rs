@@ -15,8 +15,9 @@
 //! 4. a connection from a process named `lecoe2e`: its line shows in the
 //!    corner (and nothing anywhere else), the `--debug` log names it;
 //! 5. after the fade time the corner is background again;
-//! 6. a broken edit of the running configuration: the overlay keeps
-//!    running, says why, and takes the next good edit;
+//! 6. a broken edit of the running configuration, then a FIFO in its
+//!    place: the overlay keeps running, says why, and takes the next good
+//!    edit;
 //! 7. the service stops: the status line is back.
 //!
 //! Needs root (the service loads eBPF programs; users are created), sway,
@@ -219,6 +220,14 @@ fn overlay_under_sway() {
     assert!(
         t.overlay_alive(),
         "a broken edit must not stop the overlay:\n{}",
+        t.overlay_log()
+    );
+    // Reading a FIFO would wait for a writer that never comes.
+    t.replace_config_with_fifo();
+    t.wait_log("not a regular file (a FIFO)", Duration::from_secs(10));
+    assert!(
+        t.overlay_alive(),
+        "a FIFO in the configuration's place must not stop the overlay:\n{}",
         t.overlay_log()
     );
     t.write_config(&config(FADE_S));
@@ -514,6 +523,14 @@ impl Harness {
         fs::write(&tmp, text).expect("write config");
         fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644)).expect("chmod config");
         fs::rename(&tmp, &self.config).expect("rename config");
+    }
+
+    /// Puts a FIFO where the configuration is, the way `write_config`
+    /// puts a file there.
+    fn replace_config_with_fifo(&self) {
+        let tmp = self.config.with_extension("kdl.fifo");
+        leco_testkit::mkfifo(&tmp);
+        fs::rename(&tmp, &self.config).expect("rename the FIFO over the config");
     }
 
     fn overlay_cmd(&self) -> Command {

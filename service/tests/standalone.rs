@@ -232,6 +232,32 @@ fn bad_arguments_are_refused_with_a_reason() {
     );
 }
 
+/// A configuration file that cannot be used ends the service at once with
+/// one line naming it, before anything is loaded, whoever runs it: a FIFO
+/// (which a blocking read would wait on forever) and the shapes the KDL
+/// parser takes seconds to hours on.
+#[test]
+fn an_unusable_configuration_file_is_refused_at_once() {
+    let dir = leco_testkit::scratch_dir("service-unusable");
+    for (file, error) in leco_testkit::unusable_configs(&dir, "service") {
+        let file = file.to_str().expect("UTF-8 path");
+        for mode in [&["--standalone"][..], &["load"]] {
+            let args = [mode, &["-c", file]].concat();
+            let began = Instant::now();
+            let (code, err) =
+                leco_testkit::run_to_exit(Command::new(BIN).args(&args), Duration::from_secs(10));
+            assert_eq!(code, Some(1), "{args:?}: {err}");
+            assert!(
+                err.starts_with(&format!("leco-service: {file}{error}")) && !err.contains('\n'),
+                "{args:?}: {err}"
+            );
+            let took = began.elapsed();
+            assert!(took < Duration::from_secs(2), "{args:?} took {took:?}");
+        }
+    }
+    std::fs::remove_dir_all(&dir).expect("remove temp dir");
+}
+
 #[test]
 fn lost_records_are_recovered_from_the_kernel_table() {
     if !require_root("lost_records_are_recovered_from_the_kernel_table") {

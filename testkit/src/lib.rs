@@ -191,6 +191,104 @@ impl Drop for ScratchCgroup {
     }
 }
 
+/// A fresh directory for a test's files: `leco-NAME-PID` in the temporary
+/// directory, emptied if an earlier run left it behind. Each test names
+/// its own, as tests run in parallel.
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("leco-{name}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).expect("create the scratch directory");
+    dir
+}
+
+/// Makes a FIFO (named pipe) at `path`: opening it for reading blocks
+/// until a writer comes, which is what code that reads files must not
+/// wait for.
+pub fn mkfifo(path: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).expect("no NUL in the path");
+    // SAFETY: `c` is a valid C string for the duration of the call.
+    if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } != 0 {
+        panic!("mkfifo {}: {}", path.display(), io::Error::last_os_error());
+    }
+}
+
+/// Configuration files in `dir` that leco must refuse at once, each with
+/// the end of its one-line error after the file's name: a FIFO, whose
+/// reading would wait for a writer, and two texts the KDL parser takes
+/// seconds to hours on (16 nested slashdashed blocks in the `section`,
+/// 2,000 slashdashes before it).
+pub fn unusable_configs(dir: &Path, section: &str) -> Vec<(PathBuf, &'static str)> {
+    let fifo = dir.join("fifo.kdl");
+    mkfifo(&fifo);
+    let nested = dir.join("nested.kdl");
+    fs::write(&nested, format!("{section} {{\n{}", "a /-{\n".repeat(16))).expect("write");
+    let dashes = dir.join("dashes.kdl");
+    fs::write(&dashes, format!("{}{section} {{}}", "/- ".repeat(2_000))).expect("write");
+    vec![
+        (fifo, ": not a regular file (a FIFO)"),
+        (
+            nested,
+            ":8:5: slashdashed blocks (/-{ … }) nested more than 6 deep",
+        ),
+        (dashes, ":1:385: more than 128 slashdashes (/-) in one file"),
+    ]
+}
+
+/// Runs `work` on a thread and returns what it returns, or panics naming
+/// `what` when that takes longer than `limit`: a test of something that
+/// used to hang then fails instead of hanging too. The thread is left
+/// behind when it overruns.
+pub fn within<T: Send + 'static>(
+    limit: std::time::Duration,
+    what: &str,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(work());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(out) => out,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("{what} took longer than {limit:?}")
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => panic!("{what} panicked"),
+    }
+}
+
+/// Runs `command` to its end, which must come within `limit` (else it is
+/// killed and the test fails), with stdin and stdout closed: its exit code
+/// and its stderr, without the last newline.
+pub fn run_to_exit(command: &mut Command, limit: std::time::Duration) -> (Option<i32>, String) {
+    let mut child = command
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the command");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let deadline = std::time::Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{command:?} still running after {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let text = reader.join().expect("stderr reader");
+    (status.code(), text.trim_end_matches('\n').to_owned())
+}
+
 /// A local port nobody listens on: bound, then released.
 pub fn closed_port(v6: bool) -> u16 {
     let addr = if v6 { "[::1]:0" } else { "127.0.0.1:0" };

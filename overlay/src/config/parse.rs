@@ -753,6 +753,30 @@ mod tests {
     }
 
     #[test]
+    fn integers_too_large_for_kdl_are_named_where_they_are() {
+        let big = "9".repeat(42);
+        let cases = [
+            (format!("overlay {{ width {big} }}"), "1:17"),
+            (
+                format!("overlay {{\n  font-size 12\n  margin 1 {big} 3\n}}"),
+                "3:12",
+            ),
+            (
+                format!("overlay {{\n  rules {{\n    hide {big}\n  }}\n}}"),
+                "3:10",
+            ),
+        ];
+        for (text, at) in cases {
+            let message = error(&text);
+            assert!(
+                message.starts_with(&format!("config.kdl:{at}: integer 999"))
+                    && message.contains("is too large: integers go from"),
+                "{text:?}: {message}"
+            );
+        }
+    }
+
+    #[test]
     fn rule_forms() {
         let text = r##"
             overlay {

@@ -429,6 +429,51 @@ mod tests {
     }
 
     #[test]
+    fn integers_too_large_for_kdl_are_named_where_they_are() {
+        let big = "9".repeat(42);
+        let message = |at: &str| {
+            format!(
+                "config.kdl:{at}: integer {}… is too large: integers go from \
+                 -170141183460469231731687303715884105727 to \
+                 170141183460469231731687303715884105727",
+                "9".repeat(40)
+            )
+        };
+        assert_eq!(
+            error(&format!("service {{ max-flows {big} }}")),
+            message("1:21")
+        );
+        assert_eq!(
+            error(&format!(
+                "service {{\n  backlog 1\n  signal-rate -{big}\n}}"
+            )),
+            message("3:15").replace(" 9", " -9").replace("9…", "…")
+        );
+    }
+
+    #[test]
+    fn errors_are_placed_by_every_kdl_newline() {
+        for newline in [
+            "\r\n", "\r", "\u{85}", "\u{b}", "\u{c}", "\u{2028}", "\u{2029}",
+        ] {
+            let text = [
+                "// leco",
+                "service {",
+                "  udp-idle 5",
+                "  backlog \"x\"",
+                "}",
+            ]
+            .join(newline);
+            assert_eq!(
+                error(&text),
+                "config.kdl:4:11: backlog must be a duration such as 1, 0.5, \"500ms\" or \"2s\", \
+                 not \"x\"",
+                "{newline:?}"
+            );
+        }
+    }
+
+    #[test]
     fn hostile_input_is_an_error_not_a_crash() {
         let nested = |open: &str, n: usize| format!("{}{}", open.repeat(n), "}".repeat(n));
         let junk: String = (0..3_000u32)
