@@ -122,6 +122,8 @@ impl Monitor {
             .drain(&mut batch)
             .map_err(std::io::Error::other)?;
         self.handle(&mut batch, publisher)?;
+        // The final counters are read after this: current, not a tick old.
+        self.publish_sizes();
         Ok(self)
     }
 
