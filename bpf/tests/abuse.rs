@@ -9,9 +9,9 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::Probe;
-use leco_bpf::{Flow, RecordKind};
-use leco_testkit::patterns::stale_keep_alive;
+use common::{kinds, Probe};
+use leco_bpf::{Capture, Flow, Options, RecordKind, MIN_FLOWS};
+use leco_testkit::patterns::{held_connections, stale_keep_alive};
 use leco_testkit::require_root;
 
 /// Ids of the flows announced (`new`) in `events` that have no end
@@ -74,4 +74,52 @@ fn writing_on_a_connection_the_peer_reset_leaves_no_ghost_flow() {
     );
     assert_eq!(news, TIMES, "one flow a connection");
     assert!(left.is_empty(), "{} left in the kernel's table", left.len());
+}
+
+#[test]
+fn flows_the_full_table_evicted_still_end_when_their_socket_closes() {
+    if !require_root("flows_the_full_table_evicted_still_end_when_their_socket_closes") {
+        return;
+    }
+    let mut probe = Probe::of(
+        Capture::load(&Options {
+            max_flows: MIN_FLOWS,
+            ..Options::default()
+        })
+        .expect("load"),
+    );
+    // Ten times the table's size in sockets, all open at once.
+    const HELD: usize = 5 * MIN_FLOWS as usize;
+    let pair = held_connections("leco-t-ev-srv", "leco-t-ev-cli", HELD, false);
+    let pid = pair.client.pid();
+    assert_eq!(probe.while_running(pair), (0, 0), "server, client");
+    // The last closes are in the ring by now; read them too.
+    let (mine, _) = probe.settle(
+        |f| f.owner.pid == pid,
+        |_| false,
+        Duration::from_millis(500),
+    );
+    // An evicted flow cannot end with its record: its socket's close is
+    // reported by cookie instead.
+    let ended: HashSet<u64> = mine
+        .iter()
+        .filter(|(k, _)| matches!(k, RecordKind::Closed | RecordKind::Failed))
+        .map(|(_, f)| f.key.cookie())
+        .chain(probe.released.iter().copied())
+        .collect();
+    let news = kinds(&mine)
+        .iter()
+        .filter(|k| **k == RecordKind::New)
+        .count();
+    let open = mine
+        .iter()
+        .filter(|(k, f)| *k == RecordKind::New && !ended.contains(&f.key.cookie()))
+        .count();
+    eprintln!(
+        "{HELD} held connections in a table of {MIN_FLOWS}: {news} announced, {open} never ended"
+    );
+    // A flow evicted before it was even established is never announced:
+    // at most one announcement a connection, then.
+    assert!((1..=HELD).contains(&news), "{news} announced");
+    assert_eq!(open, 0, "sockets closed without an end");
 }

@@ -7,12 +7,17 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use common::Service;
-use leco_testkit::patterns::{stale_keep_alive, Pair};
+use leco_testkit::patterns::{held_connections, stale_keep_alive, Pair};
 use leco_testkit::require_root;
 use serde_json::Value;
+
+/// Taken by each test, so that the `Tracked` one prints counts no other
+/// test's connections of this file (those of other processes it still may).
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 /// What the service said about the connections of some processes.
 #[derive(Debug, Default)]
@@ -91,6 +96,7 @@ fn stale_keep_alive_connections_all_end() {
     if !require_root("stale_keep_alive_connections_all_end") {
         return;
     }
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
     let mut svc = Service::start(&["--standalone", "--json"]);
     const TIMES: usize = 300;
     let pair = stale_keep_alive("leco-t-ka-srv", "leco-t-ka-cli", TIMES);
@@ -104,4 +110,44 @@ fn stale_keep_alive_connections_all_end() {
     );
     assert_eq!(ledger.live(), 0, "connections the service never ended");
     assert_eq!(ledger.ids(client), TIMES, "one id a connection");
+}
+
+#[test]
+fn an_overflowing_kernel_flow_table_leaves_no_zombies_and_no_duplicates() {
+    if !require_root("an_overflowing_kernel_flow_table_leaves_no_zombies_and_no_duplicates") {
+        return;
+    }
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
+    // Both ends of each connection are flows: 3,000 held connections are
+    // six thousand flows in a table of 1,024.
+    let mut svc = Service::start(&["--standalone", "--json", "--max-flows", "1024"]);
+    const HELD: usize = 3_000;
+    let pair = held_connections("leco-t-of-srv", "leco-t-of-cli", HELD, false);
+    let (held, ..) = follow(&mut svc, pair, HELD);
+    // Half as many, each written on once they are all open: most of their
+    // flows were evicted by then, and the kernel makes new ones.
+    const WRITTEN: usize = 1_500;
+    let pair = held_connections("leco-t-ow-srv", "leco-t-ow-cli", WRITTEN, true);
+    let (written, server, client) = follow(&mut svc, pair, WRITTEN);
+    let (tracked, drops) = final_tracked_and_drops(svc);
+    eprintln!(
+        "max-flows 1024: {HELD} held connections leave {} live; {WRITTEN} written on have {} + \
+         {} ids and leave {} live; the service's Tracked {tracked} (everyone's; {drops} \
+         ring-buffer drops)",
+        held.live(),
+        written.ids(server),
+        written.ids(client),
+        written.live()
+    );
+    assert_eq!(held.live(), 0, "held connections the service never ended");
+    assert_eq!(
+        written.live(),
+        0,
+        "written connections the service never ended"
+    );
+    assert_eq!(
+        (written.ids(server), written.ids(client)),
+        (WRITTEN, WRITTEN),
+        "one id a connection, at each end"
+    );
 }

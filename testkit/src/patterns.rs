@@ -69,3 +69,46 @@ pub fn stale_keep_alive(server_name: &str, client_name: &str, times: usize) -> P
     });
     Pair { server, client }
 }
+
+/// `n` connections open at the same time: the client child connects them
+/// all, then (with `write_each`) writes one byte on each, which the server
+/// child reads, then closes them all; the server closes its ends on EOF.
+/// Both hold `n` sockets at once, so `n` must stay below their descriptor
+/// limit (`ulimit -n`).
+pub fn held_connections(server_name: &str, client_name: &str, n: usize, write_each: bool) -> Pair {
+    let (server, port) = server(server_name, |l| {
+        let mut held = Vec::with_capacity(n);
+        for _ in 0..n {
+            match l.accept() {
+                Ok((s, _)) => held.push(s),
+                Err(_) => return 2,
+            }
+        }
+        if write_each
+            && held
+                .iter_mut()
+                .any(|s| s.read_exact(&mut [0u8; 1]).is_err())
+        {
+            return 3;
+        }
+        let mut rest = Vec::new();
+        if held.iter_mut().any(|s| s.read_to_end(&mut rest).is_err()) {
+            return 4;
+        }
+        0
+    });
+    let client = spawn_named(client_name, move |_| {
+        let mut held = Vec::with_capacity(n);
+        for _ in 0..n {
+            match TcpStream::connect(("127.0.0.1", port)) {
+                Ok(s) => held.push(s),
+                Err(_) => return 2,
+            }
+        }
+        if write_each && held.iter_mut().any(|s| s.write_all(b"x").is_err()) {
+            return 3;
+        }
+        0
+    });
+    Pair { server, client }
+}

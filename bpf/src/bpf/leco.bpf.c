@@ -278,8 +278,15 @@ int BPF_PROG(on_inet_sock_set_state, struct sock *sk, int oldstate, int newstate
 	}
 
 	f = bpf_map_lookup_elem(&flows, &key);
-	if (!f)
-		return 0; /* predates leco: the first read or write picks it up */
+	if (!f) {
+		/* A full table evicted it (or it predates leco, and nobody knows
+		 * it): whoever still counts it live must hear that it ended. Only
+		 * the close asks; a missed establish is picked up by the first
+		 * read or write. */
+		if (newstate == TCP_CLOSE && oldstate != TCP_CLOSE)
+			emit(LECO_RELEASED, cookie, NULL, now);
+		return 0;
+	}
 
 	f->state = newstate;
 	f->last_ns = now;
@@ -385,12 +392,12 @@ static __always_inline int account(struct sock *sk, int bytes, bool tx)
 	struct leco_flow *f = bpf_map_lookup_elem(&flows, &key);
 
 	if (!f) {
-		/* First sight: a UDP flow, or a TCP connection older than leco.
-		 * Either way this is process context and current owns it. But a
-		 * write that a reset answered at once (a stale keep-alive, on
-		 * loopback inside the very write) is counted after its flow
-		 * ended: a flow made now would be a closed socket's, and nothing
-		 * would ever end it. */
+		/* First sight: a UDP flow, or a TCP connection older than leco
+		 * (or one a full table evicted). Either way this is process
+		 * context and current owns it. But a write that a reset answered
+		 * at once (a stale keep-alive, on loopback inside the very
+		 * write) is counted after its flow ended: a flow made now would
+		 * be a closed socket's, and nothing would ever end it. */
 		if (proto == IPPROTO_TCP && sk->__sk_common.skc_state == TCP_CLOSE)
 			return 0;
 		struct leco_flow nf = {};
