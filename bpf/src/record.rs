@@ -19,7 +19,9 @@ pub enum RecordKind {
     Closed,
     /// A TCP flow ended with an error, or a UDP peer reported one.
     Failed,
-    /// A UDP socket was closed: every flow of its cookie has ended.
+    /// A socket ended without a flow record (a UDP socket was closed, or a
+    /// TCP socket whose flow the full flow table had evicted): every flow
+    /// of its cookie has ended.
     Released,
 }
 
@@ -153,7 +155,9 @@ pub enum Record {
         /// The flow's state right after it happened.
         flow: Flow,
     },
-    /// A UDP socket closed; all its flows have ended.
+    /// A socket ended without a flow record (a UDP socket closed, or a TCP
+    /// socket whose flow the full flow table had evicted); all its flows
+    /// have ended.
     Released {
         /// Cookie of the closed socket.
         cookie: u64,

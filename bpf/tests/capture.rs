@@ -4,88 +4,13 @@
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use leco_bpf::{Capture, Flow, FlowDirection, FlowProto, Options, Record, RecordKind};
+mod common;
+
+use common::{kinds, Probe};
+use leco_bpf::{Capture, Flow, FlowDirection, FlowProto, Options, RecordKind};
 use leco_testkit::{closed_port, require_root, spawn_named, ScratchCgroup};
-
-/// A loaded capture and everything it reported so far.
-struct Probe {
-    _capture: Capture,
-    reader: leco_bpf::RecordReader,
-    events: Vec<(RecordKind, Flow)>,
-    released: Vec<u64>,
-}
-
-impl Probe {
-    fn load() -> Probe {
-        let capture = Capture::load(&Options::default()).expect("load eBPF programs");
-        assert!(
-            capture.degraded().is_empty(),
-            "degraded: {:?}",
-            capture.degraded()
-        );
-        let reader = capture.maps().expect("maps").reader().expect("reader");
-        Probe {
-            _capture: capture,
-            reader,
-            events: Vec::new(),
-            released: Vec::new(),
-        }
-    }
-
-    /// Reads events until `done` holds for the flows matching `keep`, or fails
-    /// after 5 s with what was seen.
-    fn until(
-        &mut self,
-        keep: impl Fn(&Flow) -> bool,
-        done: impl Fn(&[(RecordKind, Flow)]) -> bool,
-    ) -> Vec<(RecordKind, Flow)> {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let mine: Vec<_> = self
-                .events
-                .iter()
-                .filter(|(_, f)| keep(f))
-                .cloned()
-                .collect();
-            if done(&mine) {
-                return mine;
-            }
-            assert!(Instant::now() < deadline, "timed out; saw {mine:#?}");
-            self.pump();
-        }
-    }
-
-    /// Waits up to 100 ms for more events.
-    fn pump(&mut self) {
-        let mut batch = Vec::new();
-        self.reader
-            .poll(Duration::from_millis(100), &mut batch)
-            .expect("poll");
-        for e in batch {
-            match e.expect("decode") {
-                Record::Flow { kind, flow, .. } => self.events.push((kind, flow)),
-                Record::Released { cookie, .. } => self.released.push(cookie),
-            }
-        }
-    }
-
-    fn wait_released(&mut self, cookie: u64) {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !self.released.contains(&cookie) {
-            assert!(
-                Instant::now() < deadline,
-                "socket release of {cookie} not reported"
-            );
-            self.pump();
-        }
-    }
-}
-
-fn kinds(events: &[(RecordKind, Flow)]) -> Vec<RecordKind> {
-    events.iter().map(|(k, _)| *k).collect()
-}
 
 fn last(events: &[(RecordKind, Flow)], kind: RecordKind) -> Option<&Flow> {
     events

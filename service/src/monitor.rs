@@ -122,6 +122,8 @@ impl Monitor {
             .drain(&mut batch)
             .map_err(std::io::Error::other)?;
         self.handle(&mut batch, publisher)?;
+        // The final counters are read after this: current, not a tick old.
+        self.publish_sizes();
         Ok(self)
     }
 
@@ -166,6 +168,8 @@ impl Monitor {
         now: Instant,
         publisher: &mut impl Publisher,
     ) -> std::io::Result<()> {
+        let continued = self.table.continuation(flow);
+        let flow = continued.as_ref().unwrap_or(flow);
         // Enrich once per connection (and again if its owner changed, as
         // when an accepted connection passes from listener to acceptor);
         // otherwise the known record is updated in place.
@@ -208,14 +212,18 @@ impl Monitor {
         // The kernel sends at most one update per interval and none after
         // a burst ends: re-read flows it reported on lately.
         let window = self.settings.update_interval * 2 + Duration::from_millis(100);
-        for (id, key) in self.table.recently_reported(now, window) {
+        for (kernel_id, key) in self.table.recently_reported(now, window) {
             let Ok(Some(flow)) = self.maps.flow(&key) else {
                 continue;
             };
-            let Some(c) = self.table.get(id) else {
+            if flow.id != kernel_id {
+                continue;
+            }
+            let flow = self.table.continuation(&flow).unwrap_or(flow);
+            let Some(c) = self.table.get(flow.id) else {
                 continue;
             };
-            if flow.id == id && (flow.rx_bytes, flow.tx_bytes) != (c.rx_bytes, c.tx_bytes) {
+            if (flow.rx_bytes, flow.tx_bytes) != (c.rx_bytes, c.tx_bytes) {
                 self.apply(EventKind::Update, &flow, now, publisher)?;
             }
         }
@@ -265,8 +273,8 @@ impl Monitor {
         let now = Instant::now();
         let kernel = self.maps.flows();
         let in_kernel: std::collections::HashSet<u64> = kernel.iter().map(|f| f.id).collect();
-        for id in self.table.live_ids() {
-            if !in_kernel.contains(&id) {
+        for (id, kernel_id) in self.table.live_ids() {
+            if !in_kernel.contains(&kernel_id) {
                 if let Some(conn) = self.table.close_unreported(id, now) {
                     self.stats.events.fetch_add(1, Ordering::Relaxed);
                     publisher.publish(EventKind::Closed, conn)?;
@@ -274,7 +282,7 @@ impl Monitor {
             }
         }
         for flow in &kernel {
-            if !self.table.contains(flow.id) {
+            if !self.table.tracks(flow.id) {
                 self.apply(EventKind::New, flow, now, publisher)?;
             }
         }

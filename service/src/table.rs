@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use leco_bpf::FlowKey;
+use leco_bpf::{Flow, FlowKey};
 use leco_proto::{Connection, EventKind, Proto};
 
 /// Bounds of the table.
@@ -31,6 +31,12 @@ pub const MAX_LIVE: usize = 65_536;
 struct Live {
     conn: Connection,
     key: FlowKey,
+    /// The kernel's id of its flow now: its own id, unless the kernel's
+    /// full table evicted that flow and made a new one for the socket.
+    kernel: u64,
+    /// Bytes (rx, tx) counted before the kernel made its flow again, to
+    /// add to the new flow's counts, which start from zero.
+    base: (u64, u64),
     /// Last kernel-side activity we know of (monotonic).
     active: Instant,
     /// Last time the kernel reported on it.
@@ -43,6 +49,12 @@ pub struct Table {
     limits: Limits,
     live: HashMap<u64, Live>,
     by_cookie: HashMap<u64, Vec<u64>>,
+    /// Live ids by their flows' key (socket, and peer for UDP): where a
+    /// flow the kernel made again for a known socket finds its connection.
+    by_key: HashMap<FlowKey, u64>,
+    /// Kernel ids of flows made again, to the id of the live connection
+    /// they continue.
+    continued: HashMap<u64, u64>,
     backlog: VecDeque<(Instant, Connection)>,
     /// The last ended connection when the backlog keeps none.
     last_ended: Option<Connection>,
@@ -66,6 +78,8 @@ impl Table {
             limits,
             live: HashMap::new(),
             by_cookie: HashMap::new(),
+            by_key: HashMap::new(),
+            continued: HashMap::new(),
             backlog: VecDeque::new(),
             last_ended: None,
             evicted: 0,
@@ -88,6 +102,7 @@ impl Table {
     }
 
     /// Whether connection `id` is live.
+    #[cfg(test)]
     pub fn contains(&self, id: u64) -> bool {
         self.live.contains_key(&id)
     }
@@ -95,6 +110,12 @@ impl Table {
     /// The live connection `id`.
     pub fn get(&self, id: u64) -> Option<&Connection> {
         self.live.get(&id).map(|l| &l.conn)
+    }
+
+    /// Whether the kernel's flow `kernel_id` is a live connection here, as
+    /// itself or continuing one.
+    pub fn tracks(&self, kernel_id: u64) -> bool {
+        self.live.contains_key(&kernel_id) || self.continued.contains_key(&kernel_id)
     }
 
     /// Whether live connection `id` belongs to process `pid`.
@@ -114,8 +135,15 @@ impl Table {
     ) -> (EventKind, &Connection) {
         let id = conn.id;
         if self.live.contains_key(&id) {
+            // How the connection began is known best by its first report;
+            // a later one may be about a flow the kernel made again.
             return self
-                .report(id, kind, now, |c| *c = conn)
+                .report(id, kind, now, |c| {
+                    let (first_seen_us, direction) = (c.first_seen_us, c.direction);
+                    *c = conn;
+                    c.first_seen_us = first_seen_us;
+                    c.direction = direction;
+                })
                 .expect("live connection");
         }
         if kind.is_final() {
@@ -166,9 +194,12 @@ impl Table {
                 .or_default()
                 .push(conn.id);
         }
+        self.by_key.insert(key, conn.id);
         self.live.insert(
             conn.id,
             Live {
+                kernel: conn.id,
+                base: (0, 0),
                 conn,
                 key,
                 active: now,
@@ -177,8 +208,59 @@ impl Table {
         );
     }
 
+    /// `flow` as the continuation of the live connection whose flow the
+    /// kernel's full table evicted, if it is one: the kernel forgot the
+    /// socket and, seeing it again, made a new flow (new id, counts from
+    /// zero) for it. The connection keeps its id, and its counts go on
+    /// from what was known. `None` when `flow` continues nothing.
+    ///
+    /// The table already knows every live connection's socket, so this
+    /// costs the kernel nothing, unlike a cookie-to-id map of its own that
+    /// every new flow would write. Bytes the evicted flow counted after its
+    /// last report are lost with it.
+    pub fn continuation(&mut self, flow: &Flow) -> Option<Flow> {
+        if self.live.contains_key(&flow.id) {
+            return None;
+        }
+        let id = match self.continued.get(&flow.id) {
+            Some(&id) => id,
+            None => self.continue_with(flow)?,
+        };
+        let l = self.live.get(&id)?;
+        let mut f = flow.clone();
+        f.id = id;
+        f.rx_bytes += l.base.0;
+        f.tx_bytes += l.base.1;
+        Some(f)
+    }
+
+    /// Makes new kernel flow `flow` continue the live connection of the
+    /// same socket (and, for TCP, peer: a socket may connect again
+    /// elsewhere); its id.
+    fn continue_with(&mut self, flow: &Flow) -> Option<u64> {
+        let id = *self.by_key.get(&flow.key)?;
+        let l = self.live.get_mut(&id)?;
+        if l.conn.remote_port != flow.remote_port || *l.conn.remote_addr != *flow.remote.to_string()
+        {
+            return None;
+        }
+        let before = std::mem::replace(&mut l.kernel, flow.id);
+        l.base = (l.conn.rx_bytes, l.conn.tx_bytes);
+        if before != id {
+            self.continued.remove(&before);
+        }
+        self.continued.insert(flow.id, id);
+        Some(id)
+    }
+
     fn remove_live(&mut self, id: u64) -> Option<Live> {
         let l = self.live.remove(&id)?;
+        if l.kernel != id {
+            self.continued.remove(&l.kernel);
+        }
+        if self.by_key.get(&l.key) == Some(&id) {
+            self.by_key.remove(&l.key);
+        }
         if let Some(ids) = self.by_cookie.get_mut(&l.key.cookie()) {
             ids.retain(|&i| i != id);
             if ids.is_empty() {
@@ -206,9 +288,9 @@ impl Table {
         }
     }
 
-    /// Ids of the live connections.
-    pub fn live_ids(&self) -> Vec<u64> {
-        self.live.keys().copied().collect()
+    /// The live connections: their ids and their flows' ids in the kernel.
+    pub fn live_ids(&self) -> Vec<(u64, u64)> {
+        self.live.values().map(|l| (l.conn.id, l.kernel)).collect()
     }
 
     /// Ends connection `id` whose end was not reported (a lost record):
@@ -219,16 +301,23 @@ impl Table {
         Some(self.backlogged(now, conn))
     }
 
-    /// A UDP socket closed: all its flows end.
+    /// A socket ended without a flow's record (a UDP socket closed, or a
+    /// TCP socket whose flow the kernel's full table had evicted): all its
+    /// flows end.
     pub fn release(&mut self, cookie: u64, now: Instant, last_seen_us: u64) -> Outcome {
-        let ids = self.by_cookie.get(&cookie).cloned().unwrap_or_default();
+        let mut ids = self.by_cookie.get(&cookie).cloned().unwrap_or_default();
+        ids.extend(self.by_key.get(&FlowKey::tcp(cookie)));
         let mut out = Outcome::default();
         for id in ids {
             if let Some(l) = self.remove_live(id) {
                 let mut conn = l.conn;
                 conn.state = Cow::Borrowed("closed");
                 conn.last_seen_us = conn.last_seen_us.max(last_seen_us);
-                out.forget.push(l.key);
+                // The kernel deletes TCP flows itself, and this socket's
+                // may be a new connection's by now.
+                if conn.proto == Proto::Udp {
+                    out.forget.push(l.key);
+                }
                 out.events.push((EventKind::Closed, conn.clone()));
                 self.push_backlog(now, conn);
             }
@@ -268,12 +357,13 @@ impl Table {
 
     /// Live flows the kernel reported on within `window`: their counters may
     /// have moved since without a report (the kernel rate-limits updates and
-    /// sends none after the last burst), so the caller re-reads them.
+    /// sends none after the last burst), so the caller re-reads them. Their
+    /// ids in the kernel, and keys.
     pub fn recently_reported(&self, now: Instant, window: Duration) -> Vec<(u64, FlowKey)> {
         self.live
             .values()
             .filter(|l| now.duration_since(l.reported) <= window)
-            .map(|l| (l.conn.id, l.key))
+            .map(|l| (l.kernel, l.key))
             .collect()
     }
 
@@ -293,7 +383,8 @@ impl Table {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixture::conn;
+    use crate::fixture::{conn, flow};
+    use leco_bpf::FlowProto;
 
     fn limits() -> Limits {
         Limits {
@@ -402,5 +493,87 @@ mod tests {
             [3]
         );
         assert_eq!(t.live_len(), 0);
+    }
+
+    #[test]
+    fn a_flow_the_kernel_made_again_continues_its_connection() {
+        let mut t = Table::new(limits());
+        let now = Instant::now();
+        let key = FlowKey::tcp(9);
+        let mut first = conn(1, Proto::Tcp);
+        (first.rx_bytes, first.tx_bytes) = (100, 50);
+        t.apply(EventKind::New, first, key, now);
+        assert!(
+            t.continuation(&flow(1, key, FlowProto::Tcp)).is_none(),
+            "itself"
+        );
+        // Evicted, then seen again: a new kernel id, counting from zero.
+        let mut again = flow(7, key, FlowProto::Tcp);
+        again.rx_bytes = 10;
+        let f = t.continuation(&again).expect("continues connection 1");
+        assert_eq!((f.id, f.rx_bytes, f.tx_bytes), (1, 110, 50));
+        assert!(t.tracks(7) && t.tracks(1));
+        assert_eq!(t.recently_reported(now, Duration::ZERO), [(7, key)]);
+        // Its later reports too, and then a third flow of the same socket.
+        again.rx_bytes = 20;
+        assert_eq!(t.continuation(&again).map(|f| f.rx_bytes), Some(120));
+        let mut c = conn(1, Proto::Tcp);
+        (c.rx_bytes, c.tx_bytes) = (120, 50);
+        t.apply(EventKind::Update, c, key, now);
+        let third = t
+            .continuation(&flow(8, key, FlowProto::Tcp))
+            .expect("third");
+        assert_eq!((third.id, third.rx_bytes), (1, 120));
+        assert!(!t.tracks(7) && t.tracks(8));
+        // Once it ends, nothing continues it.
+        t.apply(EventKind::Closed, conn(1, Proto::Tcp), key, now);
+        assert!(!t.tracks(8));
+        assert!(t.continuation(&flow(9, key, FlowProto::Tcp)).is_none());
+    }
+
+    #[test]
+    fn a_socket_connected_elsewhere_is_a_new_connection() {
+        let mut t = Table::new(limits());
+        let key = FlowKey::tcp(9);
+        t.apply(EventKind::New, conn(1, Proto::Tcp), key, Instant::now());
+        let mut elsewhere = flow(7, key, FlowProto::Tcp);
+        elsewhere.remote_port = 443;
+        assert!(t.continuation(&elsewhere).is_none());
+        assert!(!t.tracks(7));
+    }
+
+    #[test]
+    fn a_replacing_report_keeps_how_the_connection_began() {
+        let mut t = Table::new(limits());
+        let now = Instant::now();
+        t.apply(EventKind::New, conn(1, Proto::Tcp), FlowKey::tcp(9), now);
+        let mut later = conn(1, Proto::Tcp);
+        later.first_seen_us = 99;
+        later.direction = Some(leco_proto::Direction::In);
+        later.pid = Some(2);
+        t.apply(EventKind::Update, later, FlowKey::tcp(9), now);
+        let c = t.get(1).expect("live");
+        assert_eq!(
+            (c.first_seen_us, c.direction, c.pid),
+            (1, Some(leco_proto::Direction::Out), Some(2))
+        );
+    }
+
+    #[test]
+    fn a_tcp_socket_closed_unseen_ends_its_connection_and_forgets_nothing() {
+        let mut t = Table::new(limits());
+        let now = Instant::now();
+        t.apply(EventKind::New, conn(1, Proto::Tcp), FlowKey::tcp(9), now);
+        t.apply(EventKind::New, conn(2, Proto::Tcp), FlowKey::tcp(10), now);
+        let out = t.release(9, now, 0);
+        assert_eq!(
+            out.events
+                .iter()
+                .map(|(k, c)| (*k, c.id, c.state.as_ref()))
+                .collect::<Vec<_>>(),
+            [(EventKind::Closed, 1, "closed")]
+        );
+        assert!(out.forget.is_empty(), "the kernel deletes TCP flows itself");
+        assert_eq!(t.live_ids(), [(2, 2)]);
     }
 }

@@ -8,6 +8,7 @@
 //! may hold the stdout lock at fork time); glibc's allocator is fork-safe.
 
 pub mod bus;
+pub mod patterns;
 pub mod wayland;
 
 use std::fs;

@@ -10,7 +10,8 @@
  *   sock_{send,recv}_length  bytes per flow, in process context
  *   inet_sk_error_report  errors (ICMP unreachable on connected UDP, ...)
  *   cgroup/{send,recv}msg{4,6}  peer of unconnected UDP datagrams
- *   cgroup/sock_release   a UDP socket closes: its flows end
+ *   cgroup/sock_release   a socket closes: a UDP socket's flows end, and
+ *                         so does a TCP flow made after its socket's end
  */
 #include "kernel.h"
 #include <bpf/bpf_helpers.h>
@@ -277,8 +278,15 @@ int BPF_PROG(on_inet_sock_set_state, struct sock *sk, int oldstate, int newstate
 	}
 
 	f = bpf_map_lookup_elem(&flows, &key);
-	if (!f)
-		return 0; /* predates leco: the first read or write picks it up */
+	if (!f) {
+		/* A full table evicted it (or it predates leco, and nobody knows
+		 * it): whoever still counts it live must hear that it ended. Only
+		 * the close asks; a missed establish is picked up by the first
+		 * read or write. */
+		if (newstate == TCP_CLOSE && oldstate != TCP_CLOSE)
+			emit(LECO_RELEASED, cookie, NULL, now);
+		return 0;
+	}
 
 	f->state = newstate;
 	f->last_ns = now;
@@ -384,8 +392,14 @@ static __always_inline int account(struct sock *sk, int bytes, bool tx)
 	struct leco_flow *f = bpf_map_lookup_elem(&flows, &key);
 
 	if (!f) {
-		/* First sight: a UDP flow, or a TCP connection older than leco.
-		 * Either way this is process context and current owns it. */
+		/* First sight: a UDP flow, or a TCP connection older than leco
+		 * (or one a full table evicted). Either way this is process
+		 * context and current owns it. But a write that a reset answered
+		 * at once (a stale keep-alive, on loopback inside the very
+		 * write) is counted after its flow ended: a flow made now would
+		 * be a closed socket's, and nothing would ever end it. */
+		if (proto == IPPROTO_TCP && sk->__sk_common.skc_state == TCP_CLOSE)
+			return 0;
 		struct leco_flow nf = {};
 
 		nf.id = next_flow_id();
@@ -577,13 +591,37 @@ int on_recvmsg6(struct bpf_sock_addr *ctx)
 	return remember_peer6(ctx);
 }
 
+/*
+ * A TCP socket released in any other state than TCP_CLOSE still has its
+ * close ahead (FIN_WAIT, LAST_ACK...), and inet_sock_set_state ends its
+ * flow then, with the error if one comes. A flow still there when an
+ * already closed socket is released was made after the close (a byte count
+ * racing the reset that ended it): this is its last chance to end.
+ */
+static __always_inline void end_closed_tcp(struct bpf_sock *ctx)
+{
+	struct leco_flow_key key = { .cookie = bpf_get_socket_cookie(ctx) };
+	struct leco_flow *f;
+
+	if (ctx->state != TCP_CLOSE)
+		return;
+	f = bpf_map_lookup_elem(&flows, &key);
+	if (!f)
+		return;
+	emit(f->error ? LECO_FAILED : LECO_CLOSED, key.cookie, f, bpf_ktime_get_boot_ns());
+	bpf_map_delete_elem(&flows, &key);
+}
+
 SEC("cgroup/sock_release")
 int on_sock_release(struct bpf_sock *ctx)
 {
 	if (hooks_only)
 		return 1;
-	if (ctx->protocol == IPPROTO_UDP &&
-	    (ctx->family == AF_INET || ctx->family == AF_INET6))
+	if (ctx->family != AF_INET && ctx->family != AF_INET6)
+		return 1;
+	if (ctx->protocol == IPPROTO_UDP)
 		emit(LECO_RELEASED, bpf_get_socket_cookie(ctx), NULL, bpf_ktime_get_boot_ns());
+	else if (ctx->protocol == IPPROTO_TCP)
+		end_closed_tcp(ctx);
 	return 1;
 }

@@ -13,7 +13,9 @@ enum leco_kind {
 	LECO_UPDATE = 2,   /* traffic on a known flow, at most once per update interval */
 	LECO_CLOSED = 3,   /* a TCP flow ended without an error */
 	LECO_FAILED = 4,   /* a TCP flow ended with an error, or a UDP peer reported one */
-	LECO_RELEASED = 5, /* a UDP socket was closed: every flow of its cookie ends */
+	LECO_RELEASED = 5, /* a socket ended without a flow record (a UDP socket was
+			    * released; a TCP socket closed whose flow the table no
+			    * longer had): every flow of its cookie ends */
 };
 
 enum leco_direction {

@@ -93,6 +93,24 @@ impl Service {
         })
     }
 
+    /// Hands each JSON event to `step` until it says it is done (true) or
+    /// `within` has passed; whether it was done. For tests that follow
+    /// thousands of events and tell a failure in numbers.
+    pub fn follow_json(&mut self, within: Duration, mut step: impl FnMut(&Value) -> bool) -> bool {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Ok(l) = self.stdout.recv_timeout(left) else {
+                return false;
+            };
+            let v: Value =
+                serde_json::from_str(&l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+            if step(&v) {
+                return true;
+            }
+        }
+    }
+
     pub fn terminate(mut self) -> (i32, Vec<String>) {
         // SAFETY: signalling our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
