@@ -88,6 +88,7 @@ fn settings(cfg: &ServiceConfig, wakeup_latency: Duration) -> Settings {
 async fn print(monitor: Monitor, reader: leco_bpf::RecordReader, json: bool) -> anyhow::Result<()> {
     // Nobody asks for snapshots here; the channel only has to exist.
     let (requests, asked) = tokio::sync::mpsc::channel(16);
+    let stop = shutdown_signal();
     // On stderr, so it never mixes with --json output; also the readiness
     // line scripts and tests wait for.
     eprintln!(
@@ -95,9 +96,7 @@ async fn print(monitor: Monitor, reader: leco_bpf::RecordReader, json: bool) -> 
          (+ new, ~ update, - closed, ! failed); Ctrl-C stops"
     );
     let mut terminal = output::Terminal::new(json);
-    let result = monitor
-        .run(reader, &mut terminal, asked, shutdown_signal())
-        .await;
+    let result = monitor.run(reader, &mut terminal, asked, stop).await;
     drop(requests);
     result.map(drop).map_err(anyhow::Error::from)
 }
@@ -112,6 +111,7 @@ async fn publish(
     stats: &Arc<Stats>,
 ) -> anyhow::Result<()> {
     let (requests, asked) = tokio::sync::mpsc::channel(16);
+    let shutdown = shutdown_signal();
     let served = bus::serve(target, requests, Arc::clone(stats)).await?;
     // The readiness line scripts and tests wait for.
     eprintln!(
@@ -126,7 +126,7 @@ async fn publish(
     let mut lost: Option<String> = None;
     let stop = async {
         tokio::select! {
-            () = shutdown_signal() => {}
+            () = shutdown => {}
             why = served.lost() => lost = Some(why),
             ended = &mut signals => {
                 lost = Some(format!("lost the bus: the signal sender ended ({ended:?})"));
@@ -156,19 +156,24 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
+/// Handles SIGINT and SIGTERM from now on (so that a signal sent once the
+/// readiness line is out stops the service cleanly rather than killing
+/// it), completing when either arrives. Must be called in the runtime.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
+    let handlers = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) else {
-        // Without handlers the default action (exit) still stops us.
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    );
+    async move {
+        let (Ok(mut term), Ok(mut int)) = handlers else {
+            // Without handlers the default action (exit) still stops us.
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
     }
 }
 
