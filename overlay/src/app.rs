@@ -132,6 +132,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
             wake_rx.drain();
         }
         if ready.watch && watch.as_ref().is_some_and(|w| w.changed()) {
+            tracing::debug!("the configuration file changed");
             app.reload_due = Some(Instant::now() + RELOAD_DEBOUNCE);
         }
     }
@@ -252,6 +253,7 @@ impl App {
         if self.reload_due.is_some_and(|t| t <= now) {
             self.reload_due = None;
             if let Some(reloader) = &mut self.reloader {
+                tracing::debug!("reading {} again", reloader.path().display());
                 reloader.request();
             }
         }
