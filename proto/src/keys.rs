@@ -130,6 +130,11 @@ pub(crate) trait Wire: Sized {
 
     /// What an absent key stands for, `None` when it cannot be absent.
     fn absent() -> Option<Self>;
+
+    /// Bytes of text it holds, counted as if none were shared.
+    fn text_len(&self) -> usize {
+        0
+    }
 }
 
 const U64: &str = "an unsigned 64-bit integer (t)";
@@ -175,6 +180,9 @@ impl Wire for SafeText {
     fn absent() -> Option<Self> {
         Some(SafeText::default())
     }
+    fn text_len(&self) -> usize {
+        self.len()
+    }
 }
 
 /// The service's own words (TCP state names), borrowed; read back safe.
@@ -190,10 +198,23 @@ impl Wire for Cow<'static, str> {
     fn absent() -> Option<Self> {
         Some(Cow::Borrowed(""))
     }
+    fn text_len(&self) -> usize {
+        match self {
+            Cow::Borrowed(_) => 0,
+            Cow::Owned(s) => s.len(),
+        }
+    }
 }
+
+/// An argument of a command line is a shared text of its own: its length
+/// and the pointers that hold it count too.
+const PER_ARGUMENT: usize = 2 * std::mem::size_of::<usize>() + std::mem::size_of::<SafeText>();
 
 impl Wire for Arc<[SafeText]> {
     const SIGNATURE: &'static str = "as";
+    fn text_len(&self) -> usize {
+        self.iter().map(|a| a.len() + PER_ARGUMENT).sum()
+    }
     fn field(&self) -> Option<Field<'_>> {
         Some(Field::Strs(self))
     }
@@ -266,6 +287,9 @@ impl<T: Wire> Wire for Option<T> {
     fn absent() -> Option<Self> {
         Some(None)
     }
+    fn text_len(&self) -> usize {
+        self.as_ref().map_or(0, T::text_len)
+    }
 }
 
 /// Reads key `key` of type `T`: absent is `T`'s "unknown", or an error when
@@ -316,6 +340,12 @@ macro_rules! connection_keys {
                     ),
                 )+
             ];
+
+            /// Bytes its texts hold, counted as if none were shared: what
+            /// bounds on memory count.
+            pub fn text_bytes(&self) -> usize {
+                0 $(+ $crate::keys::Wire::text_len(&self.$field))+
+            }
 
             /// Builds a record from any carrier of its keys.
             pub(crate) fn decode(

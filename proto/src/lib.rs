@@ -28,6 +28,6 @@ pub use keys::{docs as key_docs, Field, Key};
 pub use names::{BUS_NAME, INTERFACE, INTROSPECTION_XML, OBJECT_PATH};
 pub use proxy::OverseerProxy;
 pub use text::{
-    first_paragraph, needs_escape, sanitize, sanitize_text, SafeText, CUT_MARK, MAX_CMDLINE_BYTES,
-    MAX_TEXT_BYTES,
+    first_paragraph, needs_escape, sanitize, sanitize_text, SafeText, ARGUMENT_BYTES, CUT_MARK,
+    MAX_CMDLINE_BYTES, MAX_TEXT_BYTES,
 };

@@ -81,7 +81,7 @@ pub trait Overseer {
     fn tracked(&self) -> zbus::Result<u64>;
 
     /// Connections left out of Snapshot() replies (the least recently
-    /// active first) to keep each under 8 MiB.
+    /// active first) to keep each under 4 MiB.
     #[zbus(property(emits_changed_signal = "false"))]
     fn trimmed(&self) -> zbus::Result<u64>;
 }

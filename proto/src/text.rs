@@ -24,10 +24,16 @@ pub struct SafeText(Arc<str>);
 pub const MAX_TEXT_BYTES: usize = 512;
 
 /// Longest command line the service puts in a record: its arguments'
-/// bytes together, once escaped. An argument that does not fit is cut and
-/// ends in `…` (and is the last); when whole arguments are left out, a
-/// last element `…` says so.
+/// bytes together, once escaped, each argument counting
+/// [`ARGUMENT_BYTES`] more (so that thousands of one-letter arguments
+/// cannot weigh more than a few long ones). An argument that does not fit
+/// is cut and ends in `…` (and is the last); when whole arguments are left
+/// out, a last element `…` says so.
 pub const MAX_CMDLINE_BYTES: usize = 2048;
+
+/// What an argument counts against [`MAX_CMDLINE_BYTES`] besides its text:
+/// at most 128 arguments fit.
+pub const ARGUMENT_BYTES: usize = 16;
 
 /// What marks a cut text, and stands for left-out arguments.
 pub const CUT_MARK: &str = "…";
@@ -54,17 +60,18 @@ impl SafeText {
         let mut parts = bytes.split(|&b| b == 0).peekable();
         while let Some(arg) = parts.next() {
             // Room stays for the mark of arguments left out after this one.
+            let reserve = ARGUMENT_BYTES + CUT_MARK.len();
             let room = match parts.peek() {
-                Some(_) => left - CUT_MARK.len(),
-                None => left,
+                Some(_) => left.saturating_sub(ARGUMENT_BYTES + reserve),
+                None => left.saturating_sub(ARGUMENT_BYTES),
             };
             let (text, cut) = bounded_text(arg, room);
-            left -= text.len();
+            left -= text.len() + ARGUMENT_BYTES;
             args.push(SafeText(text.into()));
             if cut {
                 break;
             }
-            if parts.peek().is_some() && left <= CUT_MARK.len() {
+            if parts.peek().is_some() && left < 2 * reserve {
                 args.push(SafeText::from(CUT_MARK));
                 break;
             }
@@ -305,13 +312,13 @@ mod tests {
             many.extend_from_slice(b"argument\0");
         }
         let args = SafeText::arguments(&many);
-        let total: usize = args.iter().map(|a| a.len()).sum();
+        let total: usize = args.iter().map(|a| a.len() + ARGUMENT_BYTES).sum();
         assert!(total <= MAX_CMDLINE_BYTES, "{total}");
         assert!(
             args.last().is_some_and(|a| a.ends_with(CUT_MARK)),
             "{args:?}"
         );
-        assert!(args.len() > 100);
+        assert!(args.len() > 50, "{}", args.len());
         // Whole arguments left out: the mark stands alone.
         let mut exact = Vec::new();
         for _ in 0..MAX_CMDLINE_BYTES / 4 + 10 {
@@ -328,7 +335,7 @@ mod tests {
         let one_huge = vec![b'y'; 1_500_000];
         let args = SafeText::arguments(&one_huge);
         assert_eq!(args.len(), 1);
-        assert_eq!(args[0].len(), MAX_CMDLINE_BYTES);
+        assert_eq!(args[0].len(), MAX_CMDLINE_BYTES - ARGUMENT_BYTES);
         assert!(args[0].ends_with(CUT_MARK));
     }
 

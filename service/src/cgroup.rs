@@ -106,7 +106,7 @@ pub struct CgroupResolver {
 /// Directories searched at most per resolution: the walk is a fallback for
 /// processes gone before we could read /proc, and must stay cheap.
 const WALK_LIMIT: usize = 20_000;
-const KNOWN_LIMIT: usize = 8_192;
+const KNOWN_LIMIT: usize = 4_096;
 
 impl CgroupResolver {
     /// A resolver for the cgroup v2 hierarchy mounted at `root`.

@@ -46,7 +46,7 @@ struct CachedProc {
 }
 
 /// Bounded caches: memory stays flat however many processes come and go.
-const PROC_CACHE: usize = 4_096;
+const PROC_CACHE: usize = 1_024;
 const USER_CACHE: usize = 1_024;
 /// A cached process is re-validated at most this often: reusing its pid
 /// needs the pid space to wrap around, which takes far longer.
@@ -130,9 +130,12 @@ impl Enricher {
                 .map(|p| SafeText::bounded(p.as_os_str().as_encoded_bytes(), MAX_TEXT_BYTES)),
             cmdline: read_cmdline(pid).map(Arc::from),
         });
+        // Only a hint (the cgroup id decides): a long one is not worth its
+        // room in the cache, and the id is resolved without it.
         let hint = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
             .ok()
-            .and_then(|s| unified_cgroup(&s));
+            .and_then(|s| unified_cgroup(&s))
+            .filter(|h| h.len() <= MAX_TEXT_BYTES);
         if self.procs.len() >= PROC_CACHE {
             // Crude but bounded: forget the oldest half.
             let mut by_age: Vec<(u32, Instant)> =

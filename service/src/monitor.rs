@@ -258,9 +258,9 @@ impl Monitor {
 
     fn answer(&self, req: Request) {
         match req {
-            Request::Snapshot { reply } => {
+            Request::Snapshot { budget, reply } => {
                 // The asker may have given up (timeout): nothing to do then.
-                let _ = reply.send(self.table.snapshot());
+                let _ = reply.send(self.table.snapshot_within(budget));
             }
         }
     }

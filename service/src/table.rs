@@ -21,11 +21,28 @@ pub struct Limits {
     /// A UDP flow without traffic for this long is considered ended (UDP
     /// has no close; a closed socket ends its flows at once).
     pub udp_idle: Duration,
+    /// What all records together may weigh ([`weight`]); beyond it the
+    /// oldest ended ones go, then the least recently active live ones
+    /// (counted as evicted).
+    pub max_bytes: usize,
 }
 
 /// Live connections kept at most: twice the kernel's default flow table,
 /// so that the table is bounded even when the kernel's is raised a lot.
 pub const MAX_LIVE: usize = 65_536;
+
+/// What the table's records may weigh at most: with texts bounded (a
+/// record's at most about 5 KiB, see leco-proto's `MAX_TEXT_BYTES`), some
+/// 3,000 records of the largest kind, or 25,000 of a typical one.
+pub const MAX_BYTES: usize = 16 << 20;
+
+/// What a record weighs in the table: its fixed part, the table's
+/// bookkeeping, and its texts counted as if none were shared with another
+/// record, so that the bound holds however they are.
+pub fn weight(c: &Connection) -> usize {
+    const FIXED: usize = std::mem::size_of::<Live>() + 96;
+    FIXED + c.text_bytes()
+}
 
 #[derive(Debug)]
 struct Live {
@@ -59,6 +76,8 @@ pub struct Table {
     /// The last ended connection when the backlog keeps none.
     last_ended: Option<Connection>,
     evicted: u64,
+    /// What the live connections and the backlog weigh ([`weight`]).
+    bytes: usize,
 }
 
 /// What the caller must do after a change: publish these events, forget
@@ -83,6 +102,7 @@ impl Table {
             backlog: VecDeque::new(),
             last_ended: None,
             evicted: 0,
+            bytes: 0,
         }
     }
 
@@ -168,11 +188,17 @@ impl Table {
             return Some((kind, self.backlogged(now, conn)));
         }
         let l = self.live.get_mut(&id)?;
+        let before = weight(&l.conn);
         update(&mut l.conn);
         l.active = now;
         l.reported = now;
+        let after = weight(&l.conn);
+        self.bytes = self.bytes - before + after;
+        if after > before {
+            self.make_room(Some(id));
+        }
         // A repeated "new" for a known flow is news only as an update.
-        Some((EventKind::Update, &l.conn))
+        Some((EventKind::Update, &self.live.get(&id)?.conn))
     }
 
     fn insert(&mut self, conn: Connection, key: FlowKey, now: Instant) {
@@ -195,6 +221,8 @@ impl Table {
                 .push(conn.id);
         }
         self.by_key.insert(key, conn.id);
+        self.bytes += weight(&conn);
+        let id = conn.id;
         self.live.insert(
             conn.id,
             Live {
@@ -206,6 +234,42 @@ impl Table {
                 reported: now,
             },
         );
+        self.make_room(Some(id));
+    }
+
+    /// Brings the table back within [`Limits::max_bytes`]: the oldest
+    /// ended connections go first, then the least recently active live
+    /// ones (counted as evicted), never `keep` (the one just changed).
+    fn make_room(&mut self, keep: Option<u64>) {
+        while self.bytes > self.limits.max_bytes {
+            if self.pop_backlog() {
+                continue;
+            }
+            // Rare (records are bounded, the budget is large): a linear
+            // scan is fine.
+            let Some(victim) = self
+                .live
+                .values()
+                .filter(|l| Some(l.conn.id) != keep)
+                .min_by_key(|l| l.active)
+                .map(|l| l.conn.id)
+            else {
+                break;
+            };
+            self.remove_live(victim);
+            self.evicted += 1;
+        }
+    }
+
+    /// Drops the oldest ended connection; false when there is none.
+    fn pop_backlog(&mut self) -> bool {
+        match self.backlog.pop_front() {
+            Some((_, c)) => {
+                self.bytes -= weight(&c);
+                true
+            }
+            None => false,
+        }
     }
 
     /// `flow` as the continuation of the live connection whose flow the
@@ -255,6 +319,7 @@ impl Table {
 
     fn remove_live(&mut self, id: u64) -> Option<Live> {
         let l = self.live.remove(&id)?;
+        self.bytes -= weight(&l.conn);
         if l.kernel != id {
             self.continued.remove(&l.kernel);
         }
@@ -282,10 +347,16 @@ impl Table {
     }
 
     fn push_backlog(&mut self, now: Instant, conn: Connection) {
-        self.backlog.push_back((now, conn));
-        while self.backlog.len() > self.limits.max_backlog {
-            self.backlog.pop_front();
+        if self.limits.max_backlog == 0 {
+            return;
         }
+        while self.backlog.len() >= self.limits.max_backlog {
+            self.pop_backlog();
+        }
+        // Room is made first, so that the new end is never what goes.
+        self.bytes += weight(&conn);
+        self.make_room(None);
+        self.backlog.push_back((now, conn));
     }
 
     /// The live connections: their ids and their flows' ids in the kernel.
@@ -350,7 +421,7 @@ impl Table {
             .front()
             .is_some_and(|(t, _)| now.duration_since(*t) >= self.limits.backlog_age)
         {
-            self.backlog.pop_front();
+            self.pop_backlog();
         }
         out
     }
@@ -367,16 +438,51 @@ impl Table {
             .collect()
     }
 
+    /// What the live connections and the backlog weigh ([`weight`]).
+    #[cfg(test)]
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
     /// Live connections, then the backlog (oldest first).
-    // Served by the bus's Snapshot() (not built yet); tested here already.
-    #[cfg_attr(not(test), allow(dead_code))]
+    #[cfg(test)]
     pub fn snapshot(&self) -> Vec<Connection> {
+        self.snapshot_within(usize::MAX).0
+    }
+
+    /// [`Table::snapshot`] of what weighs at most `budget` ([`weight`]):
+    /// all of it when it fits, else the most recently active; and how many
+    /// were left out. A take for a bounded reply copies no more than it can
+    /// send.
+    pub fn snapshot_within(&self, budget: usize) -> (Vec<Connection>, usize) {
         let mut live: Vec<&Connection> = self.live.values().map(|l| &l.conn).collect();
         live.sort_by_key(|c| c.first_seen_us);
-        live.into_iter()
-            .cloned()
-            .chain(self.backlog.iter().map(|(_, c)| c.clone()))
-            .collect()
+        let all: Vec<&Connection> = live
+            .into_iter()
+            .chain(self.backlog.iter().map(|(_, c)| c))
+            .collect();
+        if self.bytes <= budget {
+            return (all.into_iter().cloned().collect(), 0);
+        }
+        let mut by_recency: Vec<usize> = (0..all.len()).collect();
+        by_recency.sort_by_key(|&i| std::cmp::Reverse(all[i].last_seen_us));
+        let mut keep = vec![false; all.len()];
+        let mut used = 0;
+        for i in by_recency {
+            let w = weight(all[i]);
+            if used + w <= budget {
+                used += w;
+                keep[i] = true;
+            }
+        }
+        let kept: Vec<Connection> = all
+            .iter()
+            .zip(&keep)
+            .filter(|(_, k)| **k)
+            .map(|(c, _)| (*c).clone())
+            .collect();
+        let left_out = all.len() - kept.len();
+        (kept, left_out)
     }
 }
 
@@ -390,6 +496,7 @@ mod tests {
         Limits {
             max_live: 3,
             max_backlog: 2,
+            max_bytes: usize::MAX,
             backlog_age: Duration::from_secs(10),
             udp_idle: Duration::from_secs(5),
         }
@@ -456,6 +563,80 @@ mod tests {
         assert_eq!(t.backlog_len(), 2);
         t.expire(t0 + Duration::from_secs(11));
         assert_eq!(t.backlog_len(), 0, "aged out");
+    }
+
+    #[test]
+    fn memory_is_bounded_by_weight_backlog_first() {
+        let one = weight(&conn(1, Proto::Tcp));
+        let mut t = Table::new(Limits {
+            max_live: 100,
+            max_backlog: 100,
+            max_bytes: 4 * one + one / 2,
+            ..limits()
+        });
+        let now = Instant::now();
+        let at = |id: u64| now + Duration::from_millis(id);
+        for id in 1..=3 {
+            t.apply(
+                EventKind::New,
+                conn(id, Proto::Tcp),
+                FlowKey::tcp(id),
+                at(id),
+            );
+        }
+        t.apply(
+            EventKind::Closed,
+            conn(1, Proto::Tcp),
+            FlowKey::tcp(1),
+            at(4),
+        );
+        t.apply(EventKind::New, conn(4, Proto::Tcp), FlowKey::tcp(4), at(4));
+        assert_eq!((t.live_len(), t.backlog_len()), (3, 1));
+        // One more: the ended connection goes first, no live one.
+        t.apply(EventKind::New, conn(5, Proto::Tcp), FlowKey::tcp(5), at(5));
+        assert_eq!((t.live_len(), t.backlog_len(), t.evicted()), (4, 0, 0));
+        // Then the least recently active live one, counted.
+        let later = now + Duration::from_secs(1);
+        t.apply(EventKind::New, conn(6, Proto::Tcp), FlowKey::tcp(6), later);
+        assert_eq!((t.live_len(), t.evicted()), (4, 1));
+        assert!(!t.contains(2) && t.contains(6));
+        assert!(t.bytes() <= 4 * one + one / 2);
+        // A record that grows in place makes room too, and is kept.
+        let mut big = conn(6, Proto::Tcp);
+        big.cmdline = Some(vec![leco_proto::SafeText::from("x".repeat(100).as_str()); 4].into());
+        t.apply(EventKind::Update, big, FlowKey::tcp(6), later);
+        assert!(t.contains(6));
+        assert!(t.bytes() <= 4 * one + one / 2, "{}", t.bytes());
+        // Everything gone, nothing left over in the count.
+        for id in [3, 4, 5, 6] {
+            t.apply(
+                EventKind::Closed,
+                conn(id, Proto::Tcp),
+                FlowKey::tcp(id),
+                later,
+            );
+        }
+        while t.pop_backlog() {}
+        assert_eq!(t.bytes(), 0);
+    }
+
+    #[test]
+    fn a_bounded_snapshot_keeps_the_most_recent_in_order() {
+        let mut t = Table::new(Limits {
+            max_live: 100,
+            ..limits()
+        });
+        let now = Instant::now();
+        for id in 1..=5 {
+            t.apply(EventKind::New, conn(id, Proto::Tcp), FlowKey::tcp(id), now);
+        }
+        let one = weight(&conn(1, Proto::Tcp));
+        let (all, left_out) = t.snapshot_within(usize::MAX);
+        assert_eq!((all.len(), left_out), (5, 0));
+        let (some, left_out) = t.snapshot_within(2 * one);
+        // Times are ids: 4 and 5 are the most recent, oldest first.
+        assert_eq!(some.iter().map(|c| c.id).collect::<Vec<_>>(), [4, 5]);
+        assert_eq!(left_out, 3);
     }
 
     #[test]

@@ -265,3 +265,41 @@ fn methods_refuse_arguments_they_do_not_take() {
         );
     });
 }
+
+#[test]
+fn huge_command_lines_keep_snapshot_small() {
+    if !require_root("huge_command_lines_keep_snapshot_small") {
+        return;
+    }
+    let bus = TestBus::start().expect("private dbus-daemon");
+    let _svc = start(&bus, &[]);
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    // 30 connections from one process with 1.5 MB of command line: once a
+    // 47 MB Snapshot() that got the service dropped from the bus.
+    let mut bash = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "for i in $(seq 30); do exec {{fd}}<>/dev/tcp/127.0.0.1/{port}; done; sleep 3"
+        ))
+        .args(std::iter::repeat_n("z".repeat(120 * 1024), 12))
+        .spawn()
+        .expect("bash with a huge command line");
+    let accepted: Vec<TcpStream> = (0..30)
+        .map(|_| listener.accept().expect("accept").0)
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let bytes = runtime().block_on(async {
+        let conn = client(&bus).await;
+        let reply = common::snapshot_reply(&conn)
+            .await
+            .expect("Snapshot answers");
+        reply.body().len()
+    });
+    assert!(
+        bytes < 256 << 10,
+        "Snapshot of 30 such connections: {bytes} bytes"
+    );
+    drop(accepted);
+    assert!(bash.wait().expect("bash").success());
+}

@@ -72,7 +72,7 @@ fn snapshot_callers_do_not_starve_the_kernel_reader() {
                     let t = Instant::now();
                     let reply = snapshot_reply(&conn).await.expect("Snapshot answers");
                     times.push(t.elapsed());
-                    assert!(reply.body().len() <= 8 << 20, "a reply is at most 8 MiB");
+                    assert!(reply.body().len() <= 4 << 20, "a reply is at most 4 MiB");
                 }
                 times
             }));

@@ -672,6 +672,14 @@ fn booted_system() {
         conn["unit"]["data"]
     );
 
+    // Its memory is capped as the unit says.
+    let cap = c.ok("MemoryMax", "systemctl show -P MemoryMax leco.service");
+    if cap.trim() != (128u64 << 20).to_string() {
+        c.fail(&format!(
+            "leco.service has MemoryMax {} (want 128M)",
+            cap.trim()
+        ));
+    }
     // A restart keeps the kernel state: same programs, same connection.
     c.ok("systemctl restart leco", "systemctl restart leco.service");
     if c.leco_state() != "active" {

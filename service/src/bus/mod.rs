@@ -31,10 +31,13 @@ use crate::stats::Stats;
 /// What the interface asks the monitor loop.
 #[derive(Debug)]
 pub enum Request {
-    /// Live connections, then the backlog (oldest first).
+    /// Live connections, then the backlog (oldest first), weighing at most
+    /// `budget` (the table's `weight`), and how many were left out.
     Snapshot {
+        /// Most the records may weigh.
+        budget: usize,
         /// Where the answer goes.
-        reply: oneshot::Sender<Vec<Connection>>,
+        reply: oneshot::Sender<(Vec<Connection>, usize)>,
     },
 }
 
@@ -112,7 +115,7 @@ impl Overseer {
     }
 
     /// Connections left out of Snapshot() replies, the least recently
-    /// active first, to keep each reply under 8 MiB.
+    /// active first, to keep each reply under 4 MiB.
     #[zbus(property(emits_changed_signal = "false"))]
     fn trimmed(&self) -> u64 {
         self.stats.trimmed.load(Ordering::Relaxed)

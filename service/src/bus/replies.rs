@@ -35,8 +35,8 @@ use zbus::message::Message;
 use super::Request;
 use crate::stats::Stats;
 
-/// Largest `Snapshot()` reply, in bytes.
-pub const MAX_REPLY_BYTES: usize = 8 << 20;
+/// Largest `Snapshot()` reply, in bytes: some 8,000 typical connections.
+pub const MAX_REPLY_BYTES: usize = 4 << 20;
 
 /// Replies built and not yet sent, at most: each is a message of its own
 /// (up to [`MAX_REPLY_BYTES`]), so this bounds what callers can make the
@@ -202,14 +202,18 @@ impl Replies {
         let taken = Instant::now();
         let (reply, answer) = oneshot::channel();
         let gone = || fdo::Error::Failed("the service is shutting down".into());
+        // The monitor copies no more than a reply can hold.
+        let budget = MAX_REPLY_BYTES;
         self.requests
-            .send(Request::Snapshot { reply })
+            .send(Request::Snapshot { budget, reply })
             .await
             .map_err(|_| gone())?;
-        let conns = answer.await.map_err(|_| gone())?;
-        let (encoded, left_out) = tokio::task::spawn_blocking(move || Encoded::new(taken, &conns))
-            .await
-            .map_err(|e| fdo::Error::Failed(format!("encoding the snapshot: {e}")))?;
+        let (conns, not_taken) = answer.await.map_err(|_| gone())?;
+        let (encoded, not_encoded) =
+            tokio::task::spawn_blocking(move || Encoded::new(taken, &conns))
+                .await
+                .map_err(|e| fdo::Error::Failed(format!("encoding the snapshot: {e}")))?;
+        let left_out = not_taken + not_encoded;
         let work = taken.elapsed();
         takes.next = Instant::now() + (work * WORK_SHARE).max(MIN_INTERVAL);
         if left_out > 0 {

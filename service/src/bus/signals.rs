@@ -11,6 +11,7 @@ use tokio::sync::Notify;
 
 use crate::monitor::Publisher;
 use crate::stats::Stats;
+use crate::table::weight;
 
 /// A `ConnectionEvent` signal, its body written by leco-proto's wire
 /// encoder (several times faster than serializing [`Dict`]; one is made for
@@ -42,6 +43,11 @@ impl Slot {
     /// Signals this slot will send.
     fn signals(&self) -> usize {
         usize::from(self.new.is_some()) + usize::from(self.last.is_some())
+    }
+
+    /// What its records weigh, as the table counts them.
+    fn weight(&self) -> usize {
+        self.new.as_ref().map_or(0, weight) + self.last.as_ref().map_or(0, |(_, c)| weight(c))
     }
 
     /// Takes in an event; returns how many pending events it replaced.
@@ -87,12 +93,18 @@ struct Pending {
     slots: HashMap<u64, Slot>,
     /// Signals the slots hold (the bound counts signals, not slots).
     signals: usize,
+    /// What the slots' records weigh ([`weight`]).
+    bytes: usize,
 }
 
 /// Seconds' worth of signals (at the rate bound) kept pending at most;
 /// beyond, the oldest are given up (counted as coalesced): a signal older
 /// than that is stale news, and clients recover with Snapshot().
 const PENDING_SECONDS: usize = 2;
+
+/// What pending signals' records may weigh at most, whatever the rate
+/// bound: past it the oldest are given up too.
+pub const PENDING_BYTES: usize = 4 << 20;
 
 /// The sink of bus mode: queues events for the signal task.
 #[derive(Debug, Clone)]
@@ -123,6 +135,7 @@ impl SignalQueue {
             let Some(id) = p.order.pop_front() else { break };
             if let Some(slot) = p.slots.remove(&id) {
                 p.signals -= slot.signals();
+                p.bytes -= slot.weight();
                 out.extend(slot.into_signals());
             }
         }
@@ -168,12 +181,13 @@ impl Publisher for SignalQueue {
         if !p.slots.contains_key(&id) {
             // Beyond the bound the oldest news is given up, counted: a
             // signal that late is stale, and clients recover with Snapshot().
-            while p.signals >= self.pending_max {
+            while p.signals >= self.pending_max || p.bytes + weight(conn) > PENDING_BYTES {
                 let Some(old) = p.order.pop_front() else {
                     break;
                 };
                 if let Some(slot) = p.slots.remove(&old) {
                     p.signals -= slot.signals();
+                    p.bytes -= slot.weight();
                     self.stats
                         .coalesced
                         .fetch_add(slot.signals() as u64, Ordering::Relaxed);
@@ -182,9 +196,10 @@ impl Publisher for SignalQueue {
             p.order.push_back(id);
         }
         let slot = p.slots.entry(id).or_default();
-        let before = slot.signals();
+        let (before, before_bytes) = (slot.signals(), slot.weight());
         let replaced = slot.merge(kind, conn);
         p.signals = p.signals + slot.signals() - before;
+        p.bytes = p.bytes + slot.weight() - before_bytes;
         if replaced > 0 {
             self.stats.coalesced.fetch_add(replaced, Ordering::Relaxed);
         }
@@ -212,6 +227,29 @@ mod tests {
 
     fn kinds(batch: &[(EventKind, Connection)]) -> Vec<(EventKind, u64, u64)> {
         batch.iter().map(|(k, c)| (*k, c.id, c.rx_bytes)).collect()
+    }
+
+    #[test]
+    fn what_waits_is_bounded_in_bytes_too() {
+        let mut q = queue(1000);
+        let big = |id: u64| {
+            let mut c = conn(id, Proto::Tcp);
+            let arg = leco_proto::SafeText::from("y".repeat(1000).as_str());
+            c.cmdline = Some(vec![arg; 2].into());
+            c
+        };
+        for id in 0..3_000 {
+            q.publish(EventKind::New, &big(id))
+                .expect("queue never fails");
+        }
+        let p = q.pending.lock().expect("lock");
+        assert!(p.bytes <= PENDING_BYTES, "{} bytes wait", p.bytes);
+        assert!(p.signals < 2_000, "the count bound is not what held them");
+        assert_eq!(
+            q.stats.coalesced.load(Ordering::Relaxed) as usize + p.signals,
+            3_000,
+            "every event sent, merged or counted"
+        );
     }
 
     #[test]

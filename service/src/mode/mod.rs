@@ -20,7 +20,7 @@ use crate::config::ServiceConfig;
 use crate::monitor::{Monitor, Settings};
 use crate::output;
 use crate::stats::Stats;
-use crate::table::{Limits, MAX_LIVE};
+use crate::table::{Limits, MAX_BYTES, MAX_LIVE};
 
 /// Where the events go.
 #[derive(Debug, Clone)]
@@ -77,6 +77,7 @@ fn settings(cfg: &ServiceConfig, wakeup_latency: Duration) -> Settings {
         wakeup_latency,
         limits: Limits {
             max_live: MAX_LIVE,
+            max_bytes: MAX_BYTES,
             udp_idle: cfg.udp_idle,
             backlog_age: cfg.backlog,
             max_backlog: cfg.backlog_max,
