@@ -7,15 +7,14 @@
 mod common;
 
 use std::io::Read;
-use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{client, runtime, snapshot_reply, start, Dict};
+use common::{
+    client, peak_memory_kib, property_u64, runtime, snapshot_reply, start, AcceptAndClose, Dict,
+};
 use leco_testkit::bus::TestBus;
 use leco_testkit::require_root;
-use zbus::zvariant::OwnedValue;
 
 /// The service's default `signal-rate` (service/src/config.rs): the storm
 /// runs the service as users do.
@@ -34,20 +33,8 @@ fn a_storm_of_50k_connections_keeps_snapshot_responsive_and_memory_bounded() {
     // server closes first, so TIME_WAIT stays on its side and the clients'
     // ports never run out.
     const TOTAL: usize = 50_000;
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let done = Arc::new(AtomicBool::new(false));
-    let server = {
-        let done = Arc::clone(&done);
-        std::thread::spawn(move || {
-            listener.set_nonblocking(false).expect("blocking");
-            while !done.load(Ordering::Relaxed) {
-                if let Ok((s, _)) = listener.accept() {
-                    drop(s);
-                }
-            }
-        })
-    };
+    let server = AcceptAndClose::start();
+    let addr = server.addr;
     let storm_started = Instant::now();
     let clients: Vec<_> = (0..2)
         .map(|t| {
@@ -87,9 +74,7 @@ fn a_storm_of_50k_connections_keeps_snapshot_responsive_and_memory_bounded() {
         latencies
     });
     let made: usize = clients.into_iter().map(|c| c.join().expect("client")).sum();
-    done.store(true, Ordering::Relaxed);
-    let _ = TcpStream::connect(addr); // unblock accept
-    server.join().expect("server");
+    server.stop();
     let storm = storm_started.elapsed();
     assert!(made >= TOTAL * 99 / 100, "made {made} connections");
 
@@ -126,12 +111,7 @@ fn a_storm_of_50k_connections_keeps_snapshot_responsive_and_memory_bounded() {
         );
     }
 
-    let status = std::fs::read_to_string(format!("/proc/{svc_pid}/status")).expect("service alive");
-    let hwm_kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .expect("VmHWM");
+    let hwm_kib = peak_memory_kib(svc_pid);
     assert!(hwm_kib < 128 * 1024, "service peak memory {hwm_kib} KiB");
 
     // Nothing lost silently: what was not signalled is counted. Signals
@@ -141,22 +121,7 @@ fn a_storm_of_50k_connections_keeps_snapshot_responsive_and_memory_bounded() {
         let conn = client(&bus).await;
         let prop = |name: &'static str| {
             let conn = conn.clone();
-            async move {
-                let v: OwnedValue = conn
-                    .call_method(
-                        Some("org.leco.Overseer1"),
-                        "/org/leco/Overseer1",
-                        Some("org.freedesktop.DBus.Properties"),
-                        "Get",
-                        &("org.leco.Overseer1", name),
-                    )
-                    .await
-                    .expect("Get")
-                    .body()
-                    .deserialize()
-                    .expect("variant");
-                u64::try_from(v).expect("u64")
-            }
+            async move { property_u64(&conn, name).await }
         };
         let emitted = prop("EventsEmitted").await;
         let coalesced = prop("Coalesced").await;

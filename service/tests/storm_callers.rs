@@ -7,15 +7,14 @@
 mod common;
 
 use std::io::Read;
-use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{client, runtime, snapshot_reply, start};
+use common::{
+    client, peak_memory_kib, property_u64, runtime, snapshot_reply, start, AcceptAndClose,
+};
 use leco_testkit::bus::TestBus;
 use leco_testkit::require_root;
-use zbus::zvariant::OwnedValue;
 
 const CALLERS: usize = 20;
 const CALLS_EACH: usize = 10;
@@ -31,19 +30,8 @@ fn snapshot_callers_do_not_starve_the_kernel_reader() {
     let svc = start(&bus, &[]);
     let svc_pid = svc.child.id();
 
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let done = Arc::new(AtomicBool::new(false));
-    let server = {
-        let done = Arc::clone(&done);
-        std::thread::spawn(move || {
-            while !done.load(Ordering::Relaxed) {
-                if let Ok((s, _)) = listener.accept() {
-                    drop(s);
-                }
-            }
-        })
-    };
+    let server = AcceptAndClose::start();
+    let addr = server.addr;
     let started = Instant::now();
     let storm = std::thread::spawn(move || {
         let mut made = 0u64;
@@ -84,9 +72,7 @@ fn snapshot_callers_do_not_starve_the_kernel_reader() {
         all
     });
     let made = storm.join().expect("storm");
-    done.store(true, Ordering::Relaxed);
-    let _ = TcpStream::connect(addr);
-    server.join().expect("server");
+    server.stop();
 
     let mut sorted = latencies;
     sorted.sort();
@@ -101,35 +87,15 @@ fn snapshot_callers_do_not_starve_the_kernel_reader() {
     assert_eq!(sorted.len(), CALLERS * CALLS_EACH);
     assert!(p99 < Duration::from_secs(2), "Snapshot p99 {p99:?}");
 
-    let status = std::fs::read_to_string(format!("/proc/{svc_pid}/status")).expect("alive");
-    let hwm_kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .expect("VmHWM");
+    let hwm_kib = peak_memory_kib(svc_pid);
     eprintln!(
         "storm with callers: service peak memory {} MiB",
         hwm_kib / 1024
     );
     assert!(hwm_kib < 96 * 1024, "service peak memory {hwm_kib} KiB");
 
-    let dropped = runtime().block_on(async {
-        let conn = client(&bus).await;
-        let v: OwnedValue = conn
-            .call_method(
-                Some("org.leco.Overseer1"),
-                "/org/leco/Overseer1",
-                Some("org.freedesktop.DBus.Properties"),
-                "Get",
-                &("org.leco.Overseer1", "KernelDrops"),
-            )
-            .await
-            .expect("Get")
-            .body()
-            .deserialize()
-            .expect("variant");
-        u64::try_from(v).expect("u64")
-    });
+    let dropped =
+        runtime().block_on(async { property_u64(&client(&bus).await, "KernelDrops").await });
     eprintln!("storm with callers: {dropped} kernel records dropped");
     assert_eq!(
         dropped, 0,

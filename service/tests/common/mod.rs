@@ -203,3 +203,63 @@ pub async fn snapshot_reply(conn: &zbus::Connection) -> zbus::Result<zbus::Messa
 pub async fn snapshot(conn: &zbus::Connection) -> zbus::Result<Vec<Dict>> {
     snapshot_reply(conn).await?.body().deserialize()
 }
+
+/// A property of the service, read as `t`.
+pub async fn property_u64(conn: &zbus::Connection, name: &str) -> u64 {
+    let v: OwnedValue = conn
+        .call_method(
+            Some("org.leco.Overseer1"),
+            "/org/leco/Overseer1",
+            Some("org.freedesktop.DBus.Properties"),
+            "Get",
+            &("org.leco.Overseer1", name),
+        )
+        .await
+        .expect("Get")
+        .body()
+        .deserialize()
+        .expect("variant");
+    u64::try_from(v).expect("u64")
+}
+
+/// The peak memory (VmHWM) of process `pid`, in KiB.
+pub fn peak_memory_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("process alive");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("VmHWM")
+}
+
+/// A loopback server that accepts connections and closes each at once
+/// (so that TIME_WAIT stays on its side), until [`AcceptAndClose::stop`].
+pub struct AcceptAndClose {
+    pub addr: std::net::SocketAddr,
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl AcceptAndClose {
+    pub fn start() -> AcceptAndClose {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let done = std::sync::Arc::new(AtomicBool::new(false));
+        let stop = std::sync::Arc::clone(&done);
+        let thread = std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok((s, _)) = listener.accept() {
+                    drop(s);
+                }
+            }
+        });
+        AcceptAndClose { addr, done, thread }
+    }
+
+    pub fn stop(self) {
+        self.done.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = std::net::TcpStream::connect(self.addr); // unblock accept
+        self.thread.join().expect("server");
+    }
+}
