@@ -44,13 +44,19 @@ fi
 if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
   export PATH="$HOME/.cargo/bin:$PATH"
 fi
-if ! command -v cargo >/dev/null 2>&1; then
-  echo "deps: no cargo found; installing rustup"
+install_rustup() {
   if ! $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rustup >/dev/null 2>&1; then
-    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+    # Beside a distribution's older Rust, if there is one: ~/.cargo/bin
+    # comes first on the scripts' PATH.
+    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs |
+      RUSTUP_INIT_SKIP_PATH_CHECK=yes sh -s -- -y --profile minimal
   fi
   export PATH="$HOME/.cargo/bin:$PATH"
   rustup default stable
+}
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "deps: no cargo found; installing rustup"
+  install_rustup
 fi
 # An older toolchain would fail deep in the build; say so here instead.
 need=$(sed -n 's/^rust-version = "\(.*\)"/\1/p' "$(dirname "$0")/../Cargo.toml")
@@ -60,9 +66,8 @@ if [ "$(printf '%s\n%s\n' "$need" "$have" | sort -V | head -n1)" != "$need" ]; t
     echo "deps: rustc $have is older than the $need leco needs; updating the stable toolchain"
     rustup update stable >/dev/null && rustup default stable >/dev/null
   else
-    echo "deps: rustc $have is older than the $need leco needs (rust-version in Cargo.toml);" \
-      "install a newer Rust, e.g. with rustup (https://rustup.rs)" >&2
-    exit 1
+    echo "deps: rustc $have is older than the $need leco needs; installing rustup's stable toolchain"
+    install_rustup
   fi
 fi
 if [ "$want" = test ]; then

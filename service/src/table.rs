@@ -36,6 +36,27 @@ pub const MAX_LIVE: usize = 65_536;
 /// 3,000 records of the largest kind, or 25,000 of a typical one.
 pub const MAX_BYTES: usize = 16 << 20;
 
+/// Which of `conns` fit in `budget` when the one at `i` costs `cost(i)`:
+/// the most recently active first, each that still fits.
+pub fn most_recent_within(
+    conns: &[&Connection],
+    cost: impl Fn(usize) -> usize,
+    budget: usize,
+) -> Vec<bool> {
+    let mut by_recency: Vec<usize> = (0..conns.len()).collect();
+    by_recency.sort_by_key(|&i| std::cmp::Reverse(conns[i].last_seen_us));
+    let mut keep = vec![false; conns.len()];
+    let mut used = 0;
+    for i in by_recency {
+        let c = cost(i);
+        if used + c <= budget {
+            used += c;
+            keep[i] = true;
+        }
+    }
+    keep
+}
+
 /// What a record weighs in the table: its fixed part, the table's
 /// bookkeeping, and its texts counted as if none were shared with another
 /// record, so that the bound holds however they are.
@@ -464,17 +485,7 @@ impl Table {
         if self.bytes <= budget {
             return (all.into_iter().cloned().collect(), 0);
         }
-        let mut by_recency: Vec<usize> = (0..all.len()).collect();
-        by_recency.sort_by_key(|&i| std::cmp::Reverse(all[i].last_seen_us));
-        let mut keep = vec![false; all.len()];
-        let mut used = 0;
-        for i in by_recency {
-            let w = weight(all[i]);
-            if used + w <= budget {
-                used += w;
-                keep[i] = true;
-            }
-        }
+        let keep = most_recent_within(&all, |i| weight(all[i]), budget);
         let kept: Vec<Connection> = all
             .iter()
             .zip(&keep)

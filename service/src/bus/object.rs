@@ -35,16 +35,6 @@ impl Served {
     }
 }
 
-/// The properties of the interface: all read-only.
-const PROPERTIES: [&str; 6] = [
-    "Coalesced",
-    "EventsEmitted",
-    "KernelDrops",
-    "Tracked",
-    "Trimmed",
-    "Version",
-];
-
 #[async_trait]
 impl Interface for Served {
     fn name() -> InterfaceName<'static> {
@@ -89,12 +79,26 @@ impl Interface for Served {
         header: Option<&'call Header<'_>>,
         emitter: &'call SignalEmitter<'_>,
     ) -> DispatchResult2<'call> {
-        if PROPERTIES.contains(&property_name) {
-            let refused = fdo::Error::PropertyReadOnly(format!("{property_name} is read-only"));
-            return DispatchResult2::Async(Box::pin(async move { Err(refused) }));
-        }
-        self.inner
+        match self
+            .inner
             .set(property_name, value, server, connection, header, emitter)
+        {
+            // zbus says "unknown" of a property without a setter too: one
+            // that can be read is read-only.
+            DispatchResult2::NotFound => DispatchResult2::Async(Box::pin(async move {
+                let readable = self
+                    .inner
+                    .get(property_name, server, connection, header, emitter)
+                    .await
+                    .is_some();
+                Err(if readable {
+                    fdo::Error::PropertyReadOnly(format!("{property_name} is read-only"))
+                } else {
+                    fdo::Error::UnknownProperty(format!("Unknown property '{property_name}'"))
+                })
+            })),
+            other => other,
+        }
     }
 
     async fn set_mut(

@@ -34,6 +34,7 @@ use zbus::message::Message;
 
 use super::Request;
 use crate::stats::Stats;
+use crate::table::most_recent_within;
 
 /// Largest `Snapshot()` reply, in bytes: some 8,000 typical connections.
 pub const MAX_REPLY_BYTES: usize = 4 << 20;
@@ -98,24 +99,15 @@ impl Encoded {
 /// Which of `conns` fit in `budget` bytes once encoded: all when they do,
 /// else the most recently active that do.
 fn within_budget(conns: &[Connection], entries: &[Vec<u8>], budget: usize) -> Vec<bool> {
-    // A record costs its entries plus its length and padding (at most 12).
-    let cost = |e: &Vec<u8>| e.len() + 12;
-    let total: usize = 4 + entries.iter().map(cost).sum::<usize>();
+    // A record costs its entries plus its length and padding (at most 12);
+    // the array its length (4).
+    let cost = |i: usize| entries[i].len() + 12;
+    let total: usize = 4 + (0..entries.len()).map(cost).sum::<usize>();
     if total <= budget {
         return vec![true; conns.len()];
     }
-    let mut by_recency: Vec<usize> = (0..conns.len()).collect();
-    by_recency.sort_by_key(|&i| std::cmp::Reverse(conns[i].last_seen_us));
-    let mut keep = vec![false; conns.len()];
-    let mut used = 4;
-    for i in by_recency {
-        if used + cost(&entries[i]) > budget {
-            continue;
-        }
-        used += cost(&entries[i]);
-        keep[i] = true;
-    }
-    keep
+    let refs: Vec<&Connection> = conns.iter().collect();
+    most_recent_within(&refs, cost, budget.saturating_sub(4))
 }
 
 /// What the takes of the table have been.

@@ -181,7 +181,8 @@ impl Publisher for SignalQueue {
         if !p.slots.contains_key(&id) {
             // Beyond the bound the oldest news is given up, counted: a
             // signal that late is stale, and clients recover with Snapshot().
-            while p.signals >= self.pending_max || p.bytes + weight(conn) > PENDING_BYTES {
+            let incoming = weight(conn);
+            while p.signals >= self.pending_max || p.bytes + incoming > PENDING_BYTES {
                 let Some(old) = p.order.pop_front() else {
                     break;
                 };

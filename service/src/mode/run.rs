@@ -1,6 +1,7 @@
-//! `leco-service run`: the unprivileged side of the privilege split: taking over the eBPF
-//! objects `load` handed over, from systemd (`LISTEN_FDS`) or from pins, and
-//! telling apart the settings it can still choose from those baked in.
+//! `leco-service run`, the unprivileged side of the privilege split: taking
+//! over the eBPF objects `load` handed over, from systemd (`LISTEN_FDS`) or
+//! from pins, and telling apart the settings it can still choose from those
+//! baked in.
 
 use std::path::{Path, PathBuf};
 
