@@ -2,7 +2,7 @@
 //! file descriptors of their own so that they outlive (or never need) the
 //! loader's privileges.
 
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -164,5 +164,14 @@ impl AsRawFd for RecordReader {
     /// An epoll descriptor that is readable when records are waiting.
     fn as_raw_fd(&self) -> RawFd {
         self.ring.epoll_fd()
+    }
+}
+
+impl AsFd for RecordReader {
+    /// An epoll descriptor that is readable when records are waiting.
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        // SAFETY: the ring buffer owns this descriptor and closes it only
+        // when dropped, which the borrow of `self` rules out meanwhile.
+        unsafe { BorrowedFd::borrow_raw(self.ring.epoll_fd()) }
     }
 }

@@ -12,6 +12,7 @@ mod fixture;
 mod mode;
 mod monitor;
 mod output;
+mod ring;
 mod stats;
 mod table;
 

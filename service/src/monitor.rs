@@ -7,15 +7,14 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use leco_bpf::{Flow, KernelMaps, Record, RecordError, RecordKind, RecordReader};
+use leco_bpf::{Flow, KernelMaps, Record, RecordKind, RecordReader};
 use leco_proto::{Connection, EventKind};
-use tokio::io::unix::AsyncFd;
-use tokio::io::Interest;
 
 use crate::bus::Request;
 use crate::clock::WallClock;
 use crate::convert::{connection, refresh, EphemeralPorts};
 use crate::enrich::Enricher;
+use crate::ring::{Batch, Ring};
 use crate::stats::Stats;
 use crate::table::{Limits, Outcome, Table};
 
@@ -68,7 +67,8 @@ impl Monitor {
     }
 
     /// Runs until `shutdown` completes or the publisher fails, answering
-    /// `requests` between batches.
+    /// `requests` between batches. The ring is read on a thread of its own
+    /// ([`Ring`]), so that nothing done here delays the kernel's reader.
     pub async fn run(
         mut self,
         reader: RecordReader,
@@ -76,19 +76,13 @@ impl Monitor {
         mut requests: tokio::sync::mpsc::Receiver<Request>,
         shutdown: impl Future<Output = ()>,
     ) -> std::io::Result<Monitor> {
-        // SAFETY: the epoll fd belongs to the ring buffer the reader owns:
-        // it stays open, and the same, for as long as the AsyncFd holds it.
-        let mut fd = unsafe { AsyncFd::register_with_interest(reader, Interest::READABLE) }
-            .map_err(|e| e.into_parts().1)?;
-        let mut tick = tokio::time::interval(self.settings.update_interval);
+        let interval = self.settings.update_interval;
+        let mut ring = Ring::start(reader, self.settings.wakeup_latency, interval)?;
+        let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        let mut batch = Vec::new();
         // Flows that predate this reader (a restart) are in the kernel's table.
         self.resync(publisher)?;
         tokio::pin!(shutdown);
-        let linger = tokio::time::sleep(Duration::ZERO);
-        tokio::pin!(linger);
-        let mut lingering = false;
         loop {
             tokio::select! {
                 // Questions first: under a storm there are always events
@@ -96,47 +90,29 @@ impl Monitor {
                 biased;
                 () = &mut shutdown => break,
                 Some(req) = requests.recv() => self.answer(req),
-                ready = fd.readable_mut(), if !lingering => {
-                    let mut guard = ready?;
-                    guard.get_inner_mut().drain(&mut batch).map_err(std::io::Error::other)?;
-                    guard.clear_ready();
-                    lingering = !batch.is_empty();
-                    self.handle(&mut batch, publisher)?;
-                    linger.as_mut().reset(tokio::time::Instant::now() + self.settings.wakeup_latency);
-                }
-                () = &mut linger, if lingering => {
-                    fd.get_mut().drain(&mut batch).map_err(std::io::Error::other)?;
-                    lingering = !batch.is_empty();
-                    self.handle(&mut batch, publisher)?;
-                    linger.as_mut().reset(tokio::time::Instant::now() + self.settings.wakeup_latency);
-                }
-                _ = tick.tick() => {
-                    // Also drain here: cheap, and a safety net for wake-ups.
-                    fd.get_mut().drain(&mut batch).map_err(std::io::Error::other)?;
-                    self.handle(&mut batch, publisher)?;
-                    self.tick(publisher)?;
-                }
+                batch = ring.batches.recv() => match batch {
+                    Some(batch) => self.handle(batch?, publisher)?,
+                    None => return Err(std::io::Error::other("the ring buffer reader stopped")),
+                },
+                _ = tick.tick() => self.tick(publisher)?,
             }
         }
-        fd.get_mut()
-            .drain(&mut batch)
-            .map_err(std::io::Error::other)?;
-        self.handle(&mut batch, publisher)?;
-        // The final counters are read after this: current, not a tick old.
+        // What the kernel recorded up to now, then the final counters:
+        // current, not a tick old.
+        ring.stop();
+        while let Some(batch) = ring.batches.recv().await {
+            self.handle(batch?, publisher)?;
+        }
         self.publish_sizes();
         Ok(self)
     }
 
-    fn handle(
-        &mut self,
-        batch: &mut Vec<Result<Record, RecordError>>,
-        publisher: &mut impl Publisher,
-    ) -> std::io::Result<()> {
+    fn handle(&mut self, batch: Batch, publisher: &mut impl Publisher) -> std::io::Result<()> {
         if batch.is_empty() {
             return Ok(());
         }
         let now = Instant::now();
-        for ev in batch.drain(..) {
+        for ev in batch {
             match ev {
                 Ok(Record::Flow { kind, flow, .. }) => {
                     let kind = match kind {

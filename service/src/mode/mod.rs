@@ -43,9 +43,10 @@ pub fn serve(
     wakeup_latency: Duration,
 ) -> anyhow::Result<()> {
     let reader = maps.reader().context("opening the event ring buffer")?;
-    // The monitor loop runs on this thread (block_on); one worker runs the
-    // bus (method calls, snapshot serialisation, signals), so that serving
-    // a client never stalls the reading of the kernel's events.
+    // The ring buffer is read on a thread of its own (`ring::Ring`), the
+    // monitor loop runs on this one (block_on), and one worker runs the bus
+    // (method calls, snapshot serialisation, signals): serving a client
+    // never stalls the reading of the kernel's events.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("leco-bus")
