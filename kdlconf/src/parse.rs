@@ -92,7 +92,7 @@ where
     // Room for the result, so that a parser that finishes after the
     // deadline does not wait for a reader that is gone.
     let (tx, rx) = mpsc::sync_channel(1);
-    std::thread::Builder::new()
+    let parser = std::thread::Builder::new()
         .name("leco-config".into())
         .stack_size(stack)
         .spawn(move || {
@@ -104,7 +104,13 @@ where
         })
         .map_err(|e| ConfigError::whole(path, format!("cannot start a thread to parse it: {e}")))?;
     match rx.recv_timeout(deadline) {
-        Ok(outcome) => outcome,
+        Ok(outcome) => {
+            // It has sent: only its exit is left. Gone before we return, so
+            // that a caller may count on being single-threaded again (the
+            // loader drops capabilities, which are per thread).
+            let _ = parser.join();
+            outcome
+        }
         Err(RecvTimeoutError::Timeout) => Err(ConfigError::whole(
             path,
             format!(

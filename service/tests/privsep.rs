@@ -508,6 +508,18 @@ fn pinned_load_serves_unprivileged_across_restarts_and_redoes_partial_loads() {
     let ids = program_ids(&first);
     assert!(ids.len() >= 4, "{ids:?}");
     assert_loaded(&ids);
+    // The loader confined itself (and checked it by trying what that
+    // forbids) before loading: giving the pins away takes CAP_CHOWN and
+    // CAP_DAC_OVERRIDE/CAP_FOWNER; the bpffs, not there yet, is all it
+    // may write to.
+    assert_says(
+        &first,
+        &format!(
+            "the loader ran confined to CAP_BPF CAP_CHOWN CAP_DAC_OVERRIDE CAP_FOWNER \
+             CAP_NET_ADMIN CAP_PERFMON, a read-only system (writable: {}), no home, no network",
+            fs.path().display()
+        ),
+    );
 
     // Once complete, loading again does nothing.
     let again = load();

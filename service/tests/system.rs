@@ -580,6 +580,23 @@ fn booted_system() {
          root, held by systemd's store",
         programs.len()
     );
+    // The `+` loader is outside the unit's sandbox: it confines itself, and
+    // checks that it did (by trying what the sandbox forbids) before it
+    // loads anything.
+    let said = c.ok(
+        "the loader's journal",
+        "journalctl -q -o cat -u leco.service SYSLOG_IDENTIFIER=leco",
+    );
+    // (/run/leco links to /run/private/leco under DynamicUser=.)
+    let confined = "leco-service: the loader ran confined to CAP_BPF CAP_DAC_OVERRIDE CAP_FOWNER \
+                    CAP_NET_ADMIN CAP_PERFMON, a read-only system (writable: \
+                    /run/private/leco), no home, no network";
+    if !said.lines().any(|l| l == confined) {
+        c.fail(&format!(
+            "the loader did not say it ran confined (`{confined}`):\n{said}"
+        ));
+    }
+    eprintln!("booted_system: {confined}");
 
     // A named loopback connection: signal and Snapshot.
     // Any port: the container has a network namespace of its own.

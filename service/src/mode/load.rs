@@ -50,7 +50,9 @@ use anyhow::{bail, Context};
 use leco_bpf::handoff::{all_names, pin_state, unpin};
 use leco_bpf::{Capture, Handover, Manifest, PinState};
 
+use super::confine::{confine, Confined, Needs};
 use super::sdnotify::Notifier;
+use caps::Capability;
 
 /// Where the objects go.
 #[derive(Debug, Clone)]
@@ -119,23 +121,62 @@ impl Outcome {
 /// `leco-service load`: makes sure a complete load is handed over to
 /// `target`, and says in one line what it did.
 pub fn run(options: &leco_bpf::Options, target: &Target) -> anyhow::Result<()> {
-    let outcome = load(options, target)?;
+    let (outcome, confined) = load(options, target)?;
     eprintln!("leco-service: {}", outcome.describe(target));
+    eprintln!("leco-service: the loader ran {confined}");
     Ok(())
 }
 
-/// Makes sure a complete load is handed over to `target` (see the module docs).
-pub fn load(options: &leco_bpf::Options, target: &Target) -> anyhow::Result<Outcome> {
+/// Makes sure a complete load is handed over to `target` (see the module
+/// docs), confined to what that needs (see [`super::confine`]); what was
+/// done, and the confinement it was done in.
+pub fn load(options: &leco_bpf::Options, target: &Target) -> anyhow::Result<(Outcome, Confined)> {
     // Before anything about systemd or pins: without privileges nothing
     // else matters, and that is what to say.
     leco_bpf::check_privileges()?;
     match target {
         Target::Pins { dir, owner } => {
             let owner = owner.as_deref().map(user_ids).transpose()?;
-            load_pinned(options, dir, owner)
+            // Pins given away live in a directory root may not write in
+            // (and a load given away before may be there).
+            let given = owner.is_some() || owned_by_someone_else(dir);
+            let confined = confine(&Needs {
+                writable: vec![nearest_existing(dir)],
+                objects_by_id: false,
+                foreign_files: given,
+                chown: given,
+            })?;
+            Ok((load_pinned(options, dir, owner)?, confined))
         }
-        Target::Store { state } => load_stored(options, state),
+        Target::Store { state } => {
+            // Before the network goes: an abstract socket name is only
+            // found from the namespace the socket was made in.
+            let notifier = Notifier::from_env()?;
+            let mut confined = confine(&Needs {
+                writable: state.parent().map(nearest_existing).into_iter().collect(),
+                objects_by_id: true,
+                // The runtime directory belongs to user leco.
+                foreign_files: true,
+                chown: false,
+            })?;
+            let outcome = load_stored(options, state, &notifier, &mut confined)?;
+            Ok((outcome, confined))
+        }
     }
+}
+
+/// Whether `dir` exists and belongs to another user than this process's.
+fn owned_by_someone_else(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(dir).is_ok_and(|m| m.uid() != nix::unistd::geteuid().as_raw())
+}
+
+/// `path`, or its nearest ancestor that exists: where creating it writes.
+fn nearest_existing(path: &Path) -> PathBuf {
+    path.ancestors()
+        .find(|p| p.exists())
+        .unwrap_or(Path::new("/"))
+        .to_path_buf()
 }
 
 fn user_ids(name: &str) -> anyhow::Result<(u32, u32)> {
@@ -185,9 +226,16 @@ fn warn_degraded(capture: &Capture) {
 /// How long systemd may take to confirm it processed the descriptors.
 const BARRIER_TIMEOUT: Duration = Duration::from_secs(10);
 
-fn load_stored(options: &leco_bpf::Options, state: &Path) -> anyhow::Result<Outcome> {
-    let notifier = Notifier::from_env()?;
-    match stored_load(state) {
+fn load_stored(
+    options: &leco_bpf::Options,
+    state: &Path,
+    notifier: &Notifier,
+    confined: &mut Confined,
+) -> anyhow::Result<Outcome> {
+    let stored = stored_load(state);
+    // Only the look-up of objects by id needed it.
+    confined.give_up(Capability::CAP_SYS_ADMIN)?;
+    match stored {
         Ok(m) => return Ok(Outcome::AlreadyLoaded(m)),
         Err(Stored::None) => {}
         Err(Stored::Stale(why)) => {
@@ -196,14 +244,14 @@ fn load_stored(options: &leco_bpf::Options, state: &Path) -> anyhow::Result<Outc
     }
     // From here on the state file must not vouch for the store.
     remove_state(state)?;
-    clear_store(&notifier).context("clearing systemd's file descriptor store")?;
+    clear_store(notifier).context("clearing systemd's file descriptor store")?;
 
     let capture = Capture::load(options)?;
     warn_degraded(&capture);
     let handover = capture.handover()?;
-    if let Err(e) = store(&notifier, &handover) {
+    if let Err(e) = store(notifier, &handover) {
         // Whatever made it into the store would keep the programs attached.
-        if let Err(again) = clear_store(&notifier) {
+        if let Err(again) = clear_store(notifier) {
             tracing::error!("could not take the partial load back out of the store: {again:#}");
         }
         return Err(e);

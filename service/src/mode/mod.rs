@@ -5,6 +5,7 @@
 //! serves from them. [`sdnotify`] speaks systemd's side of both. Every mode
 //! that serves ends in [`serve`].
 
+pub mod confine;
 pub mod load;
 pub mod run;
 pub mod sdnotify;
