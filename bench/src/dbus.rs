@@ -508,7 +508,8 @@ fn port_of(msg: &zbus::Message, pid: u32) -> Result<Option<u16>> {
     })
 }
 
-async fn connect(address: &str) -> Result<zbus::Connection> {
+/// A zbus connection of its own to the bus at `address`.
+pub async fn connect(address: &str) -> Result<zbus::Connection> {
     zbus::connection::Builder::address(address)
         .context("bus address")?
         .build()
@@ -518,21 +519,24 @@ async fn connect(address: &str) -> Result<zbus::Connection> {
 
 /// The service's counters, as its properties say.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct BusCounters {
-    emitted: u64,
-    coalesced: u64,
-    kernel_drops: u64,
+pub struct BusCounters {
+    pub emitted: u64,
+    pub coalesced: u64,
+    pub kernel_drops: u64,
+    /// Connections left out of `Snapshot()` replies to keep them within
+    /// their size bound; `None` from a service older than that property.
+    pub trimmed: Option<u64>,
 }
 
 /// A client that reads the service's properties, on the calling thread.
 #[derive(Debug)]
-struct Props {
+pub struct Props {
     rt: tokio::runtime::Runtime,
     conn: zbus::Connection,
 }
 
 impl Props {
-    fn connect(address: &str) -> Result<Props> {
+    pub fn connect(address: &str) -> Result<Props> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -541,8 +545,8 @@ impl Props {
         Ok(Props { rt, conn })
     }
 
-    /// EventsEmitted, Coalesced and KernelDrops, in one GetAll.
-    fn read(&self) -> Result<BusCounters> {
+    /// EventsEmitted, Coalesced, KernelDrops and Trimmed, in one GetAll.
+    pub fn read(&self) -> Result<BusCounters> {
         let all: HashMap<String, OwnedValue> = self.rt.block_on(async {
             let call = self.conn.call_method(
                 Some(BUS_NAME),
@@ -564,6 +568,10 @@ impl Props {
             emitted: counter(&all, "EventsEmitted")?,
             coalesced: counter(&all, "Coalesced")?,
             kernel_drops: counter(&all, "KernelDrops")?,
+            trimmed: all
+                .contains_key("Trimmed")
+                .then(|| counter(&all, "Trimmed"))
+                .transpose()?,
         })
     }
 

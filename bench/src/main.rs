@@ -1,7 +1,9 @@
 //! leco-bench: measures, in one run, loopback workloads with and without
 //! leco attached, the kernel cost of each leco hook, the CPU and memory of
 //! leco-service under paced connection churn, and its D-Bus signals'
-//! latency and rate, then writes a Markdown report.
+//! latency and rate, and whether a connection storm with `Snapshot()`
+//! callers makes the kernel reader fall behind, then writes a Markdown
+//! report.
 
 mod dbus;
 mod hooks;
@@ -9,6 +11,7 @@ mod overlay_live;
 mod report;
 mod service;
 mod signals;
+mod storm_callers;
 mod workloads;
 
 use std::collections::{BTreeSet, HashSet};
@@ -18,7 +21,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 
 use crate::hooks::StatsEnabled;
 use crate::report::{CpuPerOp, Header, Hooks, Report, ServiceRun, Throughput};
@@ -28,6 +31,8 @@ use crate::service::{Service, Stopped};
 const LOAD_TIMEOUT: Duration = Duration::from_secs(20);
 /// Paced churn rates of the service cost section, connections/s.
 const PACED_RATES: [f64; 2] = [report::CPU_TARGET_RATE, report::DROPS_TARGET_RATE];
+/// Where the report goes when neither `--out` nor `--only` is given.
+const DEFAULT_OUT: &str = "bench/RESULTS.md";
 
 /// Benchmark leco on loopback traffic and write a Markdown report.
 ///
@@ -37,11 +42,12 @@ const PACED_RATES: [f64; 2] = [report::CPU_TARGET_RATE, report::DROPS_TARGET_RAT
 /// time per operation against the same run's baseline; then the
 /// per-hook kernel cost (with kernel.bpf_stats_enabled=1, restored after)
 /// and leco-service's CPU, memory and ring-buffer drops under paced
-/// connection churn; last, with the service serving org.leco.Overseer1 on
+/// connection churn; then, with the service serving org.leco.Overseer1 on
 /// a private dbus-daemon, the latency from connect() to its
 /// ConnectionEvent signal and the signal rate it sustains before it
-/// coalesces. Needs root and dbus-daemon. A full run takes three to four
-/// minutes.
+/// coalesces; last, a storm of 5,000 connections/s with and without 50
+/// clients calling Snapshot() 20 times each. Needs root and dbus-daemon. A
+/// full run takes four to five minutes.
 #[derive(Debug, Parser)]
 #[command(name = "leco-bench", version)]
 struct Cli {
@@ -50,13 +56,21 @@ struct Cli {
     #[arg(long, value_name = "PATH")]
     service: Option<PathBuf>,
 
-    /// Where to write the Markdown report (it is also printed)
-    #[arg(long, value_name = "FILE", default_value = "bench/RESULTS.md")]
-    out: PathBuf,
+    /// Where to write the Markdown report (it is also printed) [default:
+    /// bench/RESULTS.md, or nowhere with --only]
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+
+    /// Run only these cases, e.g. `--only storm-callers` while working on
+    /// one (comma-separated or repeated). Their report has only their
+    /// sections, so it is printed but written only where --out says: the
+    /// results file stays that of a whole run [default: every case]
+    #[arg(long, value_enum, value_name = "CASE", value_delimiter = ',')]
+    only: Vec<Case>,
 
     /// Smoke test: 1 round, 1 s per workload and paced window, the lowest
-    /// and highest D-Bus rate steps only, 0.5 s each; the figures are too
-    /// short to mean anything
+    /// and highest D-Bus rate steps only, 0.5 s each, a 3 s storm with 10
+    /// Snapshot callers × 5; the figures are too short to mean anything
     #[arg(long)]
     quick: bool,
 
@@ -72,6 +86,21 @@ struct Cli {
     /// About a minute; needs root, sway and dbus-daemon
     #[arg(long)]
     overlay_live: bool,
+}
+
+/// The cases of a run, each a section of the report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Case {
+    /// Bulk TCP, churn and UDP with and without leco (the rounds)
+    Workloads,
+    /// Per-hook kernel cost, with kernel.bpf_stats_enabled=1
+    Hooks,
+    /// leco-service's CPU, memory and drops under paced churn
+    Service,
+    /// ConnectionEvent latency and signal rate on a private bus
+    Dbus,
+    /// A 5,000 conn/s storm with and without Snapshot() callers
+    StormCallers,
 }
 
 /// Durations and repetitions of one run.
@@ -90,6 +119,38 @@ struct Plan {
     bus_step: Duration,
     /// A smoke test: the D-Bus steps are cut to the lowest and highest.
     quick: bool,
+    /// The connection storm of the Snapshot callers case.
+    storm: Duration,
+    /// Clients calling `Snapshot()` during it.
+    storm_callers: usize,
+    /// Calls each of them makes, back to back.
+    storm_calls: usize,
+}
+
+impl Cli {
+    /// Where the report is written, if anywhere.
+    fn report_file(&self) -> Option<PathBuf> {
+        match (&self.out, self.only.is_empty()) {
+            (Some(p), _) => Some(p.clone()),
+            (None, true) => Some(PathBuf::from(DEFAULT_OUT)),
+            (None, false) => None,
+        }
+    }
+
+    /// Whether `case` is to run.
+    fn runs(&self, case: Case) -> bool {
+        self.only.is_empty() || self.only.contains(&case)
+    }
+
+    /// The cases `--only` names, as given to it; empty when all run.
+    fn only_names(&self) -> String {
+        self.only
+            .iter()
+            .filter_map(|c| c.to_possible_value())
+            .map(|v| v.get_name().to_owned())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 impl Plan {
@@ -104,6 +165,9 @@ impl Plan {
                 bus_window: Duration::from_secs(1),
                 bus_step: Duration::from_millis(500),
                 quick: true,
+                storm: Duration::from_secs(3),
+                storm_callers: 10,
+                storm_calls: 5,
             }
         } else {
             Plan {
@@ -115,6 +179,10 @@ impl Plan {
                 bus_window: Duration::from_secs(5),
                 bus_step: Duration::from_secs(2),
                 quick: false,
+                // The case: 50 callers × 20 calls at 5,000 conn/s.
+                storm: Duration::from_secs(8),
+                storm_callers: 50,
+                storm_calls: 20,
             }
         };
         if let Some(n) = cli.rounds {
@@ -154,6 +222,7 @@ fn run(cli: &Cli) -> Result<()> {
             rounds: plan.rounds,
             workload: plan.workload,
             paced: plan.paced,
+            only: cli.only_names(),
         },
         ..Report::default()
     };
@@ -163,24 +232,44 @@ fn run(cli: &Cli) -> Result<()> {
     let check = start_service(&service, &[], "start check", &mut r.notes)?;
     stop_service(check, "start check", &mut r.notes)?;
 
-    throughput(&service, &plan, &mut r)?;
-    let hooks = hook_costs(&service, &plan, &mut r)?;
-    r.hooks = Some(hooks);
-    for rate in PACED_RATES {
-        let run = service_cost(&service, &plan, rate, &mut r)?;
-        r.service.push(run);
+    if cli.runs(Case::Workloads) {
+        throughput(&service, &plan, &mut r)?;
     }
-    r.dbus = Some(dbus::phase(&service, &plan, &mut r)?);
+    if cli.runs(Case::Hooks) {
+        r.hooks = Some(hook_costs(&service, &plan, &mut r)?);
+    }
+    if cli.runs(Case::Service) {
+        for rate in PACED_RATES {
+            let run = service_cost(&service, &plan, rate, &mut r)?;
+            r.service.push(run);
+        }
+    }
+    if cli.runs(Case::Dbus) {
+        r.dbus = Some(dbus::phase(&service, &plan, &mut r)?);
+    }
+    if cli.runs(Case::StormCallers) {
+        let t0 = Instant::now();
+        r.storm_callers = Some(storm_callers::phase(&service, &plan, &mut r)?);
+        eprintln!(
+            "leco-bench: storm with callers took {:.0} s",
+            t0.elapsed().as_secs_f64()
+        );
+    }
     r.notes.push(format!(
         "The whole bench took {:.0} s.",
         started.elapsed().as_secs_f64()
     ));
 
-    let md = overlay_live::keep_section(&cli.out, report::render(&r));
-    std::fs::write(&cli.out, &md)
-        .with_context(|| format!("cannot write the report to {}", cli.out.display()))?;
+    let Some(out) = cli.report_file() else {
+        print!("{}", report::render(&r));
+        eprintln!("leco-bench: --only without --out: the report was printed only");
+        return Ok(());
+    };
+    let md = overlay_live::keep_section(&out, report::render(&r));
+    std::fs::write(&out, &md)
+        .with_context(|| format!("cannot write the report to {}", out.display()))?;
     print!("{md}");
-    eprintln!("leco-bench: report written to {}", cli.out.display());
+    eprintln!("leco-bench: report written to {}", out.display());
     Ok(())
 }
 
@@ -200,13 +289,14 @@ fn run_overlay_live(cli: &Cli) -> Result<()> {
             busy: Duration::from_secs(10),
         }
     };
+    let out = cli
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_OUT));
     let section = overlay_live::run(&overlay, windows)?;
-    overlay_live::splice_into(&cli.out, &section)?;
+    overlay_live::splice_into(&out, &section)?;
     print!("{section}");
-    eprintln!(
-        "leco-bench: overlay section written to {}",
-        cli.out.display()
-    );
+    eprintln!("leco-bench: overlay section written to {}", out.display());
     Ok(())
 }
 
@@ -228,18 +318,20 @@ fn preflight(cli: &Cli) -> Result<PathBuf> {
             service.display()
         );
     }
-    let dir = match cli.out.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    if !dir.is_dir() {
-        bail!(
-            "cannot write the report to {}: no directory {} (run from the workspace root or pass --out FILE)",
-            cli.out.display(),
-            dir.display()
-        );
+    if let Some(out) = cli.report_file() {
+        let dir = match out.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        if !dir.is_dir() {
+            bail!(
+                "cannot write the report to {}: no directory {} (run from the workspace root or pass --out FILE)",
+                out.display(),
+                dir.display()
+            );
+        }
     }
-    // The D-Bus section comes last: fail now, not minutes in, if its bus
+    // The D-Bus sections come last: fail now, not minutes in, if their bus
     // cannot start.
     drop(
         leco_testkit::bus::TestBus::start()
@@ -751,4 +843,43 @@ fn service_cost(service: &Path, plan: &Plan, rate: f64, r: &mut Report) -> Resul
         run.rss_kib
     );
     Ok(run)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Cli {
+        Cli::try_parse_from([&["leco-bench"], args].concat()).expect("valid arguments")
+    }
+
+    #[test]
+    fn only_runs_the_cases_it_names_and_writes_nothing_unless_told() {
+        let all = cli(&[]);
+        assert!(all.runs(Case::Workloads) && all.runs(Case::StormCallers));
+        assert_eq!(all.report_file(), Some(PathBuf::from(DEFAULT_OUT)));
+        assert_eq!(all.only_names(), "");
+
+        let one = cli(&["--only", "storm-callers"]);
+        assert!(one.runs(Case::StormCallers) && !one.runs(Case::Dbus));
+        assert_eq!(one.report_file(), None);
+
+        let two = cli(&["--only", "dbus,storm-callers", "--out", "/tmp/x.md"]);
+        assert!(two.runs(Case::Dbus) && !two.runs(Case::Hooks));
+        assert_eq!(two.report_file(), Some(PathBuf::from("/tmp/x.md")));
+        assert_eq!(two.only_names(), "dbus, storm-callers");
+
+        assert!(Cli::try_parse_from(["leco-bench", "--only", "nope"]).is_err());
+    }
+
+    #[test]
+    fn quick_storms_are_shorter() {
+        let full = Plan::new(&cli(&[]));
+        let quick = Plan::new(&cli(&["--quick"]));
+        assert_eq!(
+            (full.storm, full.storm_callers, full.storm_calls),
+            (Duration::from_secs(8), 50, 20)
+        );
+        assert!(quick.storm < full.storm && quick.storm_callers < full.storm_callers);
+    }
 }

@@ -115,6 +115,16 @@ pub fn rate_label(rate: Option<f64>) -> String {
     }
 }
 
+/// How many times `without` `with` is, e.g. `4.10×`; `—` when `without`
+/// is zero (a ratio to nothing says nothing).
+pub fn fmt_ratio(with: f64, without: f64) -> String {
+    if without > 0.0 {
+        format!("{:.2}×", with / without)
+    } else {
+        "—".to_owned()
+    }
+}
+
 /// Figures of every round, comma-separated, or `—` when there are none.
 pub(super) fn fmt_list(xs: &[f64], fmt: impl Fn(f64) -> String) -> String {
     if xs.is_empty() {
@@ -180,5 +190,12 @@ mod tests {
         assert_eq!(fmt_wait(Duration::from_millis(300)), "300 ms");
         assert_eq!(rate_label(Some(1_000.0)), "1,000 conn/s");
         assert_eq!(rate_label(None), "unpaced");
+    }
+
+    #[test]
+    fn formats_ratios() {
+        assert_eq!(fmt_ratio(24.6, 6.0), "4.10×");
+        assert_eq!(fmt_ratio(5.0, 5.0), "1.00×");
+        assert_eq!(fmt_ratio(3.0, 0.0), "—");
     }
 }

@@ -2,7 +2,7 @@
 //! and prose, judged against the targets.
 //!
 //! [`render`] writes it from a [`Report`]; each section comes from its own
-//! module (workloads, hooks, service, dbus), built from the statistics in
+//! module (workloads, hooks, service, dbus, storm_callers), built from the statistics in
 //! `stats`, the number formats in `format` and the tables of `table`.
 
 mod dbus;
@@ -10,6 +10,7 @@ mod format;
 mod hooks;
 mod service;
 mod stats;
+mod storm_callers;
 mod table;
 mod targets;
 mod workloads;
@@ -22,9 +23,11 @@ pub use format::{fmt_ids, fmt_latency, fmt_ns_num, fmt_num, fmt_pct, mib, rate_l
 pub use hooks::Hooks;
 pub use service::ServiceRun;
 pub use stats::percentile;
+pub use storm_callers::{SnapshotCalls, StormCallers, StormRun};
 use targets::Verdicts;
 pub use targets::{
     BULK_TARGET_PCT, CHURN_TARGET_PCT, CPU_TARGET_RATE, DROPS_TARGET_RATE, LATENCY_TARGET_RATE,
+    STORM_RATE,
 };
 pub use workloads::{CpuPerOp, Throughput};
 
@@ -53,6 +56,8 @@ pub struct Header {
     pub workload: Duration,
     /// Duration of each paced churn window.
     pub paced: Duration,
+    /// The cases `--only` named, empty when every case ran.
+    pub only: String,
 }
 
 /// Everything the report shows.
@@ -70,6 +75,8 @@ pub struct Report {
     pub service: Vec<ServiceRun>,
     /// D-Bus section.
     pub dbus: Option<Dbus>,
+    /// Connection storm with `Snapshot()` callers section.
+    pub storm_callers: Option<StormCallers>,
     /// Measurements during which something else could have skewed the
     /// figures, and what.
     pub unclean: Vec<String>,
@@ -85,6 +92,7 @@ pub fn render(r: &Report) -> String {
     hooks::section(&mut body, r, &mut verdicts);
     service::section(&mut body, r, &mut verdicts);
     dbus::section(&mut body, r, &mut verdicts);
+    storm_callers::section(&mut body, r, &mut verdicts);
 
     let mut out = String::new();
     header(&mut out, &r.header, &verdicts);
@@ -105,8 +113,9 @@ fn header(out: &mut String, h: &Header, verdicts: &Verdicts) {
     let _ = writeln!(out, "- Command: `{}`", h.command);
     let _ = writeln!(
         out,
-        "- Mode: {}{} round(s) of baseline, hooks only and with leco, {} s per workload, {} s per paced window",
+        "- Mode: {}{}{} round(s) of baseline, hooks only and with leco, {} s per workload, {} s per paced window",
         if h.quick { "**quick (smoke test, figures not meaningful)**, " } else { "" },
+        if h.only.is_empty() { String::new() } else { format!("**only {}**, ", h.only) },
         h.rounds,
         h.workload.as_secs_f64(),
         h.paced.as_secs_f64(),
@@ -122,7 +131,8 @@ fn header(out: &mut String, h: &Header, verdicts: &Verdicts) {
         "The machine is shared and noisy, so every figure is compared with a baseline \
          measured in the same run, with baseline, hooks-only and with-leco rounds \
          alternating, and medians are reported. All traffic is on 127.0.0.1. leco-service runs as \
-         `--standalone --json` with its events sent to /dev/null, except in the D-Bus section.\n"
+         `--standalone --json` with its events sent to /dev/null, except in the D-Bus and \
+         storm-with-callers sections.\n"
     );
 }
 
@@ -259,6 +269,7 @@ mod tests {
                 },
             ],
             dbus: None,
+            storm_callers: None,
             unclean: vec!["round 1/3 baseline: kernel.bpf_stats_enabled=1".into()],
             notes: vec!["something odd".into()],
         }

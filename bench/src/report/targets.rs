@@ -22,6 +22,14 @@ pub const RSS_TARGET_MIB: f64 = 20.0;
 pub const LATENCY_TARGET: Duration = Duration::from_millis(10);
 /// Paced rate at which the latency target applies, connections/s.
 pub const LATENCY_TARGET_RATE: f64 = 1_000.0;
+/// Paced rate of the storm with `Snapshot()` callers, at which no event
+/// may be dropped, connections/s.
+pub const STORM_RATE: f64 = 5_000.0;
+/// Largest p99 of a `Snapshot()` call during the storm.
+pub const SNAPSHOT_P99_TARGET: Duration = Duration::from_secs(2);
+/// Largest resident set of the service during the storm with callers,
+/// MiB: replies of up to 4 MiB are built and sent while the table fills.
+pub const STORM_RSS_TARGET_MIB: f64 = 96.0;
 
 /// A verdict's label.
 pub(super) fn verdict(pass: bool) -> &'static str {
