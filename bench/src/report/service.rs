@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use super::format::{fmt_num, fmt_pct, mib};
-use super::table::{self, Align::Left, Align::Right};
+use super::table::{self, Align::Right};
 use super::targets::{
     Verdicts, CPU_TARGET_PCT, CPU_TARGET_RATE, DROPS_TARGET_RATE, RSS_TARGET_MIB,
 };
@@ -84,15 +84,7 @@ fn cost_table(out: &mut String, runs: &[ServiceRun]) {
 /// The targets on CPU, drops and memory, each judged at the rate it
 /// applies to.
 fn checks(out: &mut String, runs: &[ServiceRun], verdicts: &mut Verdicts) {
-    table::head(
-        out,
-        &[
-            ("check", Left),
-            ("measured", Right),
-            ("target", Left),
-            ("result", Left),
-        ],
-    );
+    table::checks_head(out);
     let at = |rate: f64| runs.iter().find(|s| s.target_rate == rate);
     if let Some(s) = at(CPU_TARGET_RATE) {
         let result = verdicts.judge(s.cpu_pct <= CPU_TARGET_PCT);

@@ -275,15 +275,7 @@ fn shortfalls(out: &mut String, s: &StormCallers) {
 fn checks(out: &mut String, s: &StormCallers, verdicts: &mut Verdicts) {
     let w = &s.with_callers;
     let p99 = w.calls.as_ref().and_then(|c| c.p99);
-    table::head(
-        out,
-        &[
-            ("check", Left),
-            ("measured", Right),
-            ("target", Left),
-            ("result", Left),
-        ],
-    );
+    table::checks_head(out);
     let shortfall = if w.achieved_rate < 0.95 * w.target_rate {
         format!(" (only {} conn/s reached)", fmt_num(w.achieved_rate, 0))
     } else {
@@ -381,60 +373,24 @@ mod tests {
         let ms = Duration::from_millis;
         let with = run(Some(calls(Some(ms(450)), 0)), 24.0, 36, 0);
         let md = render(&storms(with));
-        assert!(
-            md.contains("## Connection storm with Snapshot callers"),
-            "{md}"
-        );
-        assert!(
-            md.contains("| figure | without callers | with 50 callers × 20 | with / without |"),
-            "{md}"
-        );
-        assert!(
-            md.contains(
-                "| connections (5,000 conn/s) | 39,920 (4,990 conn/s) | 39,920 (4,990 conn/s) | 1.00× |"
-            ),
-            "{md}"
-        );
-        assert!(
-            md.contains("| `Snapshot()` calls answered | — | 1,000 of 1,000 | — |"),
-            "{md}"
-        );
-        assert!(
-            md.contains("| call latency p50 / p99 / max | — | 120 ms / 450 ms / 450 ms | — |"),
-            "{md}"
-        );
-        assert!(md.contains("| largest reply | — | 1,536 KiB | — |"), "{md}");
-        assert!(
-            md.contains("| service CPU (% of one core) | 6.0 % | 24.0 % | 4.00× |"),
-            "{md}"
-        );
-        assert!(
-            md.contains("| service peak RSS (VmHWM) | 9.0 MiB | 36.0 MiB | 4.00× |"),
-            "{md}"
-        );
-        assert!(
-            md.contains("| kernel ring drops (`KernelDrops`) | 0 | 0 | — |"),
-            "{md}"
-        );
-        assert!(
-            md.contains("The callers called from 1.1 s to 6.4 s into the storm of 8.0 s."),
-            "{md}"
-        );
-        assert!(
-            md.contains(
-                "| kernel ring drops at 5,000 conn/s with 50 callers × 20 | 0 | 0 | PASS |"
-            ),
-            "{md}"
-        );
-        assert!(
-            md.contains("| `Snapshot()` call latency p99 | 450 ms | ≤ 2 s | PASS |"),
-            "{md}"
-        );
-        assert!(
-            md.contains("| service peak RSS with callers (VmHWM) | 36.0 MiB | ≤ 96 MiB | PASS |"),
-            "{md}"
-        );
-        assert!(md.contains("- Targets: 3 PASS, 0 MISS"), "{md}");
+        for line in [
+            "## Connection storm with Snapshot callers",
+            "| figure | without callers | with 50 callers × 20 | with / without |",
+            "| connections (5,000 conn/s) | 39,920 (4,990 conn/s) | 39,920 (4,990 conn/s) | 1.00× |",
+            "| `Snapshot()` calls answered | — | 1,000 of 1,000 | — |",
+            "| call latency p50 / p99 / max | — | 120 ms / 450 ms / 450 ms | — |",
+            "| largest reply | — | 1,536 KiB | — |",
+            "| service CPU (% of one core) | 6.0 % | 24.0 % | 4.00× |",
+            "| service peak RSS (VmHWM) | 9.0 MiB | 36.0 MiB | 4.00× |",
+            "| kernel ring drops (`KernelDrops`) | 0 | 0 | — |",
+            "The callers called from 1.1 s to 6.4 s into the storm of 8.0 s.",
+            "| kernel ring drops at 5,000 conn/s with 50 callers × 20 | 0 | 0 | PASS |",
+            "| `Snapshot()` call latency p99 | 450 ms | ≤ 2 s | PASS |",
+            "| service peak RSS with callers (VmHWM) | 36.0 MiB | ≤ 96 MiB | PASS |",
+            "- Targets: 3 PASS, 0 MISS",
+        ] {
+            assert!(md.contains(line), "{line} not in:\n{md}");
+        }
     }
 
     #[test]
@@ -446,28 +402,15 @@ mod tests {
             ..run(Some(c), 40.0, 120, 8_503)
         };
         let md = render(&storms(with));
-        assert!(
-            md.contains("| call latency p50 / p99 / max | — | 120 ms / > 10 s / > 10 s | — |"),
-            "{md}"
-        );
-        assert!(
-            md.contains("40 calls were not answered within 10 s or not made after such a one."),
-            "{md}"
-        );
-        assert!(
-            md.contains("The callers' last answer came 9.5 s into a storm of 8.0 s"),
-            "{md}"
-        );
-        assert!(
-            md.contains(
-                "| kernel ring drops at 5,000 conn/s with 50 callers × 20 (only 3,000 conn/s reached) | 8,503 | 0 | MISS |"
-            ),
-            "{md}"
-        );
-        assert!(
-            md.contains("| `Snapshot()` call latency p99 | > 10 s | ≤ 2 s | MISS |"),
-            "{md}"
-        );
-        assert!(md.contains("- Targets: 0 PASS, 3 MISS"), "{md}");
+        for line in [
+            "| call latency p50 / p99 / max | — | 120 ms / > 10 s / > 10 s | — |",
+            "40 calls were not answered within 10 s or not made after such a one.",
+            "The callers' last answer came 9.5 s into a storm of 8.0 s",
+            "| kernel ring drops at 5,000 conn/s with 50 callers × 20 (only 3,000 conn/s reached) | 8,503 | 0 | MISS |",
+            "| `Snapshot()` call latency p99 | > 10 s | ≤ 2 s | MISS |",
+            "- Targets: 0 PASS, 3 MISS",
+        ] {
+            assert!(md.contains(line), "{line} not in:\n{md}");
+        }
     }
 }

@@ -28,6 +28,20 @@ pub(super) fn head(out: &mut String, columns: &[(&str, Align)]) {
     out.push_str("|\n");
 }
 
+/// Writes the header of a table of targets: check, measured, target,
+/// result.
+pub(super) fn checks_head(out: &mut String) {
+    head(
+        out,
+        &[
+            ("check", Align::Left),
+            ("measured", Align::Right),
+            ("target", Align::Left),
+            ("result", Align::Left),
+        ],
+    );
+}
+
 /// Writes one row of `cells`.
 pub(super) fn row(out: &mut String, cells: &[&str]) {
     for cell in cells {

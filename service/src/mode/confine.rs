@@ -383,9 +383,9 @@ fn extra_capabilities(status: &str, name: &str, kept: &CapsHashSet) -> Vec<u8> {
         .collect()
 }
 
-fn names(caps_: &[u8]) -> String {
+fn names(numbers: &[u8]) -> String {
     let all = caps::all();
-    caps_
+    numbers
         .iter()
         .map(|n| {
             all.iter()
