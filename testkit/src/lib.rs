@@ -1,6 +1,9 @@
 //! Helpers for leco's real-kernel tests: child processes with a chosen
 //! `comm` that make loopback traffic, a loud root check, scratch cgroups
-//! and private bpffs mounts.
+//! and private bpffs mounts. [`traffic`] has children that move a known
+//! number of bytes through one kernel path each (splice, sendfile,
+//! MSG_ZEROCOPY, io_uring, sendmmsg/recvmmsg, ping, raw and packet
+//! sockets), for tests of leco's byte counts.
 //!
 //! Children are forked, not spawned from a helper binary, so that the
 //! process name, pid and exit timing are exactly what a test asserts on.
@@ -9,6 +12,7 @@
 
 pub mod bus;
 pub mod patterns;
+pub mod traffic;
 pub mod wayland;
 
 use std::fs;
