@@ -41,4 +41,6 @@ pub use error::LoadError;
 pub use handoff::{HandoffError, Handover, PinState, Received};
 pub use manifest::{Entry, LoadSettings, Manifest, MapRole};
 pub use maps::{KernelCounters, KernelMaps, RecordReader};
-pub use record::{Flow, FlowDirection, FlowKey, FlowProto, Owner, Record, RecordError, RecordKind};
+pub use record::{
+    Flow, FlowDirection, FlowKey, FlowProto, KernelName, Owner, Record, RecordError, RecordKind,
+};

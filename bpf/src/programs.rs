@@ -106,6 +106,17 @@ pub(crate) const PROGRAMS: &[Program] = &[
     Program::tracepoint("on_sock_send_length", "sock/sock_send_length", "Linux 6.3+"),
     Program::tracepoint("on_sock_recv_length", "sock/sock_recv_length", "Linux 6.3+"),
     Program::tracepoint(
+        "on_tcp_rcv_space_adjust",
+        "tcp/tcp_rcv_space_adjust",
+        "Linux 4.16+",
+    ),
+    Program::tracepoint(
+        "on_skb_copy_datagram_iovec",
+        "skb/skb_copy_datagram_iovec",
+        "Linux 4.16+",
+    ),
+    Program::tracepoint("on_net_dev_queue", "net/net_dev_queue", "Linux 4.16+"),
+    Program::tracepoint(
         "on_inet_sk_error_report",
         "sock/inet_sk_error_report",
         "Linux 5.15+",

@@ -25,13 +25,39 @@ pub enum RecordKind {
     Released,
 }
 
-/// Transport protocol of a flow.
+/// What kind of flow it is. Every kind but TCP is one flow per (socket, peer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FlowProto {
     /// TCP: one flow per socket.
     Tcp,
-    /// UDP: one flow per (socket, peer).
+    /// UDP.
     Udp,
+    /// ICMP: a ping socket or a raw ICMP socket.
+    Icmp,
+    /// ICMPv6: a ping socket or a raw ICMPv6 socket.
+    Icmpv6,
+    /// SCTP.
+    Sctp,
+    /// A raw IP socket of another protocol ([`Flow::ip_proto`]).
+    Raw,
+    /// An `AF_PACKET` socket: frames on [`Flow::interface`]; the remote is
+    /// the frame's IP destination, unspecified for a frame that is not IP.
+    Packet,
+}
+
+impl FlowProto {
+    fn from_raw(p: u8) -> Option<FlowProto> {
+        Some(match p {
+            1 => FlowProto::Icmp,
+            6 => FlowProto::Tcp,
+            17 => FlowProto::Udp,
+            58 => FlowProto::Icmpv6,
+            132 => FlowProto::Sctp,
+            254 => FlowProto::Raw,
+            255 => FlowProto::Packet,
+            _ => return None,
+        })
+    }
 }
 
 /// Who started the flow, as far as the kernel knows.
@@ -43,6 +69,50 @@ pub enum FlowDirection {
     In,
     /// The flow predates leco; callers may guess from the port numbers.
     Unknown,
+}
+
+/// A name the kernel keeps in 16 NUL-padded bytes (a task's `comm`, a
+/// device's name): at most 15 bytes, not necessarily UTF-8. Held inline,
+/// so decoding a record allocates nothing for it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KernelName {
+    bytes: [u8; 15],
+    len: u8,
+}
+
+impl KernelName {
+    /// The name in `raw`, up to its first NUL.
+    pub fn new(raw: &[u8]) -> KernelName {
+        let mut bytes = [0; 15];
+        let len = raw
+            .iter()
+            .take(15)
+            .position(|&c| c == 0)
+            .unwrap_or(raw.len().min(15));
+        bytes[..len].copy_from_slice(&raw[..len]);
+        KernelName {
+            bytes,
+            len: len as u8,
+        }
+    }
+
+    /// Its bytes, without padding.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+impl std::ops::Deref for KernelName {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
+impl std::fmt::Debug for KernelName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", String::from_utf8_lossy(self.as_bytes()))
+    }
 }
 
 /// The process that owns a flow, captured in the kernel when it was known.
@@ -58,8 +128,8 @@ pub struct Owner {
     pub gid: u32,
     /// cgroup v2 id (inode number of the cgroup's directory).
     pub cgroup_id: u64,
-    /// `comm`, raw bytes up to the first NUL: not necessarily UTF-8.
-    pub comm: Vec<u8>,
+    /// `comm`.
+    pub comm: KernelName,
 }
 
 /// Identity of a flow in the kernel's table: the socket cookie plus, for UDP,
@@ -113,8 +183,13 @@ pub struct Flow {
     pub key: FlowKey,
     /// The owning process.
     pub owner: Owner,
-    /// TCP or UDP.
+    /// TCP, UDP, ...
     pub proto: FlowProto,
+    /// The IP protocol number of a raw socket's flow, or of the IP packets
+    /// in a packet socket's frames.
+    pub ip_proto: Option<u8>,
+    /// The device a packet socket's frames went out on.
+    pub interface: Option<KernelName>,
     /// Out, in or unknown.
     pub direction: FlowDirection,
     /// Local address; IPv4-mapped IPv6 addresses are given as IPv4.
@@ -137,13 +212,17 @@ pub struct Flow {
     pub first_seen: Duration,
     /// Last activity, CLOCK_BOOTTIME.
     pub last_seen: Duration,
-    /// Application bytes received.
+    /// Bytes received: TCP payload as the kernel counts it, else the
+    /// datagrams' bytes as read.
     pub rx_bytes: u64,
-    /// Application bytes sent.
+    /// Bytes sent, likewise.
     pub tx_bytes: u64,
 }
 
 /// One record from the kernel's ring buffer.
+// Nearly every record is a flow's: boxing it would add an allocation per
+// record to the hot path for the sake of the rare `Released`.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
     /// Something happened to a flow.
@@ -205,7 +284,7 @@ impl Record {
             peer: [0; 16],
             peer_port: 0,
         };
-        if raw.proto == libc::IPPROTO_UDP as u8 {
+        if raw.proto != libc::IPPROTO_TCP as u8 {
             key.peer = raw.raddr;
             key.peer_port = raw.rport;
         }
@@ -217,20 +296,13 @@ impl Record {
 impl Flow {
     /// Decodes a value of the kernel's flow table.
     pub(crate) fn from_raw(key: FlowKey, raw: &types::leco_flow) -> Result<Flow, RecordError> {
-        let proto = match i32::from(raw.proto) {
-            libc::IPPROTO_TCP => FlowProto::Tcp,
-            libc::IPPROTO_UDP => FlowProto::Udp,
-            p => return Err(RecordError(format!("unknown protocol {p}"))),
-        };
+        let proto = FlowProto::from_raw(raw.proto)
+            .ok_or_else(|| RecordError(format!("unknown protocol {}", raw.proto)))?;
         let family = i32::from(raw.family);
         let addr = |b: &[u8; 16]| decode_addr(family, b);
+        let packet = proto == FlowProto::Packet;
         let o = &raw.owner;
-        let comm: Vec<u8> = o
-            .comm
-            .iter()
-            .map(|&c| c as u8)
-            .take_while(|&c| c != 0)
-            .collect();
+        let comm = KernelName::new(&o.comm.map(|c| c as u8));
         Ok(Flow {
             id: raw.id,
             key,
@@ -243,12 +315,21 @@ impl Flow {
                 comm,
             },
             proto,
+            ip_proto: (matches!(proto, FlowProto::Raw | FlowProto::Packet) && raw.ip_proto != 0)
+                .then_some(raw.ip_proto),
+            interface: packet
+                .then(|| KernelName::new(&raw.laddr))
+                .filter(|n| !n.is_empty()),
             direction: match raw.direction {
                 1 => FlowDirection::Out,
                 2 => FlowDirection::In,
                 _ => FlowDirection::Unknown,
             },
-            local: addr(&raw.laddr)?,
+            local: if packet {
+                IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+            } else {
+                addr(&raw.laddr)?
+            },
             local_port: raw.lport,
             remote: addr(&raw.raddr)?,
             remote_port: raw.rport,
@@ -266,6 +347,8 @@ impl Flow {
 
 fn decode_addr(family: i32, b: &[u8; 16]) -> Result<IpAddr, RecordError> {
     match family {
+        // A packet socket's frame that is not IP has no addresses.
+        0 => Ok(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
         libc::AF_INET => Ok(IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3]))),
         // Dual-stack sockets carry IPv4 peers as ::ffff:a.b.c.d; show them as IPv4.
         libc::AF_INET6 => Ok(Ipv6Addr::from(*b).to_canonical()),
@@ -323,7 +406,7 @@ mod tests {
         assert_eq!(at, Duration::from_nanos(7_000));
         assert_eq!(flow.remote, "127.0.0.53".parse::<IpAddr>().expect("addr"));
         assert_eq!(flow.remote_port, 53);
-        assert_eq!(flow.owner.comm, b"dig");
+        assert_eq!(flow.owner.comm.as_bytes(), b"dig");
         assert_eq!(flow.key.peer_port, 53, "UDP keys carry the peer");
         assert_eq!(flow.tcp_state, None);
     }

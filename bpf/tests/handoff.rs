@@ -158,7 +158,7 @@ fn received_descriptors_outlive_the_loader_and_are_checked() {
         }
         assert!(Instant::now() < deadline, "no new event for pid {pid}");
     };
-    assert_eq!(new.owner.comm, b"leco-t-handoff");
+    assert_eq!(new.owner.comm.as_bytes(), b"leco-t-handoff");
     assert_eq!(new.remote_port, conn.port());
     assert!(
         received.maps().flows().iter().any(|f| f.id == new.id),

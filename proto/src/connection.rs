@@ -41,26 +41,56 @@ impl EventKind {
     }
 }
 
-/// Transport protocol.
+/// What kind of connection: the transport, or the kind of socket. Every
+/// kind but TCP is one connection per (socket, peer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Proto {
     /// TCP: one connection per socket.
     Tcp,
-    /// UDP: one connection per (socket, peer).
+    /// UDP.
     Udp,
+    /// ICMP echo and the rest: a ping socket or a raw ICMP socket.
+    Icmp,
+    /// ICMPv6, likewise.
+    Icmpv6,
+    /// SCTP.
+    Sctp,
+    /// A raw IP socket of another protocol (`ip_proto`).
+    Raw,
+    /// An `AF_PACKET` socket's frames (`interface`; the remote is the
+    /// frame's IP destination, when it is an IP packet).
+    Packet,
 }
 
 impl Proto {
     /// Every protocol.
-    pub const ALL: [Proto; 2] = [Proto::Tcp, Proto::Udp];
+    pub const ALL: [Proto; 7] = [
+        Proto::Tcp,
+        Proto::Udp,
+        Proto::Icmp,
+        Proto::Icmpv6,
+        Proto::Sctp,
+        Proto::Raw,
+        Proto::Packet,
+    ];
 
-    /// `tcp` / `udp`.
+    /// `tcp`, `udp`, `icmp`, `icmpv6`, `sctp`, `raw`, `packet`.
     pub fn as_str(self) -> &'static str {
         match self {
             Proto::Tcp => "tcp",
             Proto::Udp => "udp",
+            Proto::Icmp => "icmp",
+            Proto::Icmpv6 => "icmpv6",
+            Proto::Sctp => "sctp",
+            Proto::Raw => "raw",
+            Proto::Packet => "packet",
         }
+    }
+
+    /// Whether it has ports (TCP, UDP, SCTP).
+    pub fn has_ports(self) -> bool {
+        matches!(self, Proto::Tcp | Proto::Udp | Proto::Sctp)
     }
 }
 
@@ -101,8 +131,15 @@ connection_keys! {
     pub struct Connection {
         /// unique per boot, stable across service restarts
         id: u64, required;
-        /// "tcp" or "udp" (UDP: one connection per socket and peer)
+        /// "tcp", "udp", "icmp", "icmpv6", "sctp", "raw" (another IP
+        /// protocol: `ip_proto`) or "packet" (an AF_PACKET socket's frames);
+        /// all but TCP are one connection per socket and peer
         proto: Proto;
+        /// the IP protocol number of a "raw" connection, or of the IP
+        /// packets in a "packet" connection's frames
+        ip_proto: Option<u32>;
+        /// the network device a "packet" connection's frames went out on
+        interface: Option<SafeText>;
         /// 4 or 6 (IPv4-mapped IPv6 addresses count as 4)
         family: Option<u32>;
         /// "out" (this host connected or sent first) or "in"
@@ -142,9 +179,10 @@ connection_keys! {
         first_seen_us: u64;
         /// last activity, realtime microseconds since the epoch
         last_seen_us: u64;
-        /// application bytes received
+        /// bytes received: for TCP the payload the kernel counted (every
+        /// path: read, splice, io_uring, ...); else the datagrams' bytes
         rx_bytes: u64;
-        /// application bytes sent
+        /// bytes sent, likewise (TCP: retransmissions not counted again)
         tx_bytes: u64;
         /// why it failed, e.g. "connection refused", "connection reset",
         /// "timed out", "host unreachable"

@@ -360,8 +360,8 @@ mod tests {
                 "key `id`: expected an integer, found \"3\"",
             ),
             (
-                r#"{"kind":"new","id":3,"proto":"sctp"}"#,
-                "key `proto`: expected \"tcp\" or \"udp\", found \"sctp\"",
+                r#"{"kind":"new","id":3,"proto":"gre"}"#,
+                "key `proto`: expected \"tcp\", \"udp\", \"icmp\", \"icmpv6\", \"sctp\", \"raw\" or \"packet\", found \"gre\"",
             ),
             (
                 r#"{"kind":"new","id":3,"proto":"tcp","remote_port":70000}"#,

@@ -50,6 +50,8 @@ pub fn dnsmasq() -> Connection {
     Connection {
         id: 7,
         proto: Proto::Udp,
+        ip_proto: Some(17),
+        interface: Some("eth0".into()),
         family: Some(6),
         direction: Some(Direction::In),
         state: "open".into(),

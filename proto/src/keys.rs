@@ -254,7 +254,12 @@ impl Wire for Proto {
     }
     fn read(f: &impl Fields, key: &'static str) -> Result<Option<Self>, DecodeError> {
         let words = Proto::ALL.map(|p| (p.as_str(), p));
-        word(f, key, &words, "\"tcp\" or \"udp\"")
+        word(
+            f,
+            key,
+            &words,
+            "\"tcp\", \"udp\", \"icmp\", \"icmpv6\", \"sctp\", \"raw\" or \"packet\"",
+        )
     }
     fn absent() -> Option<Self> {
         None
@@ -435,6 +440,8 @@ mod tests {
             [
                 "id",
                 "proto",
+                "ip_proto",
+                "interface",
                 "family",
                 "direction",
                 "state",

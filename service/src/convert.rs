@@ -87,7 +87,7 @@ fn state_name(f: &Flow, ended: bool) -> &'static str {
 pub fn refresh(c: &mut Connection, f: &Flow, wall: &WallClock, ended: bool) {
     let state = state_name(f, ended);
     c.state = Cow::Borrowed(state);
-    if c.local_port != f.local_port {
+    if c.local_port != f.local_port && f.proto != FlowProto::Packet {
         c.local_port = f.local_port;
         c.local_addr = f.local.to_string().into();
     }
@@ -110,22 +110,40 @@ pub fn connection(
     let family = |a: &IpAddr| if a.is_ipv4() { 4 } else { 6 };
     let state = Cow::Borrowed(state_name(f, ended));
     let known = |v: u32| (f.owner.pid != 0).then_some(v);
+    // A packet socket has no local address, and a frame that is not IP no
+    // remote one: unknown, not 0.0.0.0.
+    let packet = f.proto == FlowProto::Packet;
+    let no_remote = packet && f.remote.is_unspecified();
+    let text = |a: &IpAddr, none: bool| {
+        if none {
+            SafeText::default()
+        } else {
+            a.to_string().into()
+        }
+    };
     Connection {
         id: f.id,
         proto: match f.proto {
             FlowProto::Tcp => Proto::Tcp,
             FlowProto::Udp => Proto::Udp,
+            FlowProto::Icmp => Proto::Icmp,
+            FlowProto::Icmpv6 => Proto::Icmpv6,
+            FlowProto::Sctp => Proto::Sctp,
+            FlowProto::Raw => Proto::Raw,
+            FlowProto::Packet => Proto::Packet,
         },
-        family: Some(family(&f.remote)),
+        ip_proto: f.ip_proto.map(u32::from),
+        interface: f.interface.map(|n| SafeText::from_bytes(&n)),
+        family: (!no_remote).then(|| family(&f.remote)),
         direction: Some(match f.direction {
             FlowDirection::Out => Direction::Out,
             FlowDirection::In => Direction::In,
             FlowDirection::Unknown => ports.guess(f),
         }),
         state,
-        local_addr: f.local.to_string().into(),
+        local_addr: text(&f.local, packet),
         local_port: f.local_port,
-        remote_addr: f.remote.to_string().into(),
+        remote_addr: text(&f.remote, no_remote),
         remote_port: f.remote_port,
         pid: known(f.owner.pid),
         comm: (!f.owner.comm.is_empty()).then(|| SafeText::from_bytes(&f.owner.comm)),

@@ -262,7 +262,7 @@ mod tests {
             uid: 0,
             gid: 0,
             cgroup_id: 0,
-            comm: b"test".to_vec(),
+            comm: leco_bpf::KernelName::new(b"test"),
         };
         let later = Duration::from_secs(10 * 365 * 86_400);
         let got = e.enrich(&me, later);

@@ -18,6 +18,13 @@ use crate::ring::{Batch, Ring};
 use crate::stats::Stats;
 use crate::table::{Limits, Outcome, Table};
 
+/// The counts (rx, tx) of kernel flow `id` as the kernel has them now, for
+/// an end to report every byte, not only those of the last update.
+fn last_counts(maps: &KernelMaps, id: u64, key: &leco_bpf::FlowKey) -> Option<(u64, u64)> {
+    let flow = maps.flow(key).ok()??;
+    (flow.id == id).then_some((flow.rx_bytes, flow.tx_bytes))
+}
+
 /// Where connection events go.
 pub trait Publisher {
     /// Publishes one event. An error stops the monitor (e.g. a closed pipe).
@@ -125,7 +132,12 @@ impl Monitor {
                     self.apply(kind, &flow, now, publisher)?;
                 }
                 Ok(Record::Released { cookie, at }) => {
-                    let out = self.table.release(cookie, now, self.wall.realtime_us(at));
+                    let maps = &self.maps;
+                    let out =
+                        self.table
+                            .release(cookie, now, self.wall.realtime_us(at), |id, key| {
+                                last_counts(maps, id, key)
+                            });
                     self.finish(out, publisher)?;
                 }
                 Err(e) => {
@@ -203,7 +215,8 @@ impl Monitor {
                 self.apply(EventKind::Update, &flow, now, publisher)?;
             }
         }
-        let out = self.table.expire(now);
+        let maps = &self.maps;
+        let out = self.table.expire(now, |id, key| last_counts(maps, id, key));
         self.finish(out, publisher)?;
         if let Ok(k) = self.maps.counters() {
             let seen = self

@@ -235,7 +235,7 @@ impl Table {
                 self.evicted += 1;
             }
         }
-        if conn.proto == Proto::Udp {
+        if conn.proto != Proto::Tcp {
             self.by_cookie
                 .entry(key.cookie())
                 .or_default()
@@ -330,7 +330,13 @@ impl Table {
             return None;
         }
         let before = std::mem::replace(&mut l.kernel, flow.id);
-        l.base = (l.conn.rx_bytes, l.conn.tx_bytes);
+        // TCP's counts are the socket's own counters, which go on whatever
+        // the kernel's table forgot; the others start again from zero.
+        l.base = if l.conn.proto == Proto::Tcp {
+            (0, 0)
+        } else {
+            (l.conn.rx_bytes, l.conn.tx_bytes)
+        };
         if before != id {
             self.continued.remove(&before);
         }
@@ -393,56 +399,78 @@ impl Table {
         Some(self.backlogged(now, conn))
     }
 
-    /// A socket ended without a flow's record (a UDP socket closed, or a
-    /// TCP socket whose flow the kernel's full table had evicted): all its
-    /// flows end.
-    pub fn release(&mut self, cookie: u64, now: Instant, last_seen_us: u64) -> Outcome {
+    /// A socket ended without a flow's record (a datagram socket closed,
+    /// or a TCP socket whose flow the kernel's full table had evicted): all
+    /// its flows end, each with the counts `last` gives for its kernel flow
+    /// (the kernel reports a datagram flow's bytes at most once per update
+    /// interval, so the last report may be short of them).
+    pub fn release(
+        &mut self,
+        cookie: u64,
+        now: Instant,
+        last_seen_us: u64,
+        last: impl FnMut(u64, &FlowKey) -> Option<(u64, u64)>,
+    ) -> Outcome {
         let mut ids = self.by_cookie.get(&cookie).cloned().unwrap_or_default();
         ids.extend(self.by_key.get(&FlowKey::tcp(cookie)));
-        let mut out = Outcome::default();
-        for id in ids {
-            if let Some(l) = self.remove_live(id) {
-                let mut conn = l.conn;
-                conn.state = Cow::Borrowed("closed");
-                conn.last_seen_us = conn.last_seen_us.max(last_seen_us);
-                // The kernel deletes TCP flows itself, and this socket's
-                // may be a new connection's by now.
-                if conn.proto == Proto::Udp {
-                    out.forget.push(l.key);
-                }
-                out.events.push((EventKind::Closed, conn.clone()));
-                self.push_backlog(now, conn);
-            }
-        }
-        out
+        self.end(ids, now, Some(last_seen_us), last)
     }
 
-    /// Ends idle UDP flows and trims the backlog.
-    pub fn expire(&mut self, now: Instant) -> Outcome {
+    /// Ends idle datagram flows (with the counts `last` gives, as for
+    /// [`Table::release`]) and trims the backlog.
+    pub fn expire(
+        &mut self,
+        now: Instant,
+        last: impl FnMut(u64, &FlowKey) -> Option<(u64, u64)>,
+    ) -> Outcome {
         let idle: Vec<u64> = self
             .live
             .values()
             .filter(|l| {
-                l.conn.proto == Proto::Udp && now.duration_since(l.active) >= self.limits.udp_idle
+                l.conn.proto != Proto::Tcp && now.duration_since(l.active) >= self.limits.udp_idle
             })
             .map(|l| l.conn.id)
             .collect();
-        let mut out = Outcome::default();
-        for id in idle {
-            if let Some(l) = self.remove_live(id) {
-                let mut conn = l.conn;
-                conn.state = Cow::Borrowed("closed");
-                out.forget.push(l.key);
-                out.events.push((EventKind::Closed, conn.clone()));
-                self.push_backlog(now, conn);
-            }
-        }
+        let out = self.end(idle, now, None, last);
         while self
             .backlog
             .front()
             .is_some_and(|(t, _)| now.duration_since(*t) >= self.limits.backlog_age)
         {
             self.pop_backlog();
+        }
+        out
+    }
+
+    /// Ends live connections `ids` as closed, with their final counts.
+    fn end(
+        &mut self,
+        ids: Vec<u64>,
+        now: Instant,
+        last_seen_us: Option<u64>,
+        mut last: impl FnMut(u64, &FlowKey) -> Option<(u64, u64)>,
+    ) -> Outcome {
+        let mut out = Outcome::default();
+        for id in ids {
+            let Some(l) = self.remove_live(id) else {
+                continue;
+            };
+            let mut conn = l.conn;
+            conn.state = Cow::Borrowed("closed");
+            if let Some(t) = last_seen_us {
+                conn.last_seen_us = conn.last_seen_us.max(t);
+            }
+            // The kernel deletes TCP flows itself, and this socket's may be
+            // a new connection's by now.
+            if conn.proto != Proto::Tcp {
+                if let Some((rx, tx)) = last(l.kernel, &l.key) {
+                    conn.rx_bytes = conn.rx_bytes.max(rx + l.base.0);
+                    conn.tx_bytes = conn.tx_bytes.max(tx + l.base.1);
+                }
+                out.forget.push(l.key);
+            }
+            out.events.push((EventKind::Closed, conn.clone()));
+            self.push_backlog(now, conn);
         }
         out
     }
@@ -572,7 +600,7 @@ mod tests {
             );
         }
         assert_eq!(t.backlog_len(), 2);
-        t.expire(t0 + Duration::from_secs(11));
+        t.expire(t0 + Duration::from_secs(11), |_, _| None);
         assert_eq!(t.backlog_len(), 0, "aged out");
     }
 
@@ -671,15 +699,18 @@ mod tests {
         t.apply(EventKind::New, conn(1, Proto::Udp), FlowKey::tcp(7), t0);
         t.apply(EventKind::New, conn(2, Proto::Udp), FlowKey::tcp(7), t0);
         t.apply(EventKind::New, conn(3, Proto::Udp), FlowKey::tcp(8), t0);
-        let out = t.release(7, t0, 0);
+        let out = t.release(7, t0, 0, |_, _| None);
         assert_eq!(out.events.len(), 2);
         assert_eq!(out.forget.len(), 2);
         assert!(out
             .events
             .iter()
             .all(|(k, c)| *k == EventKind::Closed && c.state == "closed"));
-        assert!(t.expire(t0 + Duration::from_secs(1)).events.is_empty());
-        let idle = t.expire(t0 + Duration::from_secs(6));
+        assert!(t
+            .expire(t0 + Duration::from_secs(1), |_, _| None)
+            .events
+            .is_empty());
+        let idle = t.expire(t0 + Duration::from_secs(6), |_, _| None);
         assert_eq!(
             idle.events.iter().map(|(_, c)| c.id).collect::<Vec<_>>(),
             [3]
@@ -691,16 +722,16 @@ mod tests {
     fn a_flow_the_kernel_made_again_continues_its_connection() {
         let mut t = Table::new(limits());
         let now = Instant::now();
-        let key = FlowKey::tcp(9);
-        let mut first = conn(1, Proto::Tcp);
+        let key = FlowKey::tcp(9) /* a datagram socket's, peer unset */;
+        let mut first = conn(1, Proto::Udp);
         (first.rx_bytes, first.tx_bytes) = (100, 50);
         t.apply(EventKind::New, first, key, now);
         assert!(
-            t.continuation(&flow(1, key, FlowProto::Tcp)).is_none(),
+            t.continuation(&flow(1, key, FlowProto::Udp)).is_none(),
             "itself"
         );
         // Evicted, then seen again: a new kernel id, counting from zero.
-        let mut again = flow(7, key, FlowProto::Tcp);
+        let mut again = flow(7, key, FlowProto::Udp);
         again.rx_bytes = 10;
         let f = t.continuation(&again).expect("continues connection 1");
         assert_eq!((f.id, f.rx_bytes, f.tx_bytes), (1, 110, 50));
@@ -709,18 +740,62 @@ mod tests {
         // Its later reports too, and then a third flow of the same socket.
         again.rx_bytes = 20;
         assert_eq!(t.continuation(&again).map(|f| f.rx_bytes), Some(120));
-        let mut c = conn(1, Proto::Tcp);
+        let mut c = conn(1, Proto::Udp);
         (c.rx_bytes, c.tx_bytes) = (120, 50);
         t.apply(EventKind::Update, c, key, now);
         let third = t
-            .continuation(&flow(8, key, FlowProto::Tcp))
+            .continuation(&flow(8, key, FlowProto::Udp))
             .expect("third");
         assert_eq!((third.id, third.rx_bytes), (1, 120));
         assert!(!t.tracks(7) && t.tracks(8));
         // Once it ends, nothing continues it.
-        t.apply(EventKind::Closed, conn(1, Proto::Tcp), key, now);
+        t.apply(EventKind::Closed, conn(1, Proto::Udp), key, now);
         assert!(!t.tracks(8));
-        assert!(t.continuation(&flow(9, key, FlowProto::Tcp)).is_none());
+        assert!(t.continuation(&flow(9, key, FlowProto::Udp)).is_none());
+    }
+
+    #[test]
+    fn a_tcp_flow_made_again_keeps_the_sockets_own_counts() {
+        let mut t = Table::new(limits());
+        let now = Instant::now();
+        let key = FlowKey::tcp(9);
+        let mut first = conn(1, Proto::Tcp);
+        (first.rx_bytes, first.tx_bytes) = (100, 50);
+        t.apply(EventKind::New, first, key, now);
+        // The kernel's TCP counters are the socket's: they go on from 100.
+        let mut again = flow(7, key, FlowProto::Tcp);
+        (again.rx_bytes, again.tx_bytes) = (130, 50);
+        let f = t.continuation(&again).expect("continues connection 1");
+        assert_eq!((f.id, f.rx_bytes, f.tx_bytes), (1, 130, 50));
+    }
+
+    #[test]
+    fn a_released_socket_ends_its_flows_with_the_kernels_last_counts() {
+        let mut t = Table::new(limits());
+        let t0 = Instant::now();
+        let mut c = conn(1, Proto::Udp);
+        (c.rx_bytes, c.tx_bytes) = (10, 20);
+        t.apply(EventKind::New, c, FlowKey::tcp(7), t0);
+        t.apply(EventKind::New, conn(2, Proto::Icmp), FlowKey::tcp(8), t0);
+        // Bytes moved after the last update: the end says them all.
+        let out = t.release(7, t0, 0, |id, _| (id == 1).then_some((500, 600)));
+        let ended: Vec<_> = out
+            .events
+            .iter()
+            .map(|(_, c)| (c.id, c.rx_bytes, c.tx_bytes))
+            .collect();
+        assert_eq!(ended, [(1, 500, 600)]);
+        // Other kinds than UDP end by idleness too, likewise.
+        let idle = t.expire(t0 + Duration::from_secs(6), |id, _| {
+            (id == 2).then_some((3, 4))
+        });
+        let ended: Vec<_> = idle
+            .events
+            .iter()
+            .map(|(_, c)| (c.id, c.rx_bytes, c.tx_bytes))
+            .collect();
+        assert_eq!(ended, [(2, 3, 4)]);
+        assert_eq!(idle.forget.len(), 1);
     }
 
     #[test]
@@ -757,7 +832,7 @@ mod tests {
         let now = Instant::now();
         t.apply(EventKind::New, conn(1, Proto::Tcp), FlowKey::tcp(9), now);
         t.apply(EventKind::New, conn(2, Proto::Tcp), FlowKey::tcp(10), now);
-        let out = t.release(9, now, 0);
+        let out = t.release(9, now, 0, |_, _| None);
         assert_eq!(
             out.events
                 .iter()

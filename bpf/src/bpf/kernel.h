@@ -59,9 +59,23 @@ enum {
 
 #define AF_INET 2
 #define AF_INET6 10
+#define AF_PACKET 17
+#define IPPROTO_ICMP 1
 #define IPPROTO_TCP 6
 #define IPPROTO_UDP 17
+#define IPPROTO_ICMPV6 58
+#define IPPROTO_SCTP 132
+#define SOCK_STREAM 1
+#define SOCK_DGRAM 2
+#define SOCK_RAW 3
 #define MSG_PEEK 2
+#define MSG_TRUNC 0x20
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
+#define ETH_HLEN 14
+#define IFNAMSIZ 16
+/* enum sock_flags: the peer's FIN has been received */
+#define SOCK_DONE 1
 
 /* include/net/tcp_states.h */
 enum {
@@ -116,6 +130,7 @@ struct sock_common {
 	struct in6_addr skc_v6_daddr;
 	struct in6_addr skc_v6_rcv_saddr;
 	atomic64_t skc_cookie;
+	unsigned long skc_flags; /* sk_flags */
 } __attribute__((preserve_access_index));
 
 struct sock {
@@ -124,6 +139,30 @@ struct sock {
 	__u16 sk_type;
 	int sk_err;
 	kuid_t sk_uid;
+} __attribute__((preserve_access_index));
+
+/* The kernel's own per-connection byte counters (RFC 4898, as `ss -i`
+ * shows them): payload bytes, counted whatever path moved them. */
+struct tcp_sock {
+	__u64 bytes_received; /* sum(delta(rcv_nxt)): payload, plus 1 for a FIN */
+	__u64 bytes_sent;     /* payload transmitted, retransmissions included */
+	__u64 bytes_retrans;  /* payload retransmitted */
+} __attribute__((preserve_access_index));
+
+struct net_device {
+	char name[IFNAMSIZ];
+	int ifindex;
+} __attribute__((preserve_access_index));
+
+struct sk_buff {
+	struct sock *sk;
+	struct net_device *dev;
+	unsigned char *head;
+	unsigned char *data;
+	__u16 transport_header;
+	__u16 network_header;
+	__u16 mac_header;
+	__be16 protocol;
 } __attribute__((preserve_access_index));
 
 

@@ -1,17 +1,21 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * leco's kernel side: follow every TCP and UDP flow with its owner and byte
- * counts, using only BTF tracepoints and cgroup hooks (no kprobes, no
- * fentry: many kernels, ours included, have neither).
+ * leco's kernel side: follow every flow (TCP, UDP, ICMP, raw IP, AF_PACKET)
+ * with its owner and byte counts, using only BTF tracepoints and cgroup
+ * hooks (no kprobes, no fentry: many kernels, ours included, have neither).
  *
  *   inet_sock_set_state   TCP life cycle: connect (process context), listen,
  *                         passive establish (softirq), close/failure
  *   cgroup/getpeername{4,6}  inside accept(2): the accepting process
- *   sock_{send,recv}_length  bytes per flow, in process context
+ *   sock_{send,recv}_length  datagram bytes per flow, in process context;
+ *                         for TCP the moment to read the kernel's counters
+ *   tcp_rcv_space_adjust  every TCP read, splice(2) included: the same
  *   inet_sk_error_report  errors (ICMP unreachable on connected UDP, ...)
  *   cgroup/{send,recv}msg{4,6}  peer of unconnected UDP datagrams
- *   cgroup/sock_release   a socket closes: a UDP socket's flows end, and
- *                         so does a TCP flow made after its socket's end
+ *   skb_copy_datagram_iovec  peer of ICMP, raw and packet datagrams read
+ *   net_dev_queue         peer (and device) of ICMP, raw and packet sends
+ *   cgroup/sock_release   a socket closes: its datagram flows end, and so
+ *                         does a TCP flow made after its socket's end
  */
 #include "kernel.h"
 #include <bpf/bpf_helpers.h>
@@ -55,15 +59,26 @@ struct {
 	__type(value, struct leco_owner);
 } listeners SEC(".maps");
 
-/* Per-thread scratch: the peer of the UDP datagram this thread is sending or
+/* Per-thread scratch: the peer of the datagram this thread is sending or
  * receiving right now. Task storage is found through the task itself, so
  * it costs less than a hash lookup, and it dies with the thread. */
 struct {
 	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, int);
-	__type(value, struct leco_udp_peer);
+	__type(value, struct leco_peer);
 } udp_peers SEC(".maps");
+
+/* The same for frames seen at the device queue, kept apart because that
+ * hook also runs in the softirq a loopback send triggers on the sending
+ * thread (an echo reply, a port-unreachable error, from the kernel's own
+ * sockets) and must not overwrite what the send itself left. */
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct leco_peer);
+} frame_peers SEC(".maps");
 
 static __always_inline void owner_from_current(struct leco_owner *o)
 {
@@ -129,6 +144,54 @@ static __always_inline bool is_inet(const struct sock *sk)
 	__u16 family = sk->__sk_common.skc_family;
 
 	return family == AF_INET || family == AF_INET6;
+}
+
+/* What kind of flow a socket makes (enum leco_proto), 0 for the sockets
+ * leco does not follow (unix, netlink, MPTCP's own, ...). */
+static __always_inline __u8 flow_proto(const struct sock *sk)
+{
+	__u16 family = sk->__sk_common.skc_family;
+	__u16 proto, type;
+
+	if (family == AF_PACKET)
+		return LECO_P_PACKET;
+	if (family != AF_INET && family != AF_INET6)
+		return 0;
+	proto = sk->sk_protocol;
+	type = sk->sk_type;
+	if (type == SOCK_RAW)
+		return proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6 ? proto : LECO_P_RAW;
+	switch (proto) {
+	case IPPROTO_TCP:
+	case IPPROTO_UDP:
+	case IPPROTO_ICMP: /* ping sockets */
+	case IPPROTO_ICMPV6:
+	case IPPROTO_SCTP:
+		return proto;
+	}
+	return 0;
+}
+
+/*
+ * TCP's bytes are the kernel's own per-connection counters, not the sum of
+ * what read(2) and write(2) returned: splice(2), sendfile(2), MSG_ZEROCOPY,
+ * io_uring and kTLS all move bytes that no single socket call reports, and
+ * the counters see every one. rx: payload received in order (the counter
+ * adds one for the peer's FIN, taken off again); tx: payload sent once
+ * (retransmissions taken off). Both are what crossed the network.
+ */
+static __always_inline void tcp_counts(struct sock *sk, struct leco_flow *f)
+{
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
+	__u64 rx;
+
+	if (!tp)
+		return;
+	rx = tp->bytes_received;
+	if ((sk->__sk_common.skc_flags & (1UL << SOCK_DONE)) && rx > 0)
+		rx -= 1;
+	f->rx_bytes = rx;
+	f->tx_bytes = tp->bytes_sent - tp->bytes_retrans;
 }
 
 /*
@@ -304,6 +367,7 @@ int BPF_PROG(on_inet_sock_set_state, struct sock *sk, int oldstate, int newstate
 
 		if (err)
 			f->error = err;
+		tcp_counts(sk, f);
 		emit(f->error ? LECO_FAILED : LECO_CLOSED, cookie, f, now);
 		bpf_map_delete_elem(&flows, &key);
 	}
@@ -358,47 +422,37 @@ int on_getpeername6(struct bpf_sock_addr *ctx)
 
 /* ---- bytes ------------------------------------------------------------- */
 
-static __always_inline int account(struct sock *sk, int bytes, bool tx)
+/* The peer a hook earlier in this system call left for socket `sk` (cookie
+ * `cookie`), if any (used up by taking it). */
+static __always_inline struct leco_peer *take_peer(void *map, const struct sock *sk, __u64 cookie)
 {
-	if (bytes <= 0 || !is_inet(sk))
-		return 0;
+	struct leco_peer *p = bpf_task_storage_get(map, bpf_get_current_task_btf(), NULL, 0);
 
-	__u16 proto = sk->sk_protocol;
+	if (!p || !p->family || (p->cookie != cookie && p->sk != (__u64)sk))
+		return NULL;
+	/* Used up: it names no socket any more (its fields stay readable). */
+	p->cookie = 0;
+	p->sk = 0;
+	return p;
+}
 
-	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
-		return 0;
-
+/* A TCP socket read or written: the counters, and the owner where it is
+ * not known yet. */
+static __always_inline int account_tcp(struct sock *sk)
+{
 	__u64 cookie = bpf_get_socket_cookie(sk);
 	__u64 now = bpf_ktime_get_boot_ns();
 	struct leco_flow_key key = { .cookie = cookie };
-	struct leco_udp_peer *peer = NULL;
-	__u8 peer_family = 0;
-
-	if (proto == IPPROTO_UDP) {
-		/* One flow per peer. An unconnected socket's peer was left by
-		 * the sock_addr hook earlier in this very syscall. */
-		peer = bpf_task_storage_get(&udp_peers, bpf_get_current_task_btf(), NULL, 0);
-		if (peer && peer->cookie == cookie) {
-			__builtin_memcpy(key.raddr, peer->addr, sizeof(key.raddr));
-			key.rport = peer->port;
-			peer_family = peer->family;
-			peer->cookie = 0; /* used up */
-		} else {
-			read_remote_addr(key.raddr, sk, sk->__sk_common.skc_family);
-			key.rport = bpf_ntohs(sk->__sk_common.skc_dport);
-		}
-	}
-
 	struct leco_flow *f = bpf_map_lookup_elem(&flows, &key);
 
 	if (!f) {
-		/* First sight: a UDP flow, or a TCP connection older than leco
-		 * (or one a full table evicted). Either way this is process
-		 * context and current owns it. But a write that a reset answered
-		 * at once (a stale keep-alive, on loopback inside the very
-		 * write) is counted after its flow ended: a flow made now would
-		 * be a closed socket's, and nothing would ever end it. */
-		if (proto == IPPROTO_TCP && sk->__sk_common.skc_state == TCP_CLOSE)
+		/* First sight: a connection older than leco (or one a full
+		 * table evicted). This is process context and current owns it.
+		 * But a write that a reset answered at once (a stale
+		 * keep-alive, on loopback inside the very write) is counted
+		 * after its flow ended: a flow made now would be a closed
+		 * socket's, and nothing would ever end it. */
+		if (sk->__sk_common.skc_state == TCP_CLOSE)
 			return 0;
 		struct leco_flow nf = {};
 
@@ -408,25 +462,10 @@ static __always_inline int account(struct sock *sk, int bytes, bool tx)
 		nf.first_ns = now;
 		nf.last_ns = now;
 		nf.last_emit_ns = now;
-		nf.proto = proto;
-		nf.flags = LECO_F_ANNOUNCED;
-		if (proto == IPPROTO_UDP) {
-			__builtin_memcpy(nf.raddr, key.raddr, sizeof(nf.raddr));
-			nf.rport = key.rport;
-			/* An IPv4 peer seen through sendmsg4 on an IPv6 socket
-			 * cannot happen; the reverse can (dual-stack): the
-			 * peer's family wins. */
-			if (peer_family)
-				nf.family = peer_family;
-			nf.direction = tx ? LECO_DIR_OUT : LECO_DIR_IN;
-		} else {
-			nf.state = sk->__sk_common.skc_state;
-			nf.flags |= LECO_F_ESTABLISHED;
-		}
-		if (tx)
-			nf.tx_bytes = bytes;
-		else
-			nf.rx_bytes = bytes;
+		nf.proto = LECO_P_TCP;
+		nf.flags = LECO_F_ANNOUNCED | LECO_F_ESTABLISHED;
+		nf.state = sk->__sk_common.skc_state;
+		tcp_counts(sk, &nf);
 		if (bpf_map_update_elem(&flows, &key, &nf, BPF_NOEXIST) == 0) {
 			emit(LECO_NEW, cookie, &nf, now);
 			return 0;
@@ -436,13 +475,8 @@ static __always_inline int account(struct sock *sk, int bytes, bool tx)
 		if (!f)
 			return 0;
 	}
-
-	if (tx)
-		__sync_fetch_and_add(&f->tx_bytes, bytes);
-	else
-		__sync_fetch_and_add(&f->rx_bytes, bytes);
+	tcp_counts(sk, f);
 	f->last_ns = now;
-
 	if (f->flags & LECO_F_PROVISIONAL) {
 		/* Accepted without asking for the peer's address (or through
 		 * io_uring...): the first process to use it is its owner. */
@@ -457,6 +491,106 @@ static __always_inline int account(struct sock *sk, int bytes, bool tx)
 		f->last_emit_ns = now;
 		emit(LECO_UPDATE, cookie, f, now);
 	}
+	return 0;
+}
+
+/* A datagram (UDP, ICMP, raw IP, a packet socket's frame) sent or received:
+ * one flow per socket and peer. */
+static __always_inline int account_datagram(struct sock *sk, __u8 proto, int bytes, bool tx)
+{
+	__u64 cookie = bpf_get_socket_cookie(sk);
+	__u64 now = bpf_ktime_get_boot_ns();
+	struct leco_flow_key key = { .cookie = cookie };
+	struct leco_peer *peer;
+	__u8 peer_family = 0, ip_proto = 0;
+
+	/* An unconnected socket's peer was left by a hook earlier in this
+	 * very syscall: the sock_addr hooks for UDP, the device queue for
+	 * what else is sent, the datagram copy for what else is read. */
+	if (proto == LECO_P_UDP || !tx)
+		peer = take_peer(&udp_peers, sk, cookie);
+	else
+		peer = take_peer(&frame_peers, sk, cookie);
+	if (peer) {
+		__builtin_memcpy(key.raddr, peer->addr, sizeof(key.raddr));
+		key.rport = peer->port;
+		peer_family = peer->family;
+		ip_proto = peer->ip_proto;
+	} else if (proto != LECO_P_PACKET) {
+		read_remote_addr(key.raddr, sk, sk->__sk_common.skc_family);
+		key.rport = bpf_ntohs(sk->__sk_common.skc_dport);
+	}
+
+	struct leco_flow *f = bpf_map_lookup_elem(&flows, &key);
+
+	if (!f) {
+		/* First sight, in process context: current owns it. */
+		struct leco_flow nf = {};
+
+		nf.id = next_flow_id();
+		owner_from_current(&nf.owner);
+		nf.first_ns = now;
+		nf.last_ns = now;
+		nf.last_emit_ns = now;
+		nf.proto = proto;
+		nf.flags = LECO_F_ANNOUNCED;
+		nf.netns = sock_netns(sk);
+		if (proto == LECO_P_PACKET) {
+			/* No local address; the interface instead. */
+			if (peer)
+				__builtin_memcpy(nf.laddr, peer->ifname, sizeof(nf.laddr));
+			nf.family = peer_family == AF_PACKET ? 0 : peer_family;
+		} else {
+			flow_addrs_from_sock(&nf, sk);
+			/* An IPv4 peer seen through sendmsg4 on an IPv6 socket
+			 * cannot happen; the reverse can (dual-stack): the
+			 * peer's family wins. */
+			if (peer_family)
+				nf.family = peer_family;
+		}
+		__builtin_memcpy(nf.raddr, key.raddr, sizeof(nf.raddr));
+		nf.rport = key.rport;
+		if (proto == LECO_P_RAW)
+			nf.ip_proto = sk->sk_protocol;
+		else if (proto == LECO_P_PACKET)
+			nf.ip_proto = ip_proto;
+		nf.direction = tx ? LECO_DIR_OUT : LECO_DIR_IN;
+		if (tx)
+			nf.tx_bytes = bytes;
+		else
+			nf.rx_bytes = bytes;
+		if (bpf_map_update_elem(&flows, &key, &nf, BPF_NOEXIST) == 0) {
+			emit(LECO_NEW, cookie, &nf, now);
+			return 0;
+		}
+		f = bpf_map_lookup_elem(&flows, &key);
+		if (!f)
+			return 0;
+	}
+
+	if (tx)
+		__sync_fetch_and_add(&f->tx_bytes, bytes);
+	else
+		__sync_fetch_and_add(&f->rx_bytes, bytes);
+	f->last_ns = now;
+	if (now - f->last_emit_ns >= update_interval_ns) {
+		f->last_emit_ns = now;
+		emit(LECO_UPDATE, cookie, f, now);
+	}
+	return 0;
+}
+
+static __always_inline int account(struct sock *sk, int bytes, bool tx)
+{
+	__u8 proto;
+
+	if (bytes <= 0)
+		return 0;
+	proto = flow_proto(sk);
+	if (proto == LECO_P_TCP)
+		return account_tcp(sk);
+	if (proto)
+		return account_datagram(sk, proto, bytes, tx);
 	return 0;
 }
 
@@ -475,7 +609,160 @@ int BPF_PROG(on_sock_recv_length, struct sock *sk, int ret, int flags)
 		return 0;
 	if (flags & MSG_PEEK)
 		return 0; /* the same bytes will be read again */
+	/* TCP reads are seen by tcp_rcv_space_adjust, splice(2) included. */
+	if (sk->sk_protocol == IPPROTO_TCP && sk->sk_type == SOCK_STREAM)
+		return 0;
 	return account(sk, ret, false);
+}
+
+/*
+ * Every TCP read that moved data runs this (recvmsg, splice, io_uring,
+ * zero-copy receive), in the reader's process context, once per call: the
+ * one place that sees a splice(2) download, which no socket call reports.
+ */
+SEC("tp_btf/tcp_rcv_space_adjust")
+int BPF_PROG(on_tcp_rcv_space_adjust, struct sock *sk)
+{
+	if (hooks_only)
+		return 0;
+	if (!is_inet(sk))
+		return 0;
+	return account_tcp(sk);
+}
+
+/* ---- peers of datagrams the sockets' own calls do not name ---------------- */
+
+/* Far longer than a send takes from the device queue to its byte count. */
+#define FRAME_PEER_TTL_NS 10000000ULL
+
+/* The addresses of an IPv4 or IPv6 packet at `ip`: the source (`from`) or
+ * the destination, and the transport ports if UDP or TCP follows at once. */
+static __always_inline bool peer_from_ip(struct leco_peer *p, const unsigned char *ip, bool from)
+{
+	__u8 h[48];
+
+	if (bpf_probe_read_kernel(h, sizeof(h), ip))
+		return false;
+	__builtin_memset(p->addr, 0, sizeof(p->addr));
+	p->port = 0;
+	if ((h[0] >> 4) == 4) {
+		__u32 ihl = (h[0] & 0xf) * 4;
+
+		p->family = AF_INET;
+		p->ip_proto = h[9];
+		__builtin_memcpy(p->addr, from ? &h[12] : &h[16], 4);
+		if (ihl == 20 && (h[9] == IPPROTO_UDP || h[9] == IPPROTO_TCP))
+			p->port = ((__u16)h[from ? 20 : 22] << 8) | h[from ? 21 : 23];
+		return true;
+	}
+	if ((h[0] >> 4) == 6) {
+		p->family = AF_INET6;
+		p->ip_proto = h[6];
+		__builtin_memcpy(p->addr, from ? &h[8] : &h[24], 16);
+		/* 48 bytes hold the ports only of an IPv6 header without
+		 * extension headers: enough for what is named here. */
+		return true;
+	}
+	return false;
+}
+
+/*
+ * ping, raw and packet sockets read their datagrams through this copy (UDP
+ * does not: it copies linear datagrams itself). TCP copies run it too,
+ * once per buffer a read takes: they return at the first test.
+ */
+SEC("tp_btf/skb_copy_datagram_iovec")
+int BPF_PROG(on_skb_copy_datagram_iovec, const struct sk_buff *skb, int len)
+{
+	struct sock *sk;
+	struct leco_peer *p;
+	__u8 proto;
+
+	if (hooks_only)
+		return 0;
+	sk = skb->sk;
+	if (!sk || sk->sk_protocol == IPPROTO_TCP)
+		return 0;
+	proto = flow_proto(sk);
+	if (!proto || proto == LECO_P_UDP || proto == LECO_P_TCP || proto == LECO_P_SCTP)
+		return 0;
+	p = bpf_task_storage_get(&udp_peers, bpf_get_current_task_btf(), NULL,
+				 BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!p)
+		return 0;
+	if (!peer_from_ip(p, skb->head + skb->network_header, true)) {
+		p->family = 0;
+		return 0;
+	}
+	/* A socket read from an skb has no cookie to ask for here: the
+	 * byte count that follows in this call matches it by address. */
+	p->cookie = 0;
+	p->sk = (__u64)sk;
+	return 0;
+}
+
+/*
+ * ping, raw and packet sockets name their destination in each sendto(2),
+ * which no hook of theirs shows: the packet does, when the device queue
+ * takes it, still in the sender's system call. Every packet of the machine
+ * passes here; those of TCP and UDP sockets, and forwarded ones (no
+ * socket), return at the first tests.
+ */
+SEC("tp_btf/net_dev_queue")
+int BPF_PROG(on_net_dev_queue, struct sk_buff *skb)
+{
+	struct sock *sk;
+	struct leco_peer *p;
+	__u8 proto;
+	__u64 now;
+
+	if (hooks_only)
+		return 0;
+	sk = skb->sk;
+	if (!sk)
+		return 0;
+	proto = sk->sk_protocol;
+	if (proto == IPPROTO_TCP || proto == IPPROTO_UDP)
+		return 0;
+	proto = flow_proto(sk);
+	if (!proto || proto == LECO_P_SCTP)
+		return 0;
+	p = bpf_task_storage_get(&frame_peers, bpf_get_current_task_btf(), NULL,
+				 BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!p)
+		return 0;
+	now = bpf_ktime_get_boot_ns();
+	/* Only the first frame of a send names its peer: a reply the kernel
+	 * sends at once from its own socket in this thread's softirq must
+	 * not replace it before the send's byte count takes it. One a failed
+	 * send left long ago may be. */
+	if (p->sk && p->sk != (__u64)sk && now - p->at_ns < FRAME_PEER_TTL_NS)
+		return 0;
+	if (proto == LECO_P_PACKET) {
+		__u8 eth[ETH_HLEN];
+		__u16 type;
+
+		if (bpf_probe_read_kernel(eth, sizeof(eth), skb->data))
+			return 0;
+		type = ((__u16)eth[12] << 8) | eth[13];
+		if ((type != ETH_P_IP && type != ETH_P_IPV6) ||
+		    !peer_from_ip(p, skb->data + ETH_HLEN, false)) {
+			__builtin_memset(p->addr, 0, sizeof(p->addr));
+			p->port = 0;
+			p->ip_proto = 0;
+			/* A frame that is not IP still has its device. */
+			p->family = AF_PACKET;
+		}
+		__builtin_memcpy(p->ifname, skb->dev->name, sizeof(p->ifname));
+	} else if (!peer_from_ip(p, skb->head + skb->network_header, false)) {
+		p->family = 0;
+		p->sk = 0;
+		return 0;
+	}
+	p->cookie = 0;
+	p->sk = (__u64)sk;
+	p->at_ns = now;
+	return 0;
 }
 
 /* ---- errors ------------------------------------------------------------ */
@@ -519,7 +806,7 @@ int BPF_PROG(on_inet_sk_error_report, struct sock *sk)
 
 /* ---- unconnected UDP peers ---------------------------------------------- */
 
-static __always_inline struct leco_udp_peer *peer_slot(void)
+static __always_inline struct leco_peer *peer_slot(void)
 {
 	return bpf_task_storage_get(&udp_peers, bpf_get_current_task_btf(), NULL,
 				    BPF_LOCAL_STORAGE_GET_F_CREATE);
@@ -527,11 +814,12 @@ static __always_inline struct leco_udp_peer *peer_slot(void)
 
 static __always_inline int remember_peer4(struct bpf_sock_addr *ctx)
 {
-	struct leco_udp_peer *p = peer_slot();
+	struct leco_peer *p = peer_slot();
 	__u32 ip = ctx->user_ip4;
 
 	if (p) {
 		p->cookie = bpf_get_socket_cookie(ctx);
+		p->sk = 0;
 		p->port = bpf_ntohs((__u16)ctx->user_port);
 		p->family = AF_INET;
 		__builtin_memset(p->addr, 0, sizeof(p->addr));
@@ -542,7 +830,7 @@ static __always_inline int remember_peer4(struct bpf_sock_addr *ctx)
 
 static __always_inline int remember_peer6(struct bpf_sock_addr *ctx)
 {
-	struct leco_udp_peer *p = peer_slot();
+	struct leco_peer *p = peer_slot();
 	__u32 ip[4];
 
 	if (!p)
@@ -553,6 +841,7 @@ static __always_inline int remember_peer6(struct bpf_sock_addr *ctx)
 	ip[2] = ctx->user_ip6[2];
 	ip[3] = ctx->user_ip6[3];
 	p->cookie = bpf_get_socket_cookie(ctx);
+	p->sk = 0;
 	p->port = bpf_ntohs((__u16)ctx->user_port);
 	p->family = AF_INET6;
 	__builtin_memcpy(p->addr, ip, 16);
@@ -592,6 +881,9 @@ int on_recvmsg6(struct bpf_sock_addr *ctx)
 }
 
 /*
+ * A datagram socket's flows end with it (an AF_PACKET socket's, which no
+ * hook sees close, by idleness).
+ *
  * A TCP socket released in any other state than TCP_CLOSE still has its
  * close ahead (FIN_WAIT, LAST_ACK...), and inet_sock_set_state ends its
  * flow then, with the error if one comes. A flow still there when an
@@ -619,9 +911,9 @@ int on_sock_release(struct bpf_sock *ctx)
 		return 1;
 	if (ctx->family != AF_INET && ctx->family != AF_INET6)
 		return 1;
-	if (ctx->protocol == IPPROTO_UDP)
-		emit(LECO_RELEASED, bpf_get_socket_cookie(ctx), NULL, bpf_ktime_get_boot_ns());
-	else if (ctx->protocol == IPPROTO_TCP)
+	if (ctx->protocol == IPPROTO_TCP && ctx->type == SOCK_STREAM)
 		end_closed_tcp(ctx);
+	else
+		emit(LECO_RELEASED, bpf_get_socket_cookie(ctx), NULL, bpf_ktime_get_boot_ns());
 	return 1;
 }

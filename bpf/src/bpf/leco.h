@@ -18,6 +18,20 @@ enum leco_kind {
 			    * longer had): every flow of its cookie ends */
 };
 
+/* What a flow is. The IP protocol's number where there is one, so that
+ * records of an older leco (a flow table kept across an upgrade) read the
+ * same. */
+enum leco_proto {
+	LECO_P_ICMP = 1,     /* ping sockets and raw ICMP sockets */
+	LECO_P_TCP = 6,
+	LECO_P_UDP = 17,
+	LECO_P_ICMPV6 = 58,
+	LECO_P_SCTP = 132,
+	LECO_P_RAW = 254,    /* a raw IP socket of any other protocol: ip_proto */
+	LECO_P_PACKET = 255, /* an AF_PACKET socket: laddr holds the interface's
+			      * name, raddr/rport the frame's IP destination */
+};
+
 enum leco_direction {
 	LECO_DIR_UNKNOWN = 0, /* the flow predates leco: user space guesses from ports */
 	LECO_DIR_OUT = 1,
@@ -40,7 +54,8 @@ struct leco_owner {
 	char comm[16];
 };
 
-/* One flow: a TCP socket, or a (UDP socket, peer) pair. Peer is zero for TCP. */
+/* One flow: a TCP socket, or a (socket, peer) pair for every other kind.
+ * Peer is zero for TCP. */
 struct leco_flow_key {
 	__u64 cookie;
 	__u8 raddr[16];
@@ -56,17 +71,19 @@ struct leco_flow {
 	__u64 last_emit_ns;
 	__u64 rx_bytes;
 	__u64 tx_bytes;
-	__u8 laddr[16]; /* IPv4 in the first 4 bytes, network order */
+	__u8 laddr[16]; /* IPv4 in the first 4 bytes, network order; LECO_P_PACKET:
+			 * the interface's name, NUL-padded */
 	__u8 raddr[16];
 	__u32 netns;
 	__u16 lport; /* host order */
 	__u16 rport;
-	__u8 proto; /* IPPROTO_TCP / IPPROTO_UDP */
-	__u8 family; /* AF_INET / AF_INET6 */
+	__u8 proto; /* enum leco_proto */
+	__u8 family; /* AF_INET / AF_INET6 of the addresses; 0: none (a frame
+		      * that is not IP) */
 	__u8 direction; /* enum leco_direction */
-	__u8 state; /* TCP state, 0 for UDP */
+	__u8 state; /* TCP state, 0 for the others */
 	__u8 flags; /* enum leco_flag */
-	__u8 _pad;
+	__u8 ip_proto; /* the IP protocol (raw sockets, IP frames of a packet socket) */
 	__s16 error; /* errno, 0 if none */
 	__u8 _pad2[4];
 };
@@ -87,15 +104,21 @@ struct leco_listen_key {
 	__u16 _pad;
 };
 
-/* Peer of the unconnected UDP send or receive this thread is in the middle of:
- * the cgroup sock_addr hooks see the address, the sock_*_length tracepoint
- * that follows in the same syscall sees the byte count. */
-struct leco_udp_peer {
-	__u64 cookie;
+/* Peer of the datagram this thread is sending or receiving right now: the
+ * hooks that see the address (cgroup sock_addr, the datagram copy, the
+ * device queue) run earlier in the same system call than the
+ * sock_*_length tracepoint that sees the byte count and the owner, which
+ * takes it (and zeroes the cookie: used up). */
+struct leco_peer {
+	__u64 cookie; /* the socket, for the hooks that can ask its cookie */
+	__u64 sk;     /* else the socket's address, valid within the system call */
+	__u64 at_ns;  /* when it was left (frames: a stale one may be replaced) */
 	__u8 addr[16];
 	__u16 port;
-	__u8 family;
-	__u8 _pad[5];
+	__u8 family; /* 0: nothing left; AF_PACKET: a frame that is not IP */
+	__u8 ip_proto;
+	__u8 _pad[4];
+	char ifname[16]; /* the device a frame was queued on (AF_PACKET) */
 };
 
 #endif /* LECO_H */

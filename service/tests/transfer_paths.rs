@@ -1,0 +1,213 @@
+//! Every byte and every protocol: a named child moves a known number of
+//! bytes through one kernel path (leco-testkit's `traffic`), and
+//! `leco-service --standalone --json` must name its owner, protocol and
+//! peer and count its bytes within 1 %, in the events that end its flows.
+//! Loopback and network namespaces the tests create only. Needs root.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::Service;
+use leco_testkit::require_root;
+use leco_testkit::traffic::{self, Moved};
+use serde_json::Value;
+
+/// The flows of process `pid` of kind `proto` as their last events left
+/// them, once every one has ended (and at least one was seen).
+fn ended_flows(svc: &mut Service, pid: u32, proto: &str, within: Duration) -> Vec<Value> {
+    let mut last: BTreeMap<u64, Value> = BTreeMap::new();
+    let mut seen = Vec::new();
+    let done = svc.follow_json(within, |v| {
+        if v["pid"] == pid && v["proto"] == proto {
+            let id = v["id"].as_u64().expect("id");
+            last.insert(id, v.clone());
+        } else if v["pid"] == pid {
+            seen.push(v.clone());
+        }
+        !last.is_empty()
+            && last
+                .values()
+                .all(|e| e["kind"] == "closed" || e["kind"] == "failed")
+    });
+    assert!(
+        done,
+        "pid {pid}: not every {proto} flow ended within {within:?}: {last:#?}; \
+         its other events: {seen:#?}"
+    );
+    last.into_values().collect()
+}
+
+fn total(flows: &[Value], key: &str) -> u64 {
+    flows.iter().map(|f| f[key].as_u64().unwrap_or(0)).sum()
+}
+
+/// `got` is `want` within 1 %.
+fn within_1pc(what: &str, got: u64, want: u64, flows: &[Value]) {
+    let diff = got.abs_diff(want) as f64;
+    assert!(
+        diff <= want as f64 * 0.01,
+        "{what}: leco counted {got} bytes, {want} moved ({:+.2} %): {flows:#?}",
+        (got as f64 - want as f64) * 100.0 / want.max(1) as f64
+    );
+}
+
+/// The owner, as every flow of `m`'s must name it.
+fn assert_owner(flows: &[Value], m: &Moved) {
+    for f in flows {
+        assert_eq!(f["comm"], m.comm.as_str(), "{f}");
+        assert_eq!(f["pid"], m.pid, "{f}");
+    }
+}
+
+fn start() -> Service {
+    // Datagram flows of a packet socket end by idleness: keep it short.
+    Service::start(&["--standalone", "--json", "--udp-idle", "1s"])
+}
+
+/// Flows of `m` of kind `proto`, checked for owner and bytes.
+fn check(
+    svc: &mut Service,
+    m: &Moved,
+    proto: &str,
+    rx: Option<u64>,
+    tx: Option<u64>,
+) -> Vec<Value> {
+    let flows = ended_flows(svc, m.pid, proto, Duration::from_secs(15));
+    assert_owner(&flows, m);
+    if let Some(rx) = rx {
+        within_1pc(
+            &format!("{proto} received by {}", m.comm),
+            total(&flows, "rx_bytes"),
+            rx,
+            &flows,
+        );
+    }
+    if let Some(tx) = tx {
+        within_1pc(
+            &format!("{proto} sent by {}", m.comm),
+            total(&flows, "tx_bytes"),
+            tx,
+            &flows,
+        );
+    }
+    flows
+}
+
+#[test]
+fn a_udp_burst_ends_with_every_byte_it_sent() {
+    if !require_root("a_udp_burst_ends_with_every_byte_it_sent") {
+        return;
+    }
+    let mut svc = start();
+    for (v6, batched, name) in [
+        (false, false, "lt-udp-burst"),
+        (true, false, "lt-udp-burst6"),
+        (false, true, "lt-udp-mmsg"),
+    ] {
+        let m = traffic::udp_burst_then_close(name, v6, 8 << 20, 1200, batched);
+        let flows = check(&mut svc, &m, "udp", None, Some(m.sent));
+        assert_eq!(flows.len(), 1, "one peer, one flow: {flows:#?}");
+        assert_eq!(flows[0]["remote_port"], m.peer.port());
+        assert_eq!(flows[0]["remote_addr"], m.peer.ip().to_string());
+    }
+}
+
+#[test]
+fn tcp_counts_every_path_in_both_directions() {
+    if !require_root("tcp_counts_every_path_in_both_directions") {
+        return;
+    }
+    let mut svc = start();
+    const TOTAL: u64 = 32 << 20;
+    let m = traffic::tcp_plain_download("lt-tcp-read", TOTAL);
+    check(&mut svc, &m, "tcp", Some(TOTAL), None);
+    let m = traffic::tcp_splice_download("lt-tcp-splice", TOTAL);
+    check(&mut svc, &m, "tcp", Some(TOTAL), None);
+    let m = traffic::tcp_sendfile_upload("lt-tcp-sendfile", TOTAL);
+    check(&mut svc, &m, "tcp", None, Some(TOTAL));
+    let m = traffic::tcp_zerocopy_send("lt-tcp-zc", TOTAL);
+    check(&mut svc, &m, "tcp", None, Some(TOTAL));
+    for upload in [true, false] {
+        let name = if upload {
+            "lt-uring-send"
+        } else {
+            "lt-uring-recv"
+        };
+        let m = traffic::tcp_io_uring(name, TOTAL, upload)
+            .unwrap_or_else(|e| panic!("io_uring is needed for this test: {e}"));
+        let (rx, tx) = if upload {
+            (None, Some(TOTAL))
+        } else {
+            (Some(TOTAL), None)
+        };
+        check(&mut svc, &m, "tcp", rx, tx);
+    }
+}
+
+#[test]
+fn ping_sockets_and_raw_icmp_are_icmp_flows_to_the_pinged_host() {
+    if !require_root("ping_sockets_and_raw_icmp_are_icmp_flows_to_the_pinged_host") {
+        return;
+    }
+    let mut svc = start();
+    for (v6, name, proto) in [(false, "lt-ping4", "icmp"), (true, "lt-ping6", "icmpv6")] {
+        let m = traffic::ping_socket_echo(name, v6, 20, 56);
+        let flows = check(&mut svc, &m, proto, Some(m.received), Some(m.sent));
+        assert_eq!(flows.len(), 1, "{flows:#?}");
+        assert_eq!(flows[0]["remote_addr"], m.peer.ip().to_string());
+        assert_eq!(flows[0]["direction"], "out");
+    }
+    let m = traffic::raw_icmp_echo("lt-raw-icmp", 20, 56);
+    // A raw ICMP socket reads every ICMP packet of the host (its own
+    // requests looped back too): what it sent is exact.
+    let flows = check(&mut svc, &m, "icmp", None, Some(m.sent));
+    assert!(
+        flows
+            .iter()
+            .all(|f| f["remote_addr"] == m.peer.ip().to_string()),
+        "{flows:#?}"
+    );
+}
+
+#[test]
+fn a_raw_ip_socket_is_a_raw_flow_with_its_protocol() {
+    if !require_root("a_raw_ip_socket_is_a_raw_flow_with_its_protocol") {
+        return;
+    }
+    let mut svc = start();
+    let m = traffic::raw_ip_protocol("lt-raw-253", 253, 50, 512);
+    let flows = check(&mut svc, &m, "raw", None, Some(m.sent));
+    assert_eq!(flows.len(), 1, "{flows:#?}");
+    assert_eq!(flows[0]["ip_proto"], 253);
+    assert_eq!(flows[0]["remote_addr"], m.peer.ip().to_string());
+}
+
+#[test]
+fn a_packet_socket_sender_is_named_with_its_interface_and_destination() {
+    if !require_root("a_packet_socket_sender_is_named_with_its_interface_and_destination") {
+        return;
+    }
+    let mut svc = start();
+    let p = traffic::af_packet_frames("lt-packet", 40, 100);
+    let flows = ended_flows(&mut svc, p.moved.pid, "packet", Duration::from_secs(15));
+    assert_owner(&flows, &p.moved);
+    let sent: Vec<&Value> = flows
+        .iter()
+        .filter(|f| f["tx_bytes"].as_u64() > Some(0))
+        .collect();
+    assert_eq!(sent.len(), 1, "one destination: {flows:#?}");
+    let f = sent[0];
+    assert_eq!(f["interface"], p.interface.as_str(), "{f}");
+    assert_eq!(f["remote_addr"], p.dst.ip().to_string(), "{f}");
+    assert_eq!(f["remote_port"], p.dst.port(), "{f}");
+    assert_eq!(f["ip_proto"], 17, "{f}");
+    assert_eq!(f["direction"], "out", "{f}");
+    within_1pc(
+        "frames sent",
+        f["tx_bytes"].as_u64().unwrap_or(0),
+        p.moved.sent,
+        &flows,
+    );
+}
