@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use crate::connection::Connection;
+use crate::connection::{Connection, Proto};
 
 /// Traffic is shown only once rx + tx reaches this many bytes (5 KiB).
 pub const TRAFFIC_THRESHOLD: u64 = 5 * 1024;
@@ -29,6 +29,8 @@ pub fn human_bytes(n: u64) -> String {
 
 /// The classic leco line:
 /// `HH:MM :: user :: comm [unit] :: addr port/proto :: v 58B / 26B ^`.
+/// Kinds without ports name themselves after the address: `127.0.0.1 icmp`,
+/// `127.0.0.1 raw/253`, `10.0.0.2 packet/eth0` (a frame that is not IP: `?`).
 /// `hhmm` is the local time to show; the traffic part appears once rx + tx
 /// passes `threshold`; an error is appended after `!!`. The fields a user
 /// chooses cannot fake the ` :: ` separator, which rules rely on.
@@ -48,12 +50,25 @@ pub fn classic_line(c: &Connection, hhmm: &str, threshold: u64) -> String {
     if let Some(unit) = &c.unit {
         line.push_str(&format!(" [{}]", separator_free(unit)));
     }
-    line.push_str(&format!(
-        " :: {} {}/{}",
-        c.remote_addr,
-        c.remote_port,
-        c.proto.as_str()
-    ));
+    let addr: &str = if c.remote_addr.is_empty() {
+        "?"
+    } else {
+        &c.remote_addr
+    };
+    match c.proto {
+        p if p.has_ports() => {
+            line.push_str(&format!(" :: {addr} {}/{}", c.remote_port, p.as_str()));
+        }
+        Proto::Raw => match c.ip_proto {
+            Some(n) => line.push_str(&format!(" :: {addr} raw/{n}")),
+            None => line.push_str(&format!(" :: {addr} raw")),
+        },
+        Proto::Packet => match &c.interface {
+            Some(i) => line.push_str(&format!(" :: {addr} packet/{}", separator_free(i))),
+            None => line.push_str(&format!(" :: {addr} packet")),
+        },
+        p => line.push_str(&format!(" :: {addr} {}", p.as_str())),
+    }
     if c.rx_bytes + c.tx_bytes >= threshold {
         line.push_str(&format!(
             " :: v {} / {} ^",
@@ -106,6 +121,33 @@ mod tests {
         assert_eq!(
             classic_line(&c, "17:02", TRAFFIC_THRESHOLD),
             "17:02 :: alice :: curl [session-2.scope] :: 93.184.216.34 443/tcp :: v 5.9K / 26B ^"
+        );
+    }
+
+    #[test]
+    fn kinds_without_ports_name_themselves() {
+        let mut c = conn();
+        c.unit = None;
+        c.comm = Some("ping".into());
+        c.remote_addr = "127.0.0.1".into();
+        c.proto = Proto::Icmp;
+        assert_eq!(
+            classic_line(&c, "17:02", TRAFFIC_THRESHOLD),
+            "17:02 :: alice :: ping :: 127.0.0.1 icmp"
+        );
+        c.proto = Proto::Raw;
+        c.ip_proto = Some(253);
+        assert_eq!(
+            classic_line(&c, "17:02", TRAFFIC_THRESHOLD),
+            "17:02 :: alice :: ping :: 127.0.0.1 raw/253"
+        );
+        c.proto = Proto::Packet;
+        c.ip_proto = None;
+        c.remote_addr = "".into();
+        c.interface = Some("veth0".into());
+        assert_eq!(
+            classic_line(&c, "17:02", TRAFFIC_THRESHOLD),
+            "17:02 :: alice :: ping :: ? packet/veth0"
         );
     }
 
