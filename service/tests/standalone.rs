@@ -125,7 +125,11 @@ fn sigterm_exits_cleanly_and_detaches_every_program() {
         .split_whitespace()
         .filter_map(|w| w.split_once('=').and_then(|(_, id)| id.parse().ok()))
         .collect();
-    assert_eq!(ids.len(), 11, "{attached}");
+    assert_eq!(
+        ids.len(),
+        14,
+        "every program of bpf/src/programs.rs: {attached}"
+    );
     assert!(
         bpftool_has(ids[0]),
         "program {} is loaded while running",
