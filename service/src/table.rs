@@ -769,6 +769,14 @@ mod tests {
         assert_eq!((f.id, f.rx_bytes, f.tx_bytes), (1, 130, 50));
     }
 
+    /// (id, rx, tx) of each event of `out`.
+    fn counts(out: &Outcome) -> Vec<(u64, u64, u64)> {
+        out.events
+            .iter()
+            .map(|(_, c)| (c.id, c.rx_bytes, c.tx_bytes))
+            .collect()
+    }
+
     #[test]
     fn a_released_socket_ends_its_flows_with_the_kernels_last_counts() {
         let mut t = Table::new(limits());
@@ -779,22 +787,12 @@ mod tests {
         t.apply(EventKind::New, conn(2, Proto::Icmp), FlowKey::tcp(8), t0);
         // Bytes moved after the last update: the end says them all.
         let out = t.release(7, t0, 0, |id, _| (id == 1).then_some((500, 600)));
-        let ended: Vec<_> = out
-            .events
-            .iter()
-            .map(|(_, c)| (c.id, c.rx_bytes, c.tx_bytes))
-            .collect();
-        assert_eq!(ended, [(1, 500, 600)]);
+        assert_eq!(counts(&out), [(1, 500, 600)]);
         // Other kinds than UDP end by idleness too, likewise.
         let idle = t.expire(t0 + Duration::from_secs(6), |id, _| {
             (id == 2).then_some((3, 4))
         });
-        let ended: Vec<_> = idle
-            .events
-            .iter()
-            .map(|(_, c)| (c.id, c.rx_bytes, c.tx_bytes))
-            .collect();
-        assert_eq!(ended, [(2, 3, 4)]);
+        assert_eq!(counts(&idle), [(2, 3, 4)]);
         assert_eq!(idle.forget.len(), 1);
     }
 

@@ -233,6 +233,18 @@ static __always_inline __u64 next_flow_id(void)
 	return __sync_fetch_and_add(&flow_seq, 1) + 1;
 }
 
+/* A flow first seen now on socket `sk`: its id, addresses, times and kind.
+ * The caller names its owner (current, or the listener's). */
+static __always_inline void flow_begin(struct leco_flow *f, const struct sock *sk, __u8 proto,
+				       __u64 now)
+{
+	f->id = next_flow_id();
+	flow_addrs_from_sock(f, sk);
+	f->first_ns = now;
+	f->last_ns = now;
+	f->proto = proto;
+}
+
 /* ---- TCP life cycle ---------------------------------------------------- */
 
 static __always_inline void tcp_listen(const struct sock *sk, int newstate)
@@ -260,12 +272,8 @@ static __always_inline void tcp_connect(struct sock *sk, __u64 cookie, __u64 now
 	struct leco_flow_key key = { .cookie = cookie };
 	struct leco_flow f = {};
 
-	f.id = next_flow_id();
+	flow_begin(&f, sk, LECO_P_TCP, now);
 	owner_from_current(&f.owner);
-	flow_addrs_from_sock(&f, sk);
-	f.first_ns = now;
-	f.last_ns = now;
-	f.proto = IPPROTO_TCP;
 	f.direction = LECO_DIR_OUT;
 	f.state = TCP_SYN_SENT;
 	bpf_map_update_elem(&flows, &key, &f, BPF_ANY);
@@ -288,11 +296,7 @@ static __always_inline void tcp_passive_established(struct sock *sk, __u64 cooki
 		__builtin_memcpy(&f.owner, lo, sizeof(f.owner));
 	else
 		f.owner.uid = sk->sk_uid.val;
-	f.id = next_flow_id();
-	flow_addrs_from_sock(&f, sk);
-	f.first_ns = now;
-	f.last_ns = now;
-	f.proto = IPPROTO_TCP;
+	flow_begin(&f, sk, LECO_P_TCP, now);
 	f.direction = LECO_DIR_IN;
 	f.state = TCP_ESTABLISHED;
 	f.flags = LECO_F_PROVISIONAL | LECO_F_ESTABLISHED;
@@ -456,13 +460,9 @@ static __always_inline int account_tcp(struct sock *sk)
 			return 0;
 		struct leco_flow nf = {};
 
-		nf.id = next_flow_id();
+		flow_begin(&nf, sk, LECO_P_TCP, now);
 		owner_from_current(&nf.owner);
-		flow_addrs_from_sock(&nf, sk);
-		nf.first_ns = now;
-		nf.last_ns = now;
 		nf.last_emit_ns = now;
-		nf.proto = LECO_P_TCP;
 		nf.flags = LECO_F_ANNOUNCED | LECO_F_ESTABLISHED;
 		nf.state = sk->__sk_common.skc_state;
 		tcp_counts(sk, &nf);
@@ -527,26 +527,23 @@ static __always_inline int account_datagram(struct sock *sk, __u8 proto, int byt
 		/* First sight, in process context: current owns it. */
 		struct leco_flow nf = {};
 
-		nf.id = next_flow_id();
+		flow_begin(&nf, sk, proto, now);
 		owner_from_current(&nf.owner);
-		nf.first_ns = now;
-		nf.last_ns = now;
 		nf.last_emit_ns = now;
-		nf.proto = proto;
 		nf.flags = LECO_F_ANNOUNCED;
-		nf.netns = sock_netns(sk);
 		if (proto == LECO_P_PACKET) {
-			/* No local address; the interface instead. */
+			/* No local address or port; the interface instead. */
 			if (peer)
 				__builtin_memcpy(nf.laddr, peer->ifname, sizeof(nf.laddr));
+			else
+				__builtin_memset(nf.laddr, 0, sizeof(nf.laddr));
+			nf.lport = 0;
 			nf.family = peer_family == AF_PACKET ? 0 : peer_family;
-		} else {
-			flow_addrs_from_sock(&nf, sk);
+		} else if (peer_family) {
 			/* An IPv4 peer seen through sendmsg4 on an IPv6 socket
 			 * cannot happen; the reverse can (dual-stack): the
 			 * peer's family wins. */
-			if (peer_family)
-				nf.family = peer_family;
+			nf.family = peer_family;
 		}
 		__builtin_memcpy(nf.raddr, key.raddr, sizeof(nf.raddr));
 		nf.rport = key.rport;

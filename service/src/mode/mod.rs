@@ -95,7 +95,7 @@ async fn print(monitor: Monitor, reader: leco_bpf::RecordReader, json: bool) -> 
     // On stderr, so it never mixes with --json output; also the readiness
     // line scripts and tests wait for.
     eprintln!(
-        "leco-service: watching TCP and UDP connections \
+        "leco-service: watching connections (TCP, UDP, ICMP, raw IP, packet sockets) \
          (+ new, ~ update, - closed, ! failed); Ctrl-C stops"
     );
     let mut terminal = output::Terminal::new(json);

@@ -27,7 +27,7 @@ pub struct Service {
 impl Service {
     /// Starts leco-service with `args` and waits for its readiness line.
     pub fn start(args: &[&str]) -> Service {
-        Service::start_until(args, "watching TCP and UDP connections")
+        Service::start_until(args, "watching connections")
     }
 
     /// Starts leco-service with `args` and waits for `ready` on stderr.
