@@ -260,11 +260,7 @@ pub fn tcp_plain_download(comm: &str, total: u64) -> Moved {
                 n => got += n as u64,
             }
         }
-        if got != total {
-            return Err(Fail::got(Step::ShortStream, got));
-        }
-        p.send(got);
-        Ok(())
+        whole_stream(p, got, total)
     });
     download(serve_download(&mut run, &listener, total), run, to, total)
 }
@@ -328,11 +324,7 @@ pub fn tcp_splice_download(comm: &str, total: u64) -> Moved {
             }
             got += n as u64;
         }
-        if got != total {
-            return Err(Fail::got(Step::ShortStream, got));
-        }
-        p.send(got);
-        Ok(())
+        whole_stream(p, got, total)
     });
     download(serve_download(&mut run, &listener, total), run, to, total)
 }
@@ -1067,6 +1059,16 @@ fn burst_sendmmsg(fd: RawFd, buf: &[u8], total: u64) -> Res<u64> {
 }
 
 /// A TCP listener on 127.0.0.1 whose accept(2) times out.
+/// A child's download ends: all `total` bytes came, and the parent hears
+/// how many.
+fn whole_stream(p: &mut Parent, got: u64, total: u64) -> Res<()> {
+    if got != total {
+        return Err(Fail::got(Step::ShortStream, got));
+    }
+    p.send(got);
+    Ok(())
+}
+
 fn tcp_listener() -> TcpListener {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind a TCP listener on 127.0.0.1");
     // accept(2) waits no longer than SO_RCVTIMEO.
