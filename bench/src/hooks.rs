@@ -10,21 +10,6 @@ use serde_json::Value;
 
 use crate::signals;
 
-/// Every program leco-service loads.
-pub const PROGRAMS: [&str; 11] = [
-    "on_inet_sock_set_state",
-    "on_sock_send_length",
-    "on_sock_recv_length",
-    "on_inet_sk_error_report",
-    "on_getpeername4",
-    "on_getpeername6",
-    "on_sendmsg4",
-    "on_sendmsg6",
-    "on_recvmsg4",
-    "on_recvmsg6",
-    "on_sock_release",
-];
-
 /// Longest name the kernel keeps for a program (BPF_OBJ_NAME_LEN - 1); a
 /// bpftool that cannot read the full name from BTF shows this much.
 const KERNEL_NAME_LEN: usize = 15;
@@ -57,9 +42,7 @@ impl Prog {
 
 /// The leco program called `name`, or whose name was cut to `name`.
 pub fn canonical_name(name: &str) -> Option<&'static str> {
-    PROGRAMS
-        .iter()
-        .copied()
+    leco_bpf::program_names()
         .find(|p| *p == name || (name.len() == KERNEL_NAME_LEN && p.starts_with(name)))
 }
 
@@ -127,11 +110,9 @@ pub fn leco_progs_of(progs: &[Prog], pid: u32, before: &HashSet<u32>) -> Vec<Pro
         .collect()
 }
 
-/// Names from [`PROGRAMS`] that `progs` lacks.
+/// Names of leco's programs (`leco_bpf::program_names`) that `progs` lacks.
 pub fn missing(progs: &[Prog]) -> Vec<&'static str> {
-    PROGRAMS
-        .iter()
-        .copied()
+    leco_bpf::program_names()
         .filter(|n| !progs.iter().any(|p| p.leco_name() == Some(*n)))
         .collect()
 }
@@ -158,7 +139,7 @@ impl HookCost {
 }
 
 /// Per-program counter deltas between two snapshots of the same programs,
-/// in [`PROGRAMS`] order; a program absent from either snapshot is left out.
+/// in the order of `leco_bpf::program_names`; a program absent from either snapshot is left out.
 pub fn deltas(before: &[Prog], after: &[Prog]) -> Vec<HookCost> {
     let mut costs: Vec<HookCost> = after
         .iter()
@@ -173,7 +154,7 @@ pub fn deltas(before: &[Prog], after: &[Prog]) -> Vec<HookCost> {
             })
         })
         .collect();
-    costs.sort_by_key(|c| PROGRAMS.iter().position(|p| *p == c.name));
+    costs.sort_by_key(|c| leco_bpf::program_names().position(|p| p == c.name));
     costs
 }
 
@@ -284,7 +265,8 @@ mod tests {
     fn lists_missing_programs() {
         let p = parse_progs(SHOW).expect("valid JSON");
         let m = missing(&p);
-        assert_eq!(m.len(), 8, "11 programs, 3 present");
+        let all = leco_bpf::program_names().count();
+        assert_eq!(m.len(), all - 3, "{all} programs, 3 present");
         assert!(!m.contains(&"on_getpeername4"));
         assert!(!m.contains(&"on_sock_send_length"));
         assert!(m.contains(&"on_sock_recv_length"));

@@ -41,6 +41,7 @@ pub use error::LoadError;
 pub use handoff::{HandoffError, Handover, PinState, Received};
 pub use manifest::{Entry, LoadSettings, Manifest, MapRole};
 pub use maps::{KernelCounters, KernelMaps, RecordReader};
+pub use programs::program_names;
 pub use record::{
     Flow, FlowDirection, FlowKey, FlowProto, KernelName, Owner, Record, RecordError, RecordKind,
 };

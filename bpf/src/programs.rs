@@ -130,6 +130,12 @@ pub(crate) const PROGRAMS: &[Program] = &[
     Program::cgroup("on_sock_release", "cgroup/sock_release"),
 ];
 
+/// The name of every program of the object, in the table's order: what a
+/// benchmark or a test looks for among the kernel's programs.
+pub fn program_names() -> impl Iterator<Item = &'static str> + Clone {
+    PROGRAMS.iter().map(|p| p.name)
+}
+
 /// The row of program `name`.
 pub(crate) fn find(name: &str) -> Option<&'static Program> {
     PROGRAMS.iter().find(|p| p.name == name)
