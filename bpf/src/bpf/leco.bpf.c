@@ -60,14 +60,15 @@ struct {
 } listeners SEC(".maps");
 
 /* Per-thread scratch: the peer of the datagram this thread is sending or
- * receiving right now. Task storage is found through the task itself, so
+ * receiving right now, as the system call's own hooks saw it (UDP's
+ * sock_addr hooks, the datagram copy). Task storage is found through the task itself, so
  * it costs less than a hash lookup, and it dies with the thread. */
 struct {
 	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, int);
 	__type(value, struct leco_peer);
-} udp_peers SEC(".maps");
+} call_peers SEC(".maps");
 
 /* The same for frames seen at the device queue, kept apart because that
  * hook also runs in the softirq a loopback send triggers on the sending
@@ -508,7 +509,7 @@ static __always_inline int account_datagram(struct sock *sk, __u8 proto, int byt
 	 * very syscall: the sock_addr hooks for UDP, the device queue for
 	 * what else is sent, the datagram copy for what else is read. */
 	if (proto == LECO_P_UDP || !tx)
-		peer = take_peer(&udp_peers, sk, cookie);
+		peer = take_peer(&call_peers, sk, cookie);
 	else
 		peer = take_peer(&frame_peers, sk, cookie);
 	if (peer) {
@@ -683,7 +684,7 @@ int BPF_PROG(on_skb_copy_datagram_iovec, const struct sk_buff *skb, int len)
 	proto = flow_proto(sk);
 	if (!proto || proto == LECO_P_UDP || proto == LECO_P_TCP || proto == LECO_P_SCTP)
 		return 0;
-	p = bpf_task_storage_get(&udp_peers, bpf_get_current_task_btf(), NULL,
+	p = bpf_task_storage_get(&call_peers, bpf_get_current_task_btf(), NULL,
 				 BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!p)
 		return 0;
@@ -805,7 +806,7 @@ int BPF_PROG(on_inet_sk_error_report, struct sock *sk)
 
 static __always_inline struct leco_peer *peer_slot(void)
 {
-	return bpf_task_storage_get(&udp_peers, bpf_get_current_task_btf(), NULL,
+	return bpf_task_storage_get(&call_peers, bpf_get_current_task_btf(), NULL,
 				    BPF_LOCAL_STORAGE_GET_F_CREATE);
 }
 
