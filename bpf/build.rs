@@ -13,7 +13,10 @@ fn main() {
         PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("leco.skel.rs");
     SkeletonBuilder::new()
         .source(SRC)
-        .clang_args(["-Wall", "-Werror", "-O2", "-g"])
+        // v3: atomics that return the old value (fetch-and-add, exchange),
+        // which the UDP owner hand-off needs; every kernel leco runs on
+        // (6.3+) has them.
+        .clang_args(["-Wall", "-Werror", "-O2", "-g", "-mcpu=v3"])
         .build_and_generate(&out)
         .unwrap_or_else(|e| {
             panic!(

@@ -116,10 +116,14 @@ impl Capture {
             Err(e) => return Err(e),
         };
 
-        let mut links = attach_tracepoints(&skel)?;
+        let mut skel = skel;
+        let mut links = attach_tracepoints(&skel, cgroup_hooks)?;
         if cgroup_hooks {
             match attach_cgroup_hooks(&skel, opts.cgroup_root.as_deref()) {
-                Ok(mut l) => links.append(&mut l),
+                Ok(mut l) => {
+                    links.append(&mut l);
+                    count_udp_on_arrival(&mut skel)?;
+                }
                 Err(why) => degraded.push(format!("{} ({why})", Group::Cgroup.lost())),
             }
         }
@@ -264,10 +268,33 @@ pub(crate) fn program_names() -> impl Iterator<Item = &'static str> {
     PROGRAMS.iter().map(|p| p.name)
 }
 
-/// Attaches every tracepoint program.
-fn attach_tracepoints(skel: &LecoSkel<'static>) -> Result<Vec<(&'static str, Link)>, LoadError> {
+/// Once the UDP arrival hook is attached, tells the programs to count UDP
+/// datagrams there rather than as they are read. (A datagram that arrives
+/// in the microseconds between the attach and this, and is read after,
+/// goes uncounted: never one counted twice.)
+fn count_udp_on_arrival(skel: &mut LecoSkel<'static>) -> Result<(), LoadError> {
+    let bss = skel
+        .maps
+        .bss_data
+        .as_deref_mut()
+        .ok_or_else(|| LoadError::BadObject {
+            what: "no .bss map for the programs' switches".to_owned(),
+        })?;
+    bss.udp_rx_at_ingress = 1;
+    Ok(())
+}
+
+/// Attaches every tracepoint program (those of the cgroup group only
+/// `with_cgroup`: they are not loaded otherwise).
+fn attach_tracepoints(
+    skel: &LecoSkel<'static>,
+    with_cgroup: bool,
+) -> Result<Vec<(&'static str, Link)>, LoadError> {
     let mut links = Vec::new();
     for p in PROGRAMS {
+        if p.group == Group::Cgroup && !with_cgroup {
+            continue;
+        }
         if let Hook::Tracepoint { event, .. } = p.hook {
             let link = program(skel, p.name)?
                 .attach()

@@ -15,10 +15,11 @@ pub(crate) enum Hook {
         /// Which kernels have it, for the message when one lacks it.
         needs: &'static str,
     },
-    /// A cgroup hook, `SEC("cgroup/NAME")`, attached to the root of the
-    /// cgroup v2 hierarchy (so it sees every process).
+    /// A cgroup hook, `SEC("cgroup/NAME")` or `SEC("cgroup_skb/NAME")`,
+    /// attached to the root of the cgroup v2 hierarchy (so it sees every
+    /// process).
     Cgroup {
-        /// The section, `cgroup/NAME`.
+        /// The section, `cgroup/NAME` or `cgroup_skb/NAME`.
         section: &'static str,
     },
 }
@@ -29,8 +30,9 @@ pub(crate) enum Hook {
 pub(crate) enum Group {
     /// Without these there is no capture.
     Core,
-    /// The cgroup sock_addr and sock hooks (with task storage): the newest
-    /// kernel features used.
+    /// The cgroup hooks (sock_addr, sock, skb, with task and socket
+    /// storage), the newest kernel features used, and the tracepoint that
+    /// corrects what the skb hook counts.
     Cgroup,
 }
 
@@ -40,8 +42,9 @@ impl Group {
         match self {
             Group::Core => "nothing is captured",
             Group::Cgroup => {
-                "unconnected UDP peers and UDP socket closes are not seen; UDP flows end by idle \
-                 timeout"
+                "UDP datagrams are counted as read, on a flow named by the socket's own peer \
+                 (unconnected sockets: none); unconnected UDP peers sent to and UDP socket \
+                 closes are not seen; UDP flows end by idle timeout"
             }
         }
     }
@@ -64,6 +67,18 @@ impl Program {
             name,
             hook: Hook::Tracepoint { event, needs },
             group: Group::Core,
+        }
+    }
+
+    /// A tracepoint that only makes sense with the cgroup hooks.
+    const fn tracepoint_with_cgroup(
+        name: &'static str,
+        event: &'static str,
+        needs: &'static str,
+    ) -> Program {
+        Program {
+            group: Group::Cgroup,
+            ..Program::tracepoint(name, event, needs)
         }
     }
 
@@ -125,8 +140,12 @@ pub(crate) const PROGRAMS: &[Program] = &[
     Program::cgroup("on_getpeername6", "cgroup/getpeername6"),
     Program::cgroup("on_sendmsg4", "cgroup/sendmsg4"),
     Program::cgroup("on_sendmsg6", "cgroup/sendmsg6"),
-    Program::cgroup("on_recvmsg4", "cgroup/recvmsg4"),
-    Program::cgroup("on_recvmsg6", "cgroup/recvmsg6"),
+    Program::cgroup("on_udp_ingress", "cgroup_skb/ingress"),
+    Program::tracepoint_with_cgroup(
+        "on_udp_fail_queue_rcv_skb",
+        "udp/udp_fail_queue_rcv_skb",
+        "Linux 6.10+ (the tracepoint with its sk_buff)",
+    ),
     Program::cgroup("on_sock_release", "cgroup/sock_release"),
 ];
 

@@ -269,7 +269,9 @@ fn unconnected_udp_to_two_peers_is_two_flows_that_end_on_close() {
     // Closing the socket (the child exited) ends both flows.
     probe.wait_released(cookie);
 
-    // The receivers' side: recvfrom names the sender as the peer.
+    // The receivers' side: every datagram is counted, with its sender, as
+    // it reaches the socket (all three of a's by now); the first read
+    // names the owner.
     let mut buf = [0u8; 200];
     let (n, from) = a.recv_from(&mut buf).expect("recv");
     assert_eq!(n, 100);
@@ -280,7 +282,7 @@ fn unconnected_udp_to_two_peers_is_two_flows_that_end_on_close() {
     );
     assert_eq!(inb[0].1.direction, FlowDirection::In);
     assert_eq!(SocketAddr::new(inb[0].1.remote, inb[0].1.remote_port), from);
-    assert_eq!(inb[0].1.rx_bytes, 100);
+    assert_eq!(inb[0].1.rx_bytes, 300);
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use leco_bpf::{Flow, KernelMaps, Record, RecordKind, RecordReader};
+use leco_bpf::{Flow, FlowProto, KernelMaps, Record, RecordKind, RecordReader};
 use leco_proto::{Connection, EventKind};
 
 use crate::bus::Request;
@@ -179,7 +179,37 @@ impl Monitor {
             }
         };
         self.stats.events.fetch_add(1, Ordering::Relaxed);
-        publisher.publish(kind, conn)
+        publisher.publish(kind, conn)?;
+        if kind == EventKind::New && flow.proto != FlowProto::Tcp && flow.owner.pid != 0 {
+            self.adopt(flow, now, publisher)?;
+        }
+        Ok(())
+    }
+
+    /// A datagram socket's owner became known (its first send or read
+    /// announced the flows that waited for it): the flows of the socket
+    /// the kernel had to announce without an owner, more than it keeps
+    /// waiting, are that owner's too.
+    fn adopt(
+        &mut self,
+        claimed: &Flow,
+        now: Instant,
+        publisher: &mut impl Publisher,
+    ) -> std::io::Result<()> {
+        for (kernel_id, key) in self.table.ownerless(claimed.key.cookie()) {
+            let Ok(Some(mut flow)) = self.maps.flow(&key) else {
+                continue;
+            };
+            if flow.id != kernel_id {
+                continue;
+            }
+            if flow.owner.pid == 0 {
+                flow.owner = claimed.owner.clone();
+                flow.netns = claimed.netns;
+            }
+            self.apply(EventKind::Update, &flow, now, publisher)?;
+        }
+        Ok(())
     }
 
     fn finish(&mut self, out: Outcome, publisher: &mut impl Publisher) -> std::io::Result<()> {

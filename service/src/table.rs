@@ -159,6 +159,19 @@ impl Table {
         self.live.contains_key(&kernel_id) || self.continued.contains_key(&kernel_id)
     }
 
+    /// Live datagram flows of socket `cookie` that no process owns yet:
+    /// their kernel ids and keys.
+    pub fn ownerless(&self, cookie: u64) -> Vec<(u64, FlowKey)> {
+        self.by_cookie
+            .get(&cookie)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.live.get(id))
+            .filter(|l| l.conn.pid.is_none())
+            .map(|l| (l.kernel, l.key))
+            .collect()
+    }
+
     /// Whether live connection `id` belongs to process `pid`.
     pub fn owned_by(&self, id: u64, pid: u32) -> bool {
         self.get(id).is_some_and(|c| c.pid == Some(pid))

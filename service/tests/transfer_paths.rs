@@ -114,6 +114,102 @@ fn a_udp_burst_ends_with_every_byte_it_sent() {
     }
 }
 
+/// `flow` names `m`'s peer as its remote, and was begun by that peer.
+fn assert_received_from(flow: &Value, peer: std::net::SocketAddr) {
+    assert_eq!(flow["remote_addr"], peer.ip().to_string(), "{flow}");
+    assert_eq!(flow["remote_port"], peer.port(), "{flow}");
+    assert_eq!(flow["direction"], "in", "{flow}");
+}
+
+#[test]
+fn udp_reads_without_an_address_name_the_sender() {
+    if !require_root("udp_reads_without_an_address_name_the_sender") {
+        return;
+    }
+    use traffic::{RecvHow, UdpFamily};
+    let mut svc = start();
+    for (family, tag) in [
+        (UdpFamily::V4, "4"),
+        (UdpFamily::V6, "6"),
+        (UdpFamily::V4Mapped, "m"),
+    ] {
+        for (how, verb) in [
+            (RecvHow::Recv, "recv"),
+            (RecvHow::Read, "read"),
+            (RecvHow::Recvmmsg, "mmsg"),
+        ] {
+            let m = traffic::udp_recv_without_address(
+                &format!("lt-u{tag}-{verb}"),
+                family,
+                how,
+                300,
+                1000,
+            );
+            let flows = check(&mut svc, &m, "udp", Some(m.received), None);
+            assert_eq!(flows.len(), 1, "one sender, one flow: {flows:#?}");
+            assert_received_from(&flows[0], m.peer);
+        }
+    }
+    for (v6, name) in [(false, "lt-u4-conn"), (true, "lt-u6-conn")] {
+        let m = traffic::udp_recv_connected(name, v6, 300, 1000);
+        let flows = check(&mut svc, &m, "udp", Some(m.received), None);
+        assert_eq!(flows.len(), 1, "one sender, one flow: {flows:#?}");
+        assert_received_from(&flows[0], m.peer);
+    }
+}
+
+/// A socket made by one process (as systemd makes those it activates
+/// services with) belongs to the one that reads it, also for the datagrams
+/// that came before its first read, from more senders than the kernel keeps
+/// waiting for an owner.
+#[test]
+fn an_inherited_udp_socket_is_its_readers_from_the_first_datagram() {
+    if !require_root("an_inherited_udp_socket_is_its_readers_from_the_first_datagram") {
+        return;
+    }
+    let mut svc = start();
+    let got = traffic::udp_inherited_socket("lt-udp-inherit", 7, 500);
+    let m = &got.moved;
+    let flows = check(&mut svc, m, "udp", Some(m.received), None);
+    let mut peers: Vec<(String, u64, u64)> = flows
+        .iter()
+        .map(|f| {
+            assert_eq!(f["direction"], "in", "{f}");
+            assert_eq!(f["local_port"], m.local_port, "{f}");
+            (
+                f["remote_addr"].as_str().unwrap_or("?").to_owned(),
+                f["remote_port"].as_u64().unwrap_or(0),
+                f["rx_bytes"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    peers.sort();
+    let mut want: Vec<(String, u64, u64)> = got
+        .senders
+        .iter()
+        .map(|a| (a.ip().to_string(), u64::from(a.port()), 500))
+        .collect();
+    want.sort();
+    assert_eq!(
+        peers, want,
+        "one flow per sender, each the reader's: {flows:#?}"
+    );
+}
+
+/// Datagrams a full receive buffer refused never reached the reader: they
+/// are not counted as received.
+#[test]
+fn datagrams_a_full_buffer_refused_are_not_counted() {
+    if !require_root("datagrams_a_full_buffer_refused_are_not_counted") {
+        return;
+    }
+    let mut svc = start();
+    let m = traffic::udp_overflowing_receiver("lt-udp-full", 2000, 1000);
+    let flows = check(&mut svc, &m, "udp", Some(m.received), None);
+    assert_eq!(flows.len(), 1, "{flows:#?}");
+    assert_received_from(&flows[0], m.peer);
+}
+
 #[test]
 fn tcp_counts_every_path_in_both_directions() {
     if !require_root("tcp_counts_every_path_in_both_directions") {

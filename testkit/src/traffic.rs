@@ -242,6 +242,151 @@ pub fn udp_recv_connected(comm: &str, v6: bool, datagrams: u32, size: usize) -> 
     )
 }
 
+/// What [`udp_inherited_socket`] did.
+#[derive(Debug, Clone)]
+pub struct InheritedMoved {
+    /// The child that read, and what it read; `peer` is the first sender.
+    pub moved: Moved,
+    /// Every sender, one datagram each, in the order they sent.
+    pub senders: Vec<SocketAddr>,
+}
+
+/// A socket one process makes and another reads, as systemd's socket
+/// activation does: this process binds a UDP socket on 127.0.0.1 and
+/// never sends or reads on it; `senders` sockets of its own send it one
+/// datagram of `size` bytes each; only then does the child, named `comm`,
+/// inherit it and read the datagrams with recv(2), without addresses. This
+/// process closes its copy once the child has exited, which ends the
+/// socket (and its flows).
+pub fn udp_inherited_socket(comm: &str, senders: u32, size: usize) -> InheritedMoved {
+    let what = "udp_inherited_socket";
+    assert!(
+        (1..=65_000).contains(&size),
+        "{what}: datagrams of 1 to 65,000 bytes, not {size}"
+    );
+    let rx = UdpSocket::bind(lo(false, 0)).expect("bind the UDP socket to hand over");
+    rx.set_read_timeout(Some(TIMEOUT))
+        .expect("set the socket's timeout");
+    grow_rcvbuf(&rx, u64::from(senders).saturating_mul(truesize(size)))
+        .expect("enlarge the socket's receive buffer");
+    let to = rx.local_addr().expect("the socket's address");
+    let msg = pattern(size);
+    let mut from = Vec::new();
+    let mut kept = Vec::new();
+    for _ in 0..senders {
+        let tx = UdpSocket::bind(lo(false, 0)).expect("bind a UDP sender on loopback");
+        let n = tx.send_to(&msg, to).expect("send a datagram to the socket");
+        assert_eq!(n, size, "{what}: a whole datagram sent");
+        from.push(tx.local_addr().expect("a sender's address"));
+        // Open until the end, so that no later sender gets its port.
+        kept.push(tx);
+    }
+    let fd = rx.as_raw_fd();
+    let mut run = Run::start(what, comm, move |p| {
+        let got = recv_each(fd, RecvHow::Recv, senders, size)?;
+        p.send(got);
+        Ok(())
+    });
+    let received = run.recv();
+    run.finish();
+    drop(rx);
+    assert_eq!(
+        received,
+        u64::from(senders) * size as u64,
+        "{what}: bytes the child received"
+    );
+    InheritedMoved {
+        moved: Moved {
+            sent: 0,
+            received,
+            peer: from[0],
+            local_port: to.port(),
+            netns: None,
+            ..run.moved()
+        },
+        senders: from,
+    }
+}
+
+/// A receiver that falls behind: the child, named `comm`, binds a UDP
+/// socket on 127.0.0.1 with a 64 KiB receive buffer and reads nothing
+/// until this process has sent it `datagrams` datagrams of `size` bytes,
+/// unpaced, so that the full buffer refuses most of them; then it reads
+/// what was queued. `received` is what it read, which this function checks
+/// is more than nothing and less than was sent.
+pub fn udp_overflowing_receiver(comm: &str, datagrams: u32, size: usize) -> Moved {
+    let what = "udp_overflowing_receiver";
+    assert!(
+        (1..=65_000).contains(&size),
+        "{what}: datagrams of 1 to 65,000 bytes, not {size}"
+    );
+    let tx = UdpSocket::bind(lo(false, 0)).expect("bind the UDP sender on loopback");
+    let from = tx.local_addr().expect("the sender's address");
+    let (go_rx, go_tx) = pipe().expect("pipe2(2) for the go signal");
+    let go = go_rx.as_raw_fd();
+    let mut run = Run::start(what, comm, move |p| {
+        let s = socket(libc::AF_INET, libc::SOCK_DGRAM, 0, Step::Socket)?;
+        let fd = s.as_raw_fd();
+        // The kernel doubles it: 64 KiB.
+        set_opt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            &32768i32,
+            Step::RcvBuf,
+        )?;
+        sys_addr(fd, lo(false, 0), Step::Bind, libc::bind)?;
+        p.send(u64::from(local_port(fd)?));
+        wait_readable(go)?;
+        let mut buf = vec![0u8; size + 1];
+        let mut got = 0u64;
+        loop {
+            // SAFETY: buf is valid for writes of its length.
+            let n =
+                unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+            if n < 0 && errno() == libc::EAGAIN {
+                break;
+            }
+            let n = cvt(n, Step::Recv)?;
+            if n != size {
+                return Err(Fail::got(Step::WrongSize, n as u64));
+            }
+            got += n as u64;
+        }
+        p.send(got);
+        Ok(())
+    });
+    let port = run.recv() as u16;
+    let msg = pattern(size);
+    for _ in 0..datagrams {
+        match tx.send_to(&msg, lo(false, port)) {
+            Ok(n) if n == size => {}
+            Ok(n) => run.fail("send a datagram to the child", format!("only {n} bytes")),
+            Err(e) => run.fail("send a datagram to the child", e),
+        }
+    }
+    let mut go_tx = std::fs::File::from(go_tx);
+    if let Err(e) = go_tx.write_all(b"g") {
+        run.fail("tell the child to read", e);
+    }
+    let received = run.recv();
+    run.finish();
+    let sent = u64::from(datagrams) * size as u64;
+    assert!(
+        received > 0 && received < sent,
+        "{what}: the child read {received} of {sent} bytes: a full buffer should have refused \
+         some and kept some"
+    );
+    Moved {
+        sent: 0,
+        received,
+        peer: from,
+        local_port: port,
+        netns: None,
+        ..run.moved()
+    }
+}
+
 /// A plain TCP download, the baseline: this process serves `total` bytes
 /// on a 127.0.0.1 listener and closes; the child, named `comm`, connects
 /// and reads them with read(2) until EOF.
@@ -1635,6 +1780,33 @@ fn errno() -> i32 {
     io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }
 
+/// A pipe (read end, write end), close-on-exec.
+fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: fds is a valid array of two ints.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both were just made, ours alone.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Waits up to [`TIMEOUT`] for `fd` to be readable, in the child.
+fn wait_readable(fd: RawFd) -> Res<()> {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    let n = unsafe { libc::poll(&mut pfd, 1, TIMEOUT.as_millis() as i32) };
+    match n {
+        1 => Ok(()),
+        0 => Err(Fail::errno(Step::Wait, libc::ETIMEDOUT)),
+        _ => Err(Fail::os(Step::Wait)),
+    }
+}
+
 /// A socket, close-on-exec.
 fn socket(domain: i32, ty: i32, proto: i32, step: Step) -> Res<OwnedFd> {
     // SAFETY: no pointers.
@@ -1873,6 +2045,7 @@ steps! {
     IgnoreOutgoing = 55 => "set PACKET_IGNORE_OUTGOING",
     FrameRecv = 56 => "receive its frame on lecot1",
     TcpRead = 57 => "read(2) from the TCP socket",
+    Wait = 58 => "wait for this process to finish sending (poll(2) on a pipe)",
 }
 
 /// What the child reports besides its step: the errno of a failed call,

@@ -92,6 +92,40 @@ fn udp_recv_connected_counts_every_datagram() {
 }
 
 #[test]
+fn udp_inherited_socket_is_read_by_the_child() {
+    if !require_root("udp_inherited_socket_is_read_by_the_child") {
+        return;
+    }
+    let got = within(LIMIT, "udp_inherited_socket", || {
+        traffic::udp_inherited_socket("lt-udpinherit", 7, 300)
+    });
+    let m = &got.moved;
+    by_child(m, "lt-udpinherit");
+    loopback_peer(m, false);
+    assert_eq!((m.sent, m.received), (0, 7 * 300), "{m:?}");
+    let mut ports: Vec<u16> = got.senders.iter().map(|a| a.port()).collect();
+    ports.sort_unstable();
+    ports.dedup();
+    assert_eq!(ports.len(), 7, "seven distinct senders: {got:?}");
+    assert_eq!(got.senders[0], m.peer, "{got:?}");
+}
+
+#[test]
+fn udp_overflowing_receiver_reads_only_what_was_queued() {
+    if !require_root("udp_overflowing_receiver_reads_only_what_was_queued") {
+        return;
+    }
+    let m = within(LIMIT, "udp_overflowing_receiver", || {
+        traffic::udp_overflowing_receiver("lt-udpfull", 2_000, 1_000)
+    });
+    by_child(&m, "lt-udpfull");
+    loopback_peer(&m, false);
+    // Whole datagrams, fewer than sent (the generator checks the bounds).
+    assert_eq!(m.received % 1_000, 0, "{m:?}");
+    assert_eq!(m.sent, 0, "{m:?}");
+}
+
+#[test]
 fn tcp_plain_download_reads_it_all() {
     if !require_root("tcp_plain_download_reads_it_all") {
         return;

@@ -11,7 +11,11 @@
  *                         for TCP the moment to read the kernel's counters
  *   tcp_rcv_space_adjust  every TCP read, splice(2) included: the same
  *   inet_sk_error_report  errors (ICMP unreachable on connected UDP, ...)
- *   cgroup/{send,recv}msg{4,6}  peer of unconnected UDP datagrams
+ *   cgroup/sendmsg{4,6}   peer of unconnected UDP datagrams sent
+ *   cgroup_skb/ingress    every UDP datagram received, with its sender, as
+ *                         it reaches its socket (the only place a datagram
+ *                         read without asking for its address is named)
+ *   udp_fail_queue_rcv_skb  one the socket's full buffer refused after all
  *   skb_copy_datagram_iovec  peer of ICMP, raw and packet datagrams read
  *   net_dev_queue         peer (and device) of ICMP, raw and packet sends
  *   cgroup/sock_release   a socket closes: its datagram flows end, and so
@@ -37,6 +41,10 @@ const volatile bool hooks_only = false;
 __u64 ringbuf_drops = 0;
 __u64 flow_seq = 0;
 __u64 last_wakeup_ns = 0;
+/* Written by user space once on_udp_ingress is attached: from then on UDP
+ * datagrams are counted as they arrive, not as they are read. Until then
+ * (or on a kernel that refused the cgroup programs) reads count them. */
+__u64 udp_rx_at_ingress = 0; /* a flag; 64 bits keep .bss a multiple of 8 */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -80,6 +88,39 @@ struct {
 	__type(key, int);
 	__type(value, struct leco_peer);
 } frame_peers SEC(".maps");
+
+/*
+ * A UDP socket as leco knows it, kept with the socket (it dies with it).
+ * Datagrams arrive in softirq, where the current task is anyone's, so their
+ * flows take the owner from here: the last process that sent or read on
+ * the socket. Until one has, the flows they make wait, unannounced, in
+ * wait[] for the first send or read to claim them (a server's first
+ * datagram arrives before its first read returns; a socket may have been
+ * made by another process, as systemd does for socket activation, or
+ * before leco started). Flows past wait[] are announced without an owner,
+ * and user space gives them the one the waiting flows get.
+ */
+#define UDP_WAITING 4
+struct leco_udp_sock {
+	struct leco_owner owner; /* tgid 0 until a send or read; written last */
+	__u32 netns;
+	__u32 waiting; /* flows made without an owner (may pass UDP_WAITING) */
+	__u32 claimed; /* wait[] slots done with */
+	__u32 _pad;
+	struct {
+		__u8 addr[16];
+		__u16 port;
+		__u16 _pad;
+		__u32 ready; /* written last: the slot names a flow */
+	} wait[UDP_WAITING];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct leco_udp_sock);
+} udp_socks SEC(".maps");
 
 static __always_inline void owner_from_current(struct leco_owner *o)
 {
@@ -578,6 +619,72 @@ static __always_inline int account_datagram(struct sock *sk, __u8 proto, int byt
 	return 0;
 }
 
+/* ---- UDP sockets' owners ------------------------------------------------ */
+
+/* Announces the flows waiting in `s`'s wait[] (of socket `cookie`): with
+ * `owner` as theirs, or (the socket is going away unused) with none. */
+static __always_inline void announce_waiting(struct leco_udp_sock *s, __u64 cookie,
+					     const struct leco_owner *owner, __u64 now)
+{
+	__u32 n = s->waiting;
+
+	if (n > UDP_WAITING)
+		n = UDP_WAITING;
+	for (__u32 i = 0; i < UDP_WAITING; i++) {
+		struct leco_flow_key key = { .cookie = cookie };
+		struct leco_flow *f;
+
+		if (i < s->claimed)
+			continue;
+		/* A slot taken but not written yet is for the next call. */
+		if (i >= n || !s->wait[i].ready)
+			break;
+		s->claimed = i + 1;
+		__builtin_memcpy(key.raddr, s->wait[i].addr, sizeof(key.raddr));
+		key.rport = s->wait[i].port;
+		f = bpf_map_lookup_elem(&flows, &key);
+		if (!f || (f->flags & LECO_F_ANNOUNCED))
+			continue;
+		if (owner) {
+			__builtin_memcpy(&f->owner, owner, sizeof(f->owner));
+			f->netns = s->netns;
+			f->flags &= ~LECO_F_PROVISIONAL;
+		}
+		f->flags |= LECO_F_ANNOUNCED;
+		f->last_emit_ns = now;
+		emit(LECO_NEW, cookie, f, now);
+	}
+}
+
+/* UDP socket `sk` is used in a system call: current owns it from now on,
+ * and takes the flows its datagrams made while no owner was known. */
+static __always_inline void udp_claim(struct sock *sk)
+{
+	struct leco_udp_sock *s = bpf_sk_storage_get(&udp_socks, sk, NULL,
+						     BPF_LOCAL_STORAGE_GET_F_CREATE);
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+
+	if (!s)
+		return;
+	if (s->owner.tgid != tgid) {
+		struct leco_owner o = {};
+
+		owner_from_current(&o);
+		s->netns = sock_netns(sk);
+		s->owner.pid = o.pid;
+		s->owner.uid = o.uid;
+		s->owner.gid = o.gid;
+		s->owner.cgroup_id = o.cgroup_id;
+		__builtin_memcpy(s->owner.comm, o.comm, sizeof(o.comm));
+		/* Last, and a full barrier: whoever sees the tgid sees the rest.
+		 * (A change of owner may still be read half done by an arrival on
+		 * another CPU: sockets shared by two processes at once, rare.) */
+		__sync_lock_test_and_set(&s->owner.tgid, o.tgid);
+	}
+	if (s->claimed < s->waiting && s->claimed < UDP_WAITING)
+		announce_waiting(s, bpf_get_socket_cookie(sk), &s->owner, bpf_ktime_get_boot_ns());
+}
+
 static __always_inline int account(struct sock *sk, int bytes, bool tx)
 {
 	__u8 proto;
@@ -587,6 +694,11 @@ static __always_inline int account(struct sock *sk, int bytes, bool tx)
 	proto = flow_proto(sk);
 	if (proto == LECO_P_TCP)
 		return account_tcp(sk);
+	if (proto == LECO_P_UDP && udp_rx_at_ingress) {
+		udp_claim(sk);
+		if (!tx)
+			return 0; /* counted as it arrived (on_udp_ingress) */
+	}
 	if (proto)
 		return account_datagram(sk, proto, bytes, tx);
 	return 0;
@@ -802,7 +914,7 @@ int BPF_PROG(on_inet_sk_error_report, struct sock *sk)
 	return 0;
 }
 
-/* ---- unconnected UDP peers ---------------------------------------------- */
+/* ---- unconnected UDP peers sent to --------------------------------------- */
 
 static __always_inline struct leco_peer *peer_slot(void)
 {
@@ -854,14 +966,6 @@ int on_sendmsg4(struct bpf_sock_addr *ctx)
 	return remember_peer4(ctx);
 }
 
-SEC("cgroup/recvmsg4")
-int on_recvmsg4(struct bpf_sock_addr *ctx)
-{
-	if (hooks_only)
-		return 1;
-	return remember_peer4(ctx);
-}
-
 SEC("cgroup/sendmsg6")
 int on_sendmsg6(struct bpf_sock_addr *ctx)
 {
@@ -870,12 +974,221 @@ int on_sendmsg6(struct bpf_sock_addr *ctx)
 	return remember_peer6(ctx);
 }
 
-SEC("cgroup/recvmsg6")
-int on_recvmsg6(struct bpf_sock_addr *ctx)
+/* ---- UDP datagrams received ---------------------------------------------- */
+
+/* IPv6 extension headers a UDP header may follow (a fragment header is
+ * gone by the time a datagram reaches its socket). */
+#define NEXTHDR_HOP 0
+#define NEXTHDR_ROUTING 43
+#define NEXTHDR_DEST 60
+
+/* The flow key of a UDP datagram at `skb` (its data at the IP header) for
+ * socket `cookie` of family `family`, and the offset of its UDP header;
+ * false if it is not one. An IPv4 sender of an IPv6 socket is named
+ * IPv4-mapped, as that socket's own sends name it. */
+static __always_inline bool udp_sender(struct __sk_buff *skb, __u32 family,
+				       struct leco_flow_key *key, __u32 *udp_off)
 {
+	__u8 h[40];
+	__u32 off;
+
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		if (bpf_skb_load_bytes(skb, 0, h, 20))
+			return false;
+		off = (h[0] & 0xf) * 4;
+		if (family == AF_INET6) {
+			key->raddr[10] = 0xff;
+			key->raddr[11] = 0xff;
+			__builtin_memcpy(&key->raddr[12], &h[12], 4);
+		} else {
+			__builtin_memcpy(key->raddr, &h[12], 4);
+		}
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		__u8 next;
+
+		if (bpf_skb_load_bytes(skb, 0, h, 40))
+			return false;
+		__builtin_memcpy(key->raddr, &h[8], 16);
+		off = 40;
+		next = h[6];
+		for (int i = 0; i < 3 && next != IPPROTO_UDP; i++) {
+			__u8 ext[2];
+
+			if (next != NEXTHDR_HOP && next != NEXTHDR_ROUTING && next != NEXTHDR_DEST)
+				return false;
+			if (bpf_skb_load_bytes(skb, off, ext, 2))
+				return false;
+			next = ext[0];
+			off += ((__u32)ext[1] + 1) * 8;
+		}
+		if (next != IPPROTO_UDP)
+			return false;
+	} else {
+		return false;
+	}
+	__u8 port[2];
+
+	if (bpf_skb_load_bytes(skb, off, port, 2))
+		return false;
+	key->rport = ((__u16)port[0] << 8) | port[1];
+	*udp_off = off;
+	return true;
+}
+
+/* A datagram of `len` payload bytes from `key`'s peer reached socket `sk`. */
+static __always_inline void udp_arrival(struct __sk_buff *skb, struct bpf_sock *sk,
+					struct leco_flow_key *key, __u64 len)
+{
+	struct leco_udp_sock *s = bpf_sk_storage_get(&udp_socks, sk, NULL,
+						     BPF_LOCAL_STORAGE_GET_F_CREATE);
+	__u64 now = bpf_ktime_get_boot_ns();
+	struct leco_flow *f = bpf_map_lookup_elem(&flows, key);
+	__u32 owner = s ? s->owner.tgid : 0;
+
+	if (!f) {
+		struct leco_flow nf = {};
+		__u32 slot = UDP_WAITING;
+
+		nf.id = next_flow_id();
+		nf.first_ns = now;
+		nf.last_ns = now;
+		nf.proto = LECO_P_UDP;
+		nf.family = sk->family;
+		if (sk->family == AF_INET) {
+			__u32 a = sk->src_ip4;
+
+			__builtin_memcpy(nf.laddr, &a, 4);
+		} else {
+			__u32 a[4];
+
+			a[0] = sk->src_ip6[0];
+			a[1] = sk->src_ip6[1];
+			a[2] = sk->src_ip6[2];
+			a[3] = sk->src_ip6[3];
+			__builtin_memcpy(nf.laddr, a, 16);
+		}
+		nf.lport = sk->src_port;
+		__builtin_memcpy(nf.raddr, key->raddr, sizeof(nf.raddr));
+		nf.rport = key->rport;
+		nf.direction = LECO_DIR_IN;
+		nf.rx_bytes = len;
+		if (owner) {
+			__builtin_memcpy(&nf.owner, &s->owner, sizeof(nf.owner));
+			nf.netns = s->netns;
+			nf.flags = LECO_F_ANNOUNCED;
+		} else {
+			nf.owner.uid = bpf_get_socket_uid(skb);
+			nf.flags = LECO_F_PROVISIONAL;
+			if (s)
+				slot = __sync_fetch_and_add(&s->waiting, 1);
+			if (slot >= UDP_WAITING)
+				nf.flags |= LECO_F_ANNOUNCED;
+		}
+		nf.last_emit_ns = now;
+		if (bpf_map_update_elem(&flows, key, &nf, BPF_NOEXIST) == 0) {
+			if (nf.flags & LECO_F_ANNOUNCED)
+				emit(LECO_NEW, key->cookie, &nf, now);
+		} else {
+			/* Another CPU made it first: count on that one. */
+			f = bpf_map_lookup_elem(&flows, key);
+			if (f)
+				__sync_fetch_and_add(&f->rx_bytes, len);
+		}
+		if (s && slot < UDP_WAITING) {
+			__builtin_memcpy(s->wait[slot].addr, key->raddr, sizeof(key->raddr));
+			s->wait[slot].port = key->rport;
+			__sync_lock_test_and_set(&s->wait[slot].ready, 1);
+		}
+		return;
+	}
+
+	__sync_fetch_and_add(&f->rx_bytes, len);
+	f->last_ns = now;
+	if ((f->flags & LECO_F_PROVISIONAL) && owner) {
+		/* Made before the socket's owner was known (one past wait[],
+		 * or whose claim lost a race): it is known now. */
+		__builtin_memcpy(&f->owner, &s->owner, sizeof(f->owner));
+		f->netns = s->netns;
+		f->flags &= ~LECO_F_PROVISIONAL;
+		f->last_emit_ns = now;
+		emit(f->flags & LECO_F_ANNOUNCED ? LECO_UPDATE : LECO_NEW, key->cookie, f, now);
+		f->flags |= LECO_F_ANNOUNCED;
+		return;
+	}
+	if ((f->flags & LECO_F_ANNOUNCED) && now - f->last_emit_ns >= update_interval_ns) {
+		f->last_emit_ns = now;
+		emit(LECO_UPDATE, key->cookie, f, now);
+	}
+}
+
+/*
+ * Every UDP datagram that reaches a socket, as the socket's filters see it:
+ * the one place with both the datagram (its sender) and the socket, for
+ * reads that ask for no address (recv, read, recvmmsg without msg_name)
+ * and connected sockets alike. Neither alternative would do: UDP copies
+ * linear datagrams itself, so skb_copy_datagram_iovec misses them; and
+ * sk_data_ready passes only the socket, once per batch of datagrams
+ * queued (6.18's UDP enqueues through per-node lists and wakes once per
+ * splice). Every TCP segment received runs this too, in softirq: it
+ * returns after the socket's protocol, four instructions in.
+ */
+SEC("cgroup_skb/ingress")
+int on_udp_ingress(struct __sk_buff *skb)
+{
+	struct leco_flow_key key = {};
+	struct bpf_sock *sk;
+	__u32 off;
+
 	if (hooks_only)
 		return 1;
-	return remember_peer6(ctx);
+	sk = skb->sk;
+	if (!sk)
+		return 1;
+	sk = bpf_sk_fullsock(sk);
+	if (!sk || sk->protocol != IPPROTO_UDP || !udp_rx_at_ingress)
+		return 1;
+	if (sk->family != AF_INET && sk->family != AF_INET6)
+		return 1;
+	if (!udp_sender(skb, sk->family, &key, &off))
+		return 1;
+	key.cookie = bpf_get_socket_cookie(skb);
+	udp_arrival(skb, sk, &key, skb->len > off + 8 ? skb->len - off - 8 : 0);
+	return 1; /* observe only: never drop */
+}
+
+/*
+ * A datagram counted on arrival that the socket's full receive buffer (or
+ * the protocol's memory limit) then refused: it never reached the reader.
+ * Rare, and runs only then.
+ */
+SEC("tp_btf/udp_fail_queue_rcv_skb")
+int BPF_PROG(on_udp_fail_queue_rcv_skb, int rc, struct sock *sk, struct sk_buff *skb)
+{
+	struct leco_flow_key key = {};
+	struct leco_peer p = {};
+	struct leco_flow *f;
+	__u8 port[2];
+
+	if (hooks_only || !udp_rx_at_ingress)
+		return 0;
+	if (!peer_from_ip(&p, skb->head + skb->network_header, true))
+		return 0;
+	if (bpf_probe_read_kernel(port, sizeof(port), skb->head + skb->transport_header))
+		return 0;
+	if (p.family == AF_INET && sk->__sk_common.skc_family == AF_INET6) {
+		key.raddr[10] = 0xff;
+		key.raddr[11] = 0xff;
+		__builtin_memcpy(&key.raddr[12], p.addr, 4);
+	} else {
+		__builtin_memcpy(key.raddr, p.addr, sizeof(key.raddr));
+	}
+	key.rport = ((__u16)port[0] << 8) | port[1];
+	key.cookie = bpf_get_socket_cookie(sk);
+	f = bpf_map_lookup_elem(&flows, &key);
+	/* The UDP header is pulled by now: the length is the payload's. */
+	if (f)
+		__sync_fetch_and_sub(&f->rx_bytes, skb->len);
+	return 0;
 }
 
 /*
@@ -909,9 +1222,21 @@ int on_sock_release(struct bpf_sock *ctx)
 		return 1;
 	if (ctx->family != AF_INET && ctx->family != AF_INET6)
 		return 1;
-	if (ctx->protocol == IPPROTO_TCP && ctx->type == SOCK_STREAM)
+	if (ctx->protocol == IPPROTO_TCP && ctx->type == SOCK_STREAM) {
 		end_closed_tcp(ctx);
-	else
-		emit(LECO_RELEASED, bpf_get_socket_cookie(ctx), NULL, bpf_ktime_get_boot_ns());
+		return 1;
+	}
+	__u64 cookie = bpf_get_socket_cookie(ctx);
+	__u64 now = bpf_ktime_get_boot_ns();
+
+	if (ctx->protocol == IPPROTO_UDP) {
+		/* Flows of datagrams nobody ever read, still waiting for an
+		 * owner: shown (without one) before they end, not lost. */
+		struct leco_udp_sock *s = bpf_sk_storage_get(&udp_socks, ctx, NULL, 0);
+
+		if (s && s->claimed < s->waiting && s->claimed < UDP_WAITING)
+			announce_waiting(s, cookie, NULL, now);
+	}
+	emit(LECO_RELEASED, cookie, NULL, now);
 	return 1;
 }
