@@ -612,6 +612,17 @@ static __always_inline int account_datagram(struct sock *sk, __u8 proto, int byt
 	else
 		__sync_fetch_and_add(&f->rx_bytes, bytes);
 	f->last_ns = now;
+	if (f->flags & LECO_F_PROVISIONAL) {
+		/* A UDP flow its datagrams made before the socket's owner was
+		 * known: this process context names it. */
+		owner_from_current(&f->owner);
+		f->netns = sock_netns(sk);
+		f->flags &= ~LECO_F_PROVISIONAL;
+		f->last_emit_ns = now;
+		emit(f->flags & LECO_F_ANNOUNCED ? LECO_UPDATE : LECO_NEW, cookie, f, now);
+		f->flags |= LECO_F_ANNOUNCED;
+		return 0;
+	}
 	if (now - f->last_emit_ns >= update_interval_ns) {
 		f->last_emit_ns = now;
 		emit(LECO_UPDATE, cookie, f, now);
@@ -1130,7 +1141,8 @@ static __always_inline void udp_arrival(struct __sk_buff *skb, struct bpf_sock *
  * sk_data_ready passes only the socket, once per batch of datagrams
  * queued (6.18's UDP enqueues through per-node lists and wakes once per
  * splice). Every TCP segment received runs this too, in softirq: it
- * returns after the socket's protocol, four instructions in.
+ * returns once it has the socket's protocol (a load, bpf_sk_fullsock(),
+ * a compare), before any map or packet is touched.
  */
 SEC("cgroup_skb/ingress")
 int on_udp_ingress(struct __sk_buff *skb)
