@@ -668,11 +668,15 @@ static __always_inline void announce_waiting(struct leco_udp_sock *s, __u64 cook
 }
 
 /* UDP socket `sk` is used in a system call: current owns it from now on,
- * and takes the flows its datagrams made while no owner was known. */
-static __always_inline void udp_claim(struct sock *sk)
+ * and takes the flows its datagrams made while no owner was known. A read
+ * records the owner for datagrams of peers still to come (`create`); a send
+ * only refreshes one already there: its peer's replies find the flow the
+ * send made, and a socket nobody reads has no other use for an owner, so
+ * most sending sockets never get this storage at all. */
+static __always_inline void udp_claim(struct sock *sk, bool create)
 {
 	struct leco_udp_sock *s = bpf_sk_storage_get(&udp_socks, sk, NULL,
-						     BPF_LOCAL_STORAGE_GET_F_CREATE);
+						     create ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 
 	if (!s)
@@ -706,7 +710,7 @@ static __always_inline int account(struct sock *sk, int bytes, bool tx)
 	if (proto == LECO_P_TCP)
 		return account_tcp(sk);
 	if (proto == LECO_P_UDP && udp_rx_at_ingress) {
-		udp_claim(sk);
+		udp_claim(sk, !tx);
 		if (!tx)
 			return 0; /* counted as it arrived (on_udp_ingress) */
 	}
@@ -995,16 +999,21 @@ int on_sendmsg6(struct bpf_sock_addr *ctx)
 
 /* The flow key of a UDP datagram at `skb` (its data at the IP header) for
  * socket `cookie` of family `family`, and the offset of its UDP header;
- * false if it is not one. An IPv4 sender of an IPv6 socket is named
- * IPv4-mapped, as that socket's own sends name it. */
+ * false if it is not one. The headers are read in place: the IP layer has
+ * pulled them into the linear part by the time a datagram reaches its
+ * socket. An IPv4 sender of an IPv6 socket is named IPv4-mapped, as that
+ * socket's own sends name it. */
 static __always_inline bool udp_sender(struct __sk_buff *skb, __u32 family,
 				       struct leco_flow_key *key, __u32 *udp_off)
 {
-	__u8 h[40];
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	__u8 *h = data;
+	__u8 *port;
 	__u32 off;
 
 	if (skb->protocol == bpf_htons(ETH_P_IP)) {
-		if (bpf_skb_load_bytes(skb, 0, h, 20))
+		if (data + 20 > end)
 			return false;
 		off = (h[0] & 0xf) * 4;
 		if (family == AF_INET6) {
@@ -1017,17 +1026,20 @@ static __always_inline bool udp_sender(struct __sk_buff *skb, __u32 family,
 	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
 		__u8 next;
 
-		if (bpf_skb_load_bytes(skb, 0, h, 40))
+		if (data + 40 > end)
 			return false;
 		__builtin_memcpy(key->raddr, &h[8], 16);
 		off = 40;
 		next = h[6];
 		for (int i = 0; i < 3 && next != IPPROTO_UDP; i++) {
-			__u8 ext[2];
+			__u8 *ext;
 
 			if (next != NEXTHDR_HOP && next != NEXTHDR_ROUTING && next != NEXTHDR_DEST)
 				return false;
-			if (bpf_skb_load_bytes(skb, off, ext, 2))
+			if (off > 512)
+				return false;
+			ext = data + off;
+			if ((void *)(ext + 2) > end)
 				return false;
 			next = ext[0];
 			off += ((__u32)ext[1] + 1) * 8;
@@ -1037,9 +1049,10 @@ static __always_inline bool udp_sender(struct __sk_buff *skb, __u32 family,
 	} else {
 		return false;
 	}
-	__u8 port[2];
-
-	if (bpf_skb_load_bytes(skb, off, port, 2))
+	if (off > 1024)
+		return false;
+	port = data + off;
+	if ((void *)(port + 2) > end)
 		return false;
 	key->rport = ((__u16)port[0] << 8) | port[1];
 	*udp_off = off;
@@ -1050,12 +1063,23 @@ static __always_inline bool udp_sender(struct __sk_buff *skb, __u32 family,
 static __always_inline void udp_arrival(struct __sk_buff *skb, struct bpf_sock *sk,
 					struct leco_flow_key *key, __u64 len)
 {
-	struct leco_udp_sock *s = bpf_sk_storage_get(&udp_socks, sk, NULL,
-						     BPF_LOCAL_STORAGE_GET_F_CREATE);
 	__u64 now = bpf_ktime_get_boot_ns();
 	struct leco_flow *f = bpf_map_lookup_elem(&flows, key);
-	__u32 owner = s ? s->owner.tgid : 0;
+	struct leco_udp_sock *s;
+	__u32 owner;
 
+	if (f && !(f->flags & LECO_F_PROVISIONAL)) {
+		/* The common case: a known flow, owned. */
+		__sync_fetch_and_add(&f->rx_bytes, len);
+		f->last_ns = now;
+		if (now - f->last_emit_ns >= update_interval_ns) {
+			f->last_emit_ns = now;
+			emit(LECO_UPDATE, key->cookie, f, now);
+		}
+		return;
+	}
+	s = bpf_sk_storage_get(&udp_socks, sk, NULL, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	owner = s ? s->owner.tgid : 0;
 	if (!f) {
 		struct leco_flow nf = {};
 		__u32 slot = UDP_WAITING;
@@ -1113,11 +1137,11 @@ static __always_inline void udp_arrival(struct __sk_buff *skb, struct bpf_sock *
 		return;
 	}
 
+	/* Made before the socket's owner was known. */
 	__sync_fetch_and_add(&f->rx_bytes, len);
 	f->last_ns = now;
-	if ((f->flags & LECO_F_PROVISIONAL) && owner) {
-		/* Made before the socket's owner was known (one past wait[],
-		 * or whose claim lost a race): it is known now. */
+	if (owner) {
+		/* Known now (one past wait[], or whose claim lost a race). */
 		__builtin_memcpy(&f->owner, &s->owner, sizeof(f->owner));
 		f->netns = s->netns;
 		f->flags &= ~LECO_F_PROVISIONAL;
