@@ -110,6 +110,19 @@ pub fn leco_progs_of(progs: &[Prog], pid: u32, before: &HashSet<u32>) -> Vec<Pro
         .collect()
 }
 
+/// Programs `pid` holds, whatever their names (another build's may not be
+/// this build's); when bpftool cannot tell holders, those not in `before`.
+pub fn held_by(progs: &[Prog], pid: u32, before: &HashSet<u32>) -> Vec<Prog> {
+    progs
+        .iter()
+        .filter(|p| match &p.pids {
+            Some(pids) => pids.contains(&pid),
+            None => !before.contains(&p.id),
+        })
+        .cloned()
+        .collect()
+}
+
 /// Names of leco's programs (`leco_bpf::program_names`) that `progs` lacks.
 pub fn missing(progs: &[Prog]) -> Vec<&'static str> {
     leco_bpf::program_names()
@@ -259,6 +272,21 @@ mod tests {
             .map(|p| p.id)
             .collect();
         assert_eq!(ours, vec![251]);
+    }
+
+    #[test]
+    fn another_builds_programs_are_all_it_holds_whatever_their_names() {
+        let mut p = parse_progs(SHOW).expect("valid JSON");
+        p[0].name = "on_recvmsg4".to_owned();
+        let before: HashSet<u32> = [250].into_iter().collect();
+        let held: Vec<u32> = held_by(&p, 77, &before).iter().map(|p| p.id).collect();
+        assert_eq!(
+            held,
+            vec![248, 251],
+            "systemd's program is not the service's"
+        );
+        let held: Vec<u32> = held_by(&p, 1, &before).iter().map(|p| p.id).collect();
+        assert_eq!(held, vec![251, 3]);
     }
 
     #[test]

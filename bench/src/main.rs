@@ -56,6 +56,16 @@ struct Cli {
     #[arg(long, value_name = "PATH")]
     service: Option<PathBuf>,
 
+    /// Another leco-service build to compare with in the same rounds (e.g.
+    /// the last release, or a checkout of main): each round then also runs
+    /// the workloads with it, in alternating order with this build, and the
+    /// report's "Against another build" section gives both builds' cost per
+    /// operation against the same baselines and the difference in
+    /// percentage points. Use 5 rounds or more: the difference is smaller
+    /// than one round's noise
+    #[arg(long, value_name = "PATH")]
+    against: Option<PathBuf>,
+
     /// Where to write the Markdown report (it is also printed) [default:
     /// bench/RESULTS.md, or nowhere with --only]
     #[arg(long, value_name = "FILE")]
@@ -223,6 +233,7 @@ fn run(cli: &Cli) -> Result<()> {
             workload: plan.workload,
             paced: plan.paced,
             only: cli.only_names(),
+            against: cli.against.as_ref().map(|p| p.display().to_string()),
         },
         ..Report::default()
     };
@@ -232,8 +243,12 @@ fn run(cli: &Cli) -> Result<()> {
     let check = start_service(&service, &[], "start check", &mut r.notes)?;
     stop_service(check, "start check", &mut r.notes)?;
 
+    if let Some(other) = &cli.against {
+        let check = start_other(other, "start check of the other build")?;
+        stop_service(check, "start check of the other build", &mut r.notes)?;
+    }
     if cli.runs(Case::Workloads) {
-        throughput(&service, &plan, &mut r)?;
+        throughput(&service, cli.against.as_deref(), &plan, &mut r)?;
     }
     if cli.runs(Case::Hooks) {
         r.hooks = Some(hook_costs(&service, &plan, &mut r)?);
@@ -317,6 +332,14 @@ fn preflight(cli: &Cli) -> Result<PathBuf> {
             "leco-service not found at {}: build it (cargo build --release -p leco-service) or pass --service PATH",
             service.display()
         );
+    }
+    if let Some(other) = &cli.against {
+        if !other.is_file() {
+            bail!(
+                "--against {}: no such file (give the other build's leco-service binary)",
+                other.display()
+            );
+        }
     }
     if let Some(out) = cli.report_file() {
         let dir = match out.parent() {
@@ -542,6 +565,19 @@ fn start_service(
     Ok(announce(svc, what, notes))
 }
 
+/// Starts another build of leco-service (`--against`).
+fn start_other(path: &Path, what: &str) -> Result<Service> {
+    eprintln!("leco-bench: {what}: starting {}", path.display());
+    let svc = Service::start_other(path, &[], LOAD_TIMEOUT).with_context(|| what.to_owned())?;
+    eprintln!(
+        "leco-bench: {what}: pid {} holds {} programs, stable after {:.1} s",
+        svc.pid(),
+        svc.progs().len(),
+        svc.ready_after().as_secs_f64()
+    );
+    Ok(svc)
+}
+
 /// Starts leco-service serving the bus at `address` and records what about
 /// its start is worth noting.
 fn start_bus_service(
@@ -607,8 +643,8 @@ fn stop_service(svc: Service, what: &str, notes: &mut Vec<String>) -> Result<Sto
 }
 
 /// Alternating baseline, hooks-only and with-leco rounds of the three
-/// workloads.
-fn throughput(service: &Path, plan: &Plan, r: &mut Report) -> Result<()> {
+/// workloads, and with the `other` build when there is one.
+fn throughput(service: &Path, other: Option<&Path>, plan: &Plan, r: &mut Report) -> Result<()> {
     if let Some(w) = plan.warmup {
         eprintln!("leco-bench: warm-up");
         run_workloads(w, None)?;
@@ -620,8 +656,23 @@ fn throughput(service: &Path, plan: &Plan, r: &mut Report) -> Result<()> {
         rounds.baseline.push(f);
         let f = hooks_only_round(service, plan, &what("hooks only"), r)?;
         rounds.hooks_only.push(f);
-        let f = with_leco_round(service, plan, &what("with leco"), r)?;
-        rounds.with_leco.push(f);
+        let Some(other) = other else {
+            let f = with_leco_round(service, plan, &what("with leco"), r)?;
+            rounds.with_leco.push(f);
+            continue;
+        };
+        // Whichever build runs second finds the machine warmer: take turns.
+        if round % 2 == 1 {
+            let f = with_leco_round(service, plan, &what("with leco"), r)?;
+            rounds.with_leco.push(f);
+            let f = other_build_round(other, plan, &what("other build"), r)?;
+            rounds.other_build.push(f);
+        } else {
+            let f = other_build_round(other, plan, &what("other build"), r)?;
+            rounds.other_build.push(f);
+            let f = with_leco_round(service, plan, &what("with leco"), r)?;
+            rounds.with_leco.push(f);
+        }
     }
     r.throughput = rounds.throughput();
     r.cpu = rounds.cpu_per_op();
@@ -654,7 +705,18 @@ fn hooks_only_round(service: &Path, plan: &Plan, what: &str, r: &mut Report) -> 
 
 /// One round's figures with leco attached, the service's own CPU included.
 fn with_leco_round(service: &Path, plan: &Plan, what: &str, r: &mut Report) -> Result<Figures> {
-    let mut svc = start_service(service, &[], what, &mut r.notes)?;
+    let svc = start_service(service, &[], what, &mut r.notes)?;
+    measure_attached(svc, plan, what, r)
+}
+
+/// One round's figures with the other build attached, its CPU included.
+fn other_build_round(other: &Path, plan: &Plan, what: &str, r: &mut Report) -> Result<Figures> {
+    let svc = start_other(other, what)?;
+    measure_attached(svc, plan, what, r)
+}
+
+/// The workloads' figures with `svc` attached, then stops it.
+fn measure_attached(mut svc: Service, plan: &Plan, what: &str, r: &mut Report) -> Result<Figures> {
     let ours: HashSet<u32> = svc.progs().iter().map(|p| p.id).collect();
     thread::sleep(plan.idle);
     let mut seen = Interference::default();
@@ -686,6 +748,8 @@ struct Rounds {
     baseline: Vec<Figures>,
     hooks_only: Vec<Figures>,
     with_leco: Vec<Figures>,
+    /// With the `--against` build, when given.
+    other_build: Vec<Figures>,
 }
 
 impl Rounds {
@@ -740,6 +804,12 @@ impl Rounds {
             with_leco: self.with_leco.iter().map(get).collect(),
             service: self
                 .with_leco
+                .iter()
+                .filter_map(|f| f.service.as_ref().map(get_svc))
+                .collect(),
+            other_build: self.other_build.iter().map(get).collect(),
+            other_service: self
+                .other_build
                 .iter()
                 .filter_map(|f| f.service.as_ref().map(get_svc))
                 .collect(),

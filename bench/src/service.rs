@@ -26,6 +26,20 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// loads all programs first and attaches them one by one afterwards.
 const ATTACH_SETTLE: Duration = Duration::from_millis(500);
 const POLL: Duration = Duration::from_millis(100);
+/// How long another build's set of programs must stay the same before it
+/// counts as loaded: its program names need not be this build's, so there
+/// is no list to wait for.
+const OTHER_STABLE: Duration = Duration::from_secs(1);
+
+/// Which programs a started service is expected to load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// This build's: every name in `leco_bpf::program_names`.
+    ThisBuild,
+    /// Another build's (`--against`): whatever it holds, once that stops
+    /// changing.
+    OtherBuild,
+}
 
 /// A running leco-service.
 #[derive(Debug)]
@@ -56,7 +70,16 @@ impl Service {
     pub fn start(path: &Path, extra: &[&str], timeout: Duration) -> Result<Service> {
         let mut args = vec!["--standalone", "--json"];
         args.extend_from_slice(extra);
-        Service::spawn(path, &args, None, timeout)
+        Service::spawn(path, &args, None, Expect::ThisBuild, timeout)
+    }
+
+    /// Like [`Service::start`] for another build of leco-service, whose
+    /// programs may differ from this build's: it counts as loaded once it
+    /// holds some programs and their set has not changed for a second.
+    pub fn start_other(path: &Path, extra: &[&str], timeout: Duration) -> Result<Service> {
+        let mut args = vec!["--standalone", "--json"];
+        args.extend_from_slice(extra);
+        Service::spawn(path, &args, None, Expect::OtherBuild, timeout)
     }
 
     /// Starts `path --standalone --bus-address ADDRESS EXTRA…` and waits up
@@ -70,7 +93,7 @@ impl Service {
     ) -> Result<Service> {
         let mut args = vec!["--standalone", "--bus-address", address];
         args.extend_from_slice(extra);
-        Service::spawn(path, &args, Some(BUS_READY), timeout)
+        Service::spawn(path, &args, Some(BUS_READY), Expect::ThisBuild, timeout)
     }
 
     /// Starts `path ARGS…`, waits for its programs and, when given, for a
@@ -79,6 +102,7 @@ impl Service {
         path: &Path,
         args: &[&str],
         ready: Option<&'static str>,
+        expect: Expect,
         timeout: Duration,
     ) -> Result<Service> {
         let before: HashSet<u32> = hooks::list_progs()?.iter().map(|p| p.id).collect();
@@ -109,7 +133,10 @@ impl Service {
             missing: Vec::new(),
             ready_after: Duration::ZERO,
         };
-        svc.wait_loaded(&before, started, timeout)?;
+        match expect {
+            Expect::ThisBuild => svc.wait_loaded(&before, started, timeout)?,
+            Expect::OtherBuild => svc.wait_stable(&before, started, timeout)?,
+        }
         if let Some(line) = ready {
             svc.wait_ready(&ready_rx, line, started + timeout)?;
         }
@@ -168,6 +195,45 @@ impl Service {
             if timed_out {
                 return Err(self.fail(&format!(
                     "leco-service loaded no on_* eBPF program within {} s",
+                    timeout.as_secs()
+                )));
+            }
+            thread::sleep(POLL);
+        }
+    }
+
+    /// Waits until the programs it holds, whatever their names, have not
+    /// changed for [`OTHER_STABLE`].
+    fn wait_stable(
+        &mut self,
+        before: &HashSet<u32>,
+        started: Instant,
+        timeout: Duration,
+    ) -> Result<()> {
+        let mut last: Vec<u32> = Vec::new();
+        let mut since = Instant::now();
+        loop {
+            self.check_running()?;
+            let now = hooks::held_by(&hooks::list_progs()?, self.pid, before);
+            let ids: Vec<u32> = now.iter().map(|p| p.id).collect();
+            if ids != last {
+                last = ids;
+                since = Instant::now();
+            } else if !last.is_empty() && since.elapsed() >= OTHER_STABLE {
+                // Stable for a second: attaching, which follows loading,
+                // is as done as it will be.
+                self.ready_after = started.elapsed();
+                self.progs = now;
+                return Ok(());
+            }
+            if started.elapsed() >= timeout {
+                return Err(self.fail(&format!(
+                    "the other leco-service {} within {} s",
+                    if last.is_empty() {
+                        "loaded no eBPF program"
+                    } else {
+                        "kept changing its eBPF programs"
+                    },
                     timeout.as_secs()
                 )));
             }

@@ -2,9 +2,10 @@
 //! and prose, judged against the targets.
 //!
 //! [`render`] writes it from a [`Report`]; each section comes from its own
-//! module (workloads, hooks, service, dbus, storm_callers), built from the statistics in
+//! module (workloads, against, hooks, service, dbus, storm_callers), built from the statistics in
 //! `stats`, the number formats in `format` and the tables of `table`.
 
+mod against;
 mod dbus;
 mod format;
 mod hooks;
@@ -58,6 +59,8 @@ pub struct Header {
     pub paced: Duration,
     /// The cases `--only` named, empty when every case ran.
     pub only: String,
+    /// The `--against` build, if any.
+    pub against: Option<String>,
 }
 
 /// Everything the report shows.
@@ -89,6 +92,7 @@ pub fn render(r: &Report) -> String {
     let mut verdicts = Verdicts::default();
     let mut body = String::new();
     workloads::section(&mut body, r, &mut verdicts);
+    against::section(&mut body, r);
     hooks::section(&mut body, r, &mut verdicts);
     service::section(&mut body, r, &mut verdicts);
     dbus::section(&mut body, r, &mut verdicts);
@@ -110,6 +114,9 @@ fn header(out: &mut String, h: &Header, verdicts: &Verdicts) {
     let _ = writeln!(out, "- Kernel: {}", h.kernel);
     let _ = writeln!(out, "- CPUs (nproc): {}", h.nproc);
     let _ = writeln!(out, "- Service: `{}`", h.service);
+    if let Some(other) = &h.against {
+        let _ = writeln!(out, "- Compared with: `{other}`");
+    }
     let _ = writeln!(out, "- Command: `{}`", h.command);
     let _ = writeln!(
         out,
@@ -210,6 +217,8 @@ mod tests {
                     hooks_only: vec![2_010.0, 2_020.0, 2_030.0],
                     with_leco: vec![2_040.0, 2_030.0, 2_050.0],
                     service: vec![0.5, 0.4, 0.6],
+                    other_build: vec![],
+                    other_service: vec![],
                     target_pct: Some(BULK_TARGET_PCT),
                 },
                 CpuPerOp {
@@ -218,6 +227,8 @@ mod tests {
                     hooks_only: vec![],
                     with_leco: vec![52_000.0],
                     service: vec![1_000.0],
+                    other_build: vec![],
+                    other_service: vec![],
                     target_pct: Some(CHURN_TARGET_PCT),
                 },
                 CpuPerOp {
@@ -226,6 +237,8 @@ mod tests {
                     hooks_only: vec![],
                     with_leco: vec![],
                     service: vec![],
+                    other_build: vec![],
+                    other_service: vec![],
                     target_pct: None,
                 },
             ],

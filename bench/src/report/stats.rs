@@ -134,6 +134,8 @@ mod tests {
             hooks_only: vec![1_111.0],
             with_leco: vec![1_150.0, 1_160.0],
             service: vec![40.0],
+            other_build: vec![],
+            other_service: vec![],
             target_pct: None,
         };
         let m = c.medians().expect("all figures present");

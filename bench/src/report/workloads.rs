@@ -44,6 +44,11 @@ pub struct CpuPerOp {
     /// leco-service's own CPU over each with-leco workload, ns per
     /// operation of that workload.
     pub service: Vec<f64>,
+    /// ns per operation with the `--against` build attached, one figure
+    /// per round; empty without one.
+    pub other_build: Vec<f64>,
+    /// That build's leco-service CPU, ns per operation, likewise.
+    pub other_service: Vec<f64>,
     /// Largest increase of the total (workload and service) CPU per
     /// operation accepted, percent, if there is a target.
     pub target_pct: Option<f64>,
