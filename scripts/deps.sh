@@ -28,6 +28,9 @@ if [ "$want" = test ]; then
   # The system test builds a Debian root filesystem (debootstrap) and boots
   # the installed service in it under systemd-nspawn (systemd-container).
   pkgs+=(debootstrap systemd-container)
+  # The blocked-and-failed tests put nftables rules in network namespaces
+  # of their own (nft), joined by veth pairs (ip, iproute2).
+  pkgs+=(nftables iproute2)
 fi
 
 missing=()

@@ -98,26 +98,32 @@ impl Capture {
         capture_libbpf_log();
 
         let mut degraded = Vec::new();
-        let (skel, cgroup_hooks) = match open_and_load(opts, true) {
-            Ok(skel) => (skel, true),
-            // The UDP peer hooks are the newest features used (cgroup
-            // sock_addr programs with task storage): a kernel that refuses
-            // them still gets everything else.
-            Err(LoadError::Rejected {
-                program, reason, ..
-            }) if programs::find(&program).is_some_and(|p| p.group == Group::Cgroup) => {
-                degraded.push(format!(
-                    "the kernel refused {program} ({reason}): {}",
-                    Group::Cgroup.lost()
-                ));
-                capture_libbpf_log();
-                (open_and_load(opts, false)?, false)
+        // The optional groups use the newest kernel features (cgroup
+        // sock_addr programs with task storage, the drop reason): a kernel
+        // that refuses one of their programs still gets everything else.
+        let mut without: Vec<Group> = Vec::new();
+        let mut skel = loop {
+            match open_and_load(opts, &without) {
+                Ok(skel) => break skel,
+                Err(LoadError::Rejected {
+                    program, reason, ..
+                }) if programs::find(&program).is_some_and(|p| {
+                    Group::OPTIONAL.contains(&p.group) && !without.contains(&p.group)
+                }) =>
+                {
+                    let group = programs::find(&program).map_or(Group::Core, |p| p.group);
+                    degraded.push(format!(
+                        "the kernel refused {program} ({reason}): {}",
+                        group.lost()
+                    ));
+                    capture_libbpf_log();
+                    without.push(group);
+                }
+                Err(e) => return Err(e),
             }
-            Err(e) => return Err(e),
         };
-
-        let mut skel = skel;
-        let mut links = attach_tracepoints(&skel, cgroup_hooks)?;
+        let cgroup_hooks = !without.contains(&Group::Cgroup);
+        let mut links = attach_tracepoints(&skel, &without)?;
         if cgroup_hooks {
             match attach_cgroup_hooks(&skel, opts.cgroup_root.as_deref()) {
                 Ok(mut l) => {
@@ -141,12 +147,13 @@ impl Capture {
     }
 
     /// The maps user space reads, by role.
-    pub(crate) fn map_fds(&self) -> [(MapRole, BorrowedFd<'_>); 3] {
+    pub(crate) fn map_fds(&self) -> [(MapRole, BorrowedFd<'_>); 4] {
         let m = &self.skel.maps;
         [
             (MapRole::Events, m.events.as_fd()),
             (MapRole::Flows, m.flows.as_fd()),
             (MapRole::Counters, m.bss.as_fd()),
+            (MapRole::BlockedIn, m.blocked_in.as_fd()),
         ]
     }
 
@@ -198,9 +205,9 @@ pub fn check_privileges() -> Result<(), LoadError> {
     }
 }
 
-/// Opens the embedded object, applies `opts`, and loads it; without the
-/// cgroup programs unless `with_cgroup`.
-fn open_and_load(opts: &Options, with_cgroup: bool) -> Result<LecoSkel<'static>, LoadError> {
+/// Opens the embedded object, applies `opts`, and loads it, without the
+/// programs of the groups in `without`.
+fn open_and_load(opts: &Options, without: &[Group]) -> Result<LecoSkel<'static>, LoadError> {
     // The skeleton borrows its open-object storage for as long as it lives;
     // a Capture lives about as long as the process, so leak the few bytes
     // rather than make Capture self-referential.
@@ -238,10 +245,10 @@ fn open_and_load(opts: &Options, with_cgroup: bool) -> Result<LecoSkel<'static>,
         .map_err(sized(
             "sizing the ring buffer (a power of two, at least one page)",
         ))?;
-    if !with_cgroup {
+    if !without.is_empty() {
         for mut prog in open.open_object_mut().progs_mut() {
             let name = prog.name().to_string_lossy();
-            if programs::find(&name).is_some_and(|p| p.group == Group::Cgroup) {
+            if programs::find(&name).is_some_and(|p| without.contains(&p.group)) {
                 prog.set_autoload(false);
             }
         }
@@ -284,15 +291,15 @@ fn count_udp_on_arrival(skel: &mut LecoSkel<'static>) -> Result<(), LoadError> {
     Ok(())
 }
 
-/// Attaches every tracepoint program (those of the cgroup group only
-/// `with_cgroup`: they are not loaded otherwise).
+/// Attaches every tracepoint program but those of the groups in `without`
+/// (they are not loaded).
 fn attach_tracepoints(
     skel: &LecoSkel<'static>,
-    with_cgroup: bool,
+    without: &[Group],
 ) -> Result<Vec<(&'static str, Link)>, LoadError> {
     let mut links = Vec::new();
     for p in PROGRAMS {
-        if p.group == Group::Cgroup && !with_cgroup {
+        if without.contains(&p.group) {
             continue;
         }
         if let Hook::Tracepoint { event, .. } = p.hook {

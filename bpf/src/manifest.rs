@@ -40,17 +40,25 @@ pub enum MapRole {
     Flows,
     /// The programs' global counters (`.bss`).
     Counters,
+    /// Inbound attempts blocked before any socket, aggregated.
+    BlockedIn,
 }
 
 impl MapRole {
     /// Every role, in handover order.
-    pub const ALL: [MapRole; 3] = [MapRole::Events, MapRole::Flows, MapRole::Counters];
+    pub const ALL: [MapRole; 4] = [
+        MapRole::Events,
+        MapRole::Flows,
+        MapRole::Counters,
+        MapRole::BlockedIn,
+    ];
 
     fn word(self) -> &'static str {
         match self {
             MapRole::Events => "events",
             MapRole::Flows => "flows",
             MapRole::Counters => "counters",
+            MapRole::BlockedIn => "blocked_in",
         }
     }
 
@@ -305,6 +313,11 @@ mod tests {
                     role: MapRole::Counters,
                     id: 9,
                     kernel_name: "leco_bpf.bss".into(),
+                },
+                Entry::Map {
+                    role: MapRole::BlockedIn,
+                    id: 10,
+                    kernel_name: "blocked_in".into(),
                 },
                 Entry::Link {
                     program: "on_sendmsg4".into(),

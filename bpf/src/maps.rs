@@ -27,6 +27,9 @@ pub struct KernelMaps {
     events: MapHandle,
     flows: MapHandle,
     bss: MapHandle,
+    /// Inbound attempts blocked before any socket: flows like the others,
+    /// whose keys say so ([`FlowKey::is_blocked_inbound`]).
+    blocked_in: MapHandle,
 }
 
 impl KernelMaps {
@@ -35,11 +38,31 @@ impl KernelMaps {
             events: MapHandle::try_from(&skel.maps.events)?,
             flows: MapHandle::try_from(&skel.maps.flows)?,
             bss: MapHandle::try_from(&skel.maps.bss)?,
+            blocked_in: MapHandle::try_from(&skel.maps.blocked_in)?,
         })
     }
 
-    pub(crate) fn from_handles(events: MapHandle, flows: MapHandle, bss: MapHandle) -> KernelMaps {
-        KernelMaps { events, flows, bss }
+    pub(crate) fn from_handles(
+        events: MapHandle,
+        flows: MapHandle,
+        bss: MapHandle,
+        blocked_in: MapHandle,
+    ) -> KernelMaps {
+        KernelMaps {
+            events,
+            flows,
+            bss,
+            blocked_in,
+        }
+    }
+
+    /// The map that holds the flow of `key`.
+    fn table_of(&self, key: &FlowKey) -> &MapHandle {
+        if key.is_blocked_inbound() {
+            &self.blocked_in
+        } else {
+            &self.flows
+        }
     }
 
     /// A reader of the event ring buffer.
@@ -78,29 +101,36 @@ impl KernelMaps {
     /// The kernel's current view of one flow, if it still has it.
     pub fn flow(&self, key: &FlowKey) -> libbpf_rs::Result<Option<Flow>> {
         let raw_key = key.to_raw();
-        let Some(value) = self.flows.lookup(pod_bytes(&raw_key), MapFlags::ANY)? else {
+        let Some(value) = self
+            .table_of(key)
+            .lookup(pod_bytes(&raw_key), MapFlags::ANY)?
+        else {
             return Ok(None);
         };
         Ok(decode_flow(&raw_key, &value))
     }
 
-    /// Every flow in the kernel's table, for a client that (re)starts or lost
-    /// records: the table is the truth the ring buffer only reports on.
+    /// Every flow in the kernel's tables (inbound blocked attempts
+    /// included), for a client that (re)starts or lost records: the tables
+    /// are the truth the ring buffer only reports on.
     pub fn flows(&self) -> Vec<Flow> {
-        self.flows
-            .keys()
-            .filter_map(|k| {
-                let raw_key = read_pod::<types::leco_flow_key>(&k);
-                let value = self.flows.lookup(&k, MapFlags::ANY).ok()??;
-                decode_flow(&raw_key, &value)
+        [&self.flows, &self.blocked_in]
+            .into_iter()
+            .flat_map(|map| {
+                map.keys().filter_map(|k| {
+                    let raw_key = read_pod::<types::leco_flow_key>(&k);
+                    let value = map.lookup(&k, MapFlags::ANY).ok()??;
+                    decode_flow(&raw_key, &value)
+                })
             })
             .collect()
     }
 
-    /// Removes a flow the caller knows has ended (a released UDP socket).
+    /// Removes a flow the caller knows has ended (a released UDP socket,
+    /// an inbound blocked attempt gone quiet).
     pub fn forget(&self, key: &FlowKey) {
         // ENOENT: the kernel already dropped it (TCP close, LRU), fine.
-        let _ = self.flows.delete(pod_bytes(&key.to_raw()));
+        let _ = self.table_of(key).delete(pod_bytes(&key.to_raw()));
     }
 }
 

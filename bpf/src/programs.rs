@@ -34,6 +34,14 @@ pub(crate) enum Group {
     /// storage), the newest kernel features used, and the tracepoint that
     /// corrects what the skb hook counts.
     Cgroup,
+    /// The drop watcher: kfree_skb with the kernel's drop reason.
+    Drops,
+}
+
+impl Group {
+    /// The groups a capture can do without, in the order a kernel that
+    /// refuses one of their programs gives them up.
+    pub(crate) const OPTIONAL: [Group; 2] = [Group::Cgroup, Group::Drops];
 }
 
 impl Group {
@@ -44,7 +52,13 @@ impl Group {
             Group::Cgroup => {
                 "UDP datagrams are counted as read, on a flow named by the socket's own peer \
                  (unconnected sockets: none); unconnected UDP peers sent to and UDP socket \
-                 closes are not seen; UDP flows end by idle timeout"
+                 closes are not seen; UDP flows end by idle timeout; connects and sends a \
+                 cgroup program denies are not seen"
+            }
+            Group::Drops => {
+                "attempts this machine's firewall or a cgroup egress program stopped are not \
+                 told as blocked: a TCP connect shows as failed (no reply), a UDP send and \
+                 inbound attempts not at all"
             }
         }
     }
@@ -78,6 +92,14 @@ impl Program {
     ) -> Program {
         Program {
             group: Group::Cgroup,
+            ..Program::tracepoint(name, event, needs)
+        }
+    }
+
+    /// The drop watcher's tracepoint.
+    const fn drops(name: &'static str, event: &'static str, needs: &'static str) -> Program {
+        Program {
+            group: Group::Drops,
             ..Program::tracepoint(name, event, needs)
         }
     }
@@ -147,6 +169,14 @@ pub(crate) const PROGRAMS: &[Program] = &[
         "Linux 6.10+ (the tracepoint with its sk_buff)",
     ),
     Program::cgroup("on_sock_release", "cgroup/sock_release"),
+    Program::cgroup("on_connect4", "cgroup/connect4"),
+    Program::cgroup("on_connect6", "cgroup/connect6"),
+    Program::cgroup("on_getsockopt", "cgroup/getsockopt"),
+    Program::drops(
+        "on_kfree_skb",
+        "skb/kfree_skb",
+        "Linux 5.17+ (the tracepoint with its drop reason)",
+    ),
 ];
 
 /// The name of every program of the object, in the table's order: what a

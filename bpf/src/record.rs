@@ -23,6 +23,22 @@ pub enum RecordKind {
     /// TCP socket whose flow the full flow table had evicted): every flow
     /// of its cookie has ended.
     Released,
+    /// This machine's policy stopped an attempt of the flow ([`Flow::blocked`]
+    /// says how, [`Flow::attempts`] how often): at once the first time, then
+    /// at most once per update interval while attempts go on. The flow goes
+    /// on; a blocked flow's end is a `Closed` or `Failed` record.
+    Blocked,
+}
+
+/// What stopped a blocked attempt: how the kernel named the drop or denial.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BlockReason {
+    /// netfilter (nftables, iptables) dropped or rejected it.
+    Firewall,
+    /// A cgroup BPF program denied it (egress, connect, sendmsg).
+    CgroupPolicy,
+    /// A security module's packet hook dropped it.
+    Lsm,
 }
 
 /// What kind of flow it is. Every kind but TCP is one flow per (socket, peer).
@@ -152,8 +168,17 @@ impl FlowKey {
     }
 
     /// The socket cookie: unique per socket for the life of the kernel.
+    /// (An inbound blocked attempt has no socket: its cookie is made of what
+    /// it aggregates, see [`FlowKey::is_blocked_inbound`].)
     pub fn cookie(&self) -> u64 {
         self.cookie
+    }
+
+    /// Whether this is an aggregate of inbound attempts blocked before any
+    /// socket was reached (per remote, protocol and local port), kept in
+    /// the kernel's `blocked_in` table rather than the flow table.
+    pub fn is_blocked_inbound(&self) -> bool {
+        self.cookie & BLOCKED_IN_COOKIE != 0
     }
 
     pub(crate) fn from_raw(k: &types::leco_flow_key) -> FlowKey {
@@ -208,6 +233,10 @@ pub struct Flow {
     pub established: bool,
     /// Error number (errno), if the flow failed.
     pub error: Option<i32>,
+    /// What of this machine's policy stopped it, if it did.
+    pub blocked: Option<BlockReason>,
+    /// How many of its attempts policy stopped (0 unless blocked).
+    pub attempts: u32,
     /// First seen, CLOCK_BOOTTIME.
     pub first_seen: Duration,
     /// Last activity, CLOCK_BOOTTIME.
@@ -250,6 +279,9 @@ pub enum Record {
 #[error("malformed kernel record: {0}")]
 pub struct RecordError(String);
 
+/// `LECO_BLOCKED_IN_COOKIE` of leco.h.
+const BLOCKED_IN_COOKIE: u64 = 1 << 63;
+
 const FLOW_SIZE: usize = std::mem::size_of::<types::leco_flow>();
 /// `struct leco_event`: cookie, ts_ns, flow, kind, 7 bytes padding.
 const EVENT_SIZE: usize = 16 + FLOW_SIZE + 8;
@@ -277,6 +309,7 @@ impl Record {
             3 => RecordKind::Closed,
             4 => RecordKind::Failed,
             5 => return Ok(Record::Released { cookie, at }),
+            6 => RecordKind::Blocked,
             k => return Err(RecordError(format!("unknown kind {k}"))),
         };
         let mut key = FlowKey {
@@ -284,7 +317,10 @@ impl Record {
             peer: [0; 16],
             peer_port: 0,
         };
-        if raw.proto != libc::IPPROTO_TCP as u8 {
+        if cookie & BLOCKED_IN_COOKIE != 0 {
+            // Aggregated over the remote's ports: keyed by its address.
+            key.peer = raw.raddr;
+        } else if raw.proto != libc::IPPROTO_TCP as u8 {
             key.peer = raw.raddr;
             key.peer_port = raw.rport;
         }
@@ -337,6 +373,13 @@ impl Flow {
             tcp_state: (proto == FlowProto::Tcp).then_some(raw.state),
             established: raw.flags & 4 != 0,
             error: (raw.error != 0).then_some(i32::from(raw.error)),
+            blocked: (raw.flags & 8 != 0).then_some(match raw.reason {
+                2 => BlockReason::CgroupPolicy,
+                3 => BlockReason::Lsm,
+                // LECO_R_FIREWALL, and any a newer kernel side adds.
+                _ => BlockReason::Firewall,
+            }),
+            attempts: raw.attempts,
             first_seen: Duration::from_nanos(raw.first_ns),
             last_seen: Duration::from_nanos(raw.last_ns),
             rx_bytes: raw.rx_bytes,
@@ -409,6 +452,49 @@ mod tests {
         assert_eq!(flow.owner.comm.as_bytes(), b"dig");
         assert_eq!(flow.key.peer_port, 53, "UDP keys carry the peer");
         assert_eq!(flow.tcp_state, None);
+    }
+
+    #[test]
+    fn decodes_blocked_attempts_out_and_in() {
+        let mut f = types::leco_flow {
+            proto: libc::IPPROTO_TCP as u8,
+            family: libc::AF_INET as u8,
+            rport: 4444,
+            flags: 1 | 8,
+            reason: 2,
+            attempts: 3,
+            ..Default::default()
+        };
+        let Record::Flow { kind, flow, .. } = Record::decode(&record(6, &f)).expect("decodes")
+        else {
+            panic!("not a flow event");
+        };
+        assert_eq!(kind, RecordKind::Blocked);
+        assert_eq!(flow.blocked, Some(BlockReason::CgroupPolicy));
+        assert_eq!(flow.attempts, 3);
+        assert!(!flow.key.is_blocked_inbound());
+        assert_eq!(
+            flow.key,
+            FlowKey::tcp(42),
+            "an outbound TCP flow is its socket's"
+        );
+
+        // An inbound aggregate: keyed by its cookie and remote address,
+        // whatever port the remote sent from.
+        f.raddr[..4].copy_from_slice(&[10, 0, 0, 2]);
+        f.rport = 51000;
+        f.reason = 1;
+        let mut v = record(6, &f);
+        let cookie = BLOCKED_IN_COOKIE | (4026531840u64 << 24) | (6 << 16) | 22;
+        v[..8].copy_from_slice(&cookie.to_ne_bytes());
+        let Record::Flow { flow, .. } = Record::decode(&v).expect("decodes") else {
+            panic!("not a flow event");
+        };
+        assert!(flow.key.is_blocked_inbound());
+        assert_eq!(flow.key.peer_port, 0);
+        assert_eq!(flow.key.peer[..4], [10, 0, 0, 2]);
+        assert_eq!(flow.remote_port, 51000);
+        assert_eq!(flow.blocked, Some(BlockReason::Firewall));
     }
 
     #[test]

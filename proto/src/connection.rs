@@ -20,8 +20,15 @@ pub enum EventKind {
     Update,
     /// Ended normally.
     Closed,
-    /// Refused, reset, unreachable, timed out, or ended with another error.
+    /// Did not go through, stopped by the other side or the network:
+    /// refused, reset, unreachable, prohibited, timed out, no reply
+    /// (`reason`).
     Failed,
+    /// Did not go through, stopped by this machine's policy: its firewall,
+    /// a cgroup program, a security module (`reason`). A connection that
+    /// keeps trying is blocked again, at most once per update interval,
+    /// with its `attempts` so far: the same `id`, the latest count.
+    Blocked,
 }
 
 impl EventKind {
@@ -32,12 +39,113 @@ impl EventKind {
             EventKind::Update => "update",
             EventKind::Closed => "closed",
             EventKind::Failed => "failed",
+            EventKind::Blocked => "blocked",
         }
     }
 
-    /// Whether the connection is over after this event.
+    /// Whether the connection is over after this event: it ended, or it
+    /// never went through (a blocked one may be told again, with more
+    /// attempts).
     pub fn is_final(self) -> bool {
-        matches!(self, EventKind::Closed | EventKind::Failed)
+        matches!(
+            self,
+            EventKind::Closed | EventKind::Failed | EventKind::Blocked
+        )
+    }
+
+    /// Every kind.
+    pub const ALL: [EventKind; 5] = [
+        EventKind::New,
+        EventKind::Update,
+        EventKind::Closed,
+        EventKind::Failed,
+        EventKind::Blocked,
+    ];
+}
+
+/// Why a connection failed or was blocked: a small fixed set, so that rules
+/// and colours can match it. The human text is in `error`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Reason {
+    /// Failed: the other side refused (a TCP reset to a connect, ICMP port
+    /// unreachable).
+    Refused,
+    /// Failed: the other side reset or aborted an open connection.
+    Reset,
+    /// Failed: no route, host or network unreachable (an IPv4 ICMP
+    /// "administratively prohibited" from a remote firewall says this too).
+    Unreachable,
+    /// Failed: a remote firewall said prohibited (ICMPv6 administratively
+    /// prohibited, EACCES).
+    Prohibited,
+    /// Failed: the kernel gave up retrying.
+    TimedOut,
+    /// Failed: a connect that never got an answer before the program gave
+    /// up.
+    NoReply,
+    /// Failed with another error (`error` says which).
+    Error,
+    /// Blocked by this machine's firewall (nftables, iptables).
+    Firewall,
+    /// Blocked by a cgroup BPF program (a per-app firewall).
+    CgroupPolicy,
+    /// Blocked by a security module.
+    Lsm,
+}
+
+impl Reason {
+    /// Every reason.
+    pub const ALL: [Reason; 10] = [
+        Reason::Refused,
+        Reason::Reset,
+        Reason::Unreachable,
+        Reason::Prohibited,
+        Reason::TimedOut,
+        Reason::NoReply,
+        Reason::Error,
+        Reason::Firewall,
+        Reason::CgroupPolicy,
+        Reason::Lsm,
+    ];
+
+    /// The word on the bus and in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Refused => "refused",
+            Reason::Reset => "reset",
+            Reason::Unreachable => "unreachable",
+            Reason::Prohibited => "prohibited",
+            Reason::TimedOut => "timed-out",
+            Reason::NoReply => "no-reply",
+            Reason::Error => "error",
+            Reason::Firewall => "firewall",
+            Reason::CgroupPolicy => "cgroup-policy",
+            Reason::Lsm => "lsm",
+        }
+    }
+
+    /// How a person reads it after "blocked by" or "failed:", e.g.
+    /// "firewall", "no reply".
+    pub fn words(self) -> &'static str {
+        match self {
+            Reason::Refused => "refused",
+            Reason::Reset => "reset",
+            Reason::Unreachable => "unreachable",
+            Reason::Prohibited => "prohibited",
+            Reason::TimedOut => "timed out",
+            Reason::NoReply => "no reply",
+            Reason::Error => "error",
+            Reason::Firewall => "firewall",
+            Reason::CgroupPolicy => "cgroup policy",
+            Reason::Lsm => "security module",
+        }
+    }
+
+    /// Whether it is this machine's policy (a `blocked` reason) rather than
+    /// the other side's or the network's (a `failed` one).
+    pub fn is_local_policy(self) -> bool {
+        matches!(self, Reason::Firewall | Reason::CgroupPolicy | Reason::Lsm)
     }
 }
 
@@ -187,6 +295,12 @@ connection_keys! {
         /// why it failed, e.g. "connection refused", "connection reset",
         /// "timed out", "host unreachable"
         error: Option<SafeText>;
+        /// failed: "refused", "reset", "unreachable", "prohibited",
+        /// "timed-out", "no-reply" or "error"; blocked: "firewall",
+        /// "cgroup-policy" or "lsm"
+        reason: Option<Reason>;
+        /// blocked: how many of its attempts this machine's policy stopped
+        attempts: Option<u32>;
     }
 }
 

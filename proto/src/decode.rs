@@ -51,7 +51,7 @@ impl fmt::Display for DecodeError {
             DecodeError::NotAnObject(why) => write!(f, "not a JSON object: {why}"),
             DecodeError::UnknownKind(kind) => write!(
                 f,
-                "unknown event kind {kind:?}; expected new, update, closed or failed"
+                "unknown event kind {kind:?}; expected new, update, closed, failed or blocked"
             ),
         }
     }
@@ -68,6 +68,7 @@ impl FromStr for EventKind {
             "update" => Ok(EventKind::Update),
             "closed" => Ok(EventKind::Closed),
             "failed" => Ok(EventKind::Failed),
+            "blocked" => Ok(EventKind::Blocked),
             other => Err(DecodeError::UnknownKind(brief(other))),
         }
     }
@@ -377,7 +378,7 @@ mod tests {
             ),
             (
                 r#"{"kind":"gone","id":3,"proto":"tcp"}"#,
-                "unknown event kind \"gone\"; expected new, update, closed or failed",
+                "unknown event kind \"gone\"; expected new, update, closed, failed or blocked",
             ),
             (r#"{"id":3,"proto":"tcp"}"#, "key `kind` is missing"),
             (r#"{"kind":"new","proto":"tcp"}"#, "key `id` is missing"),
@@ -405,12 +406,7 @@ mod tests {
 
     #[test]
     fn kinds_parse_from_their_strings() {
-        for k in [
-            EventKind::New,
-            EventKind::Update,
-            EventKind::Closed,
-            EventKind::Failed,
-        ] {
+        for k in EventKind::ALL {
             assert_eq!(k.as_str().parse(), Ok(k));
         }
         assert!("NEW".parse::<EventKind>().is_err());

@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use crate::connection::{Connection, Proto};
+use crate::connection::{Connection, Direction, Proto};
 
 /// Traffic is shown only once rx + tx reaches this many bytes (5 KiB).
 pub const TRAFFIC_THRESHOLD: u64 = 5 * 1024;
@@ -32,8 +32,11 @@ pub fn human_bytes(n: u64) -> String {
 /// Kinds without ports name themselves after the address: `127.0.0.1 icmp`,
 /// `127.0.0.1 raw/253`, `10.0.0.2 packet/eth0` (a frame that is not IP: `?`).
 /// `hhmm` is the local time to show; the traffic part appears once rx + tx
-/// passes `threshold`; an error is appended after `!!`. The fields a user
-/// chooses cannot fake the ` :: ` separator, which rules rely on.
+/// passes `threshold`; an error is appended after `!!`, and so is what of
+/// this machine's policy blocked it (`!! blocked by firewall`, with `×N`
+/// attempts past the first). An inbound attempt blocked before any socket
+/// names the local port aimed at: `203.0.113.5 → :22/tcp`. The fields a
+/// user chooses cannot fake the ` :: ` separator, which rules rely on.
 pub fn classic_line(c: &Connection, hhmm: &str, threshold: u64) -> String {
     let uid;
     let user: &str = match (&c.user, c.uid) {
@@ -55,7 +58,12 @@ pub fn classic_line(c: &Connection, hhmm: &str, threshold: u64) -> String {
     } else {
         &c.remote_addr
     };
+    let blocked = c.reason.filter(|r| r.is_local_policy());
+    let blocked_in = blocked.is_some() && c.direction == Some(Direction::In);
     match c.proto {
+        p if p.has_ports() && blocked_in => {
+            line.push_str(&format!(" :: {addr} → :{}/{}", c.local_port, p.as_str()));
+        }
         p if p.has_ports() => {
             line.push_str(&format!(" :: {addr} {}/{}", c.remote_port, p.as_str()));
         }
@@ -76,7 +84,13 @@ pub fn classic_line(c: &Connection, hhmm: &str, threshold: u64) -> String {
             human_bytes(c.tx_bytes)
         ));
     }
-    if let Some(e) = &c.error {
+    if let Some(r) = blocked {
+        line.push_str(&format!(" !! blocked by {}", r.words()));
+        match c.attempts {
+            Some(n) if n > 1 => line.push_str(&format!(" ×{n}")),
+            _ => {}
+        }
+    } else if let Some(e) = &c.error {
         line.push_str(&format!(" !! {e}"));
     }
     line
@@ -107,6 +121,35 @@ mod tests {
         assert_eq!(human_bytes(230 * 1024), "230K");
         assert_eq!(human_bytes(1_300_000), "1.2M");
         assert_eq!(human_bytes(17 * 1024 * 1024 * 1024), "17G");
+    }
+
+    #[test]
+    fn blocked_lines_say_by_what_and_how_often() {
+        let mut c = conn();
+        c.reason = Some(crate::Reason::Firewall);
+        c.error = Some("connection refused".into());
+        assert_eq!(
+            classic_line(&c, "17:02", TRAFFIC_THRESHOLD),
+            "17:02 :: alice :: curl [session-2.scope] :: 93.184.216.34 443/tcp !! blocked by firewall"
+        );
+        c.attempts = Some(3);
+        assert!(classic_line(&c, "17:02", TRAFFIC_THRESHOLD).ends_with("!! blocked by firewall ×3"));
+        // An inbound attempt: the port aimed at, from whom.
+        c.direction = Some(Direction::In);
+        c.reason = Some(crate::Reason::CgroupPolicy);
+        c.attempts = Some(1);
+        c.local_port = 22;
+        assert!(
+            classic_line(&c, "17:02", TRAFFIC_THRESHOLD)
+                .ends_with(":: 93.184.216.34 → :22/tcp !! blocked by cgroup policy"),
+            "{}",
+            classic_line(&c, "17:02", TRAFFIC_THRESHOLD)
+        );
+        // A failure keeps its error text.
+        c.reason = Some(crate::Reason::NoReply);
+        c.error = Some("no reply".into());
+        c.direction = Some(Direction::Out);
+        assert!(classic_line(&c, "17:02", TRAFFIC_THRESHOLD).ends_with("443/tcp !! no reply"));
     }
 
     #[test]

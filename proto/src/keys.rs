@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
-use crate::connection::{Connection, Direction, Proto};
+use crate::connection::{Connection, Direction, Proto, Reason};
 use crate::decode::{brief, DecodeError, Fields};
 use crate::text::SafeText;
 
@@ -280,6 +280,25 @@ impl Wire for Direction {
     }
 }
 
+impl Wire for Reason {
+    const SIGNATURE: &'static str = "s";
+    fn field(&self) -> Option<Field<'_>> {
+        Some(Field::Str(self.as_str()))
+    }
+    fn read(f: &impl Fields, key: &'static str) -> Result<Option<Self>, DecodeError> {
+        let words = Reason::ALL.map(|r| (r.as_str(), r));
+        word(
+            f,
+            key,
+            &words,
+            "\"refused\", \"reset\", \"unreachable\", \"prohibited\", \"timed-out\", \"no-reply\", \"error\", \"firewall\", \"cgroup-policy\" or \"lsm\"",
+        )
+    }
+    fn absent() -> Option<Self> {
+        None
+    }
+}
+
 /// An optional key: absent means `None`.
 impl<T: Wire> Wire for Option<T> {
     const SIGNATURE: &'static str = T::SIGNATURE;
@@ -464,6 +483,8 @@ mod tests {
                 "rx_bytes",
                 "tx_bytes",
                 "error",
+                "reason",
+                "attempts",
             ]
         );
         let sig = |name: &str| Key::find(name).expect(name).signature();

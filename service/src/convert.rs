@@ -3,8 +3,8 @@
 use std::borrow::Cow;
 use std::net::IpAddr;
 
-use leco_bpf::{Flow, FlowDirection, FlowProto};
-use leco_proto::{Connection, Direction, Proto, SafeText};
+use leco_bpf::{BlockReason, Flow, FlowDirection, FlowProto};
+use leco_proto::{Connection, Direction, Proto, Reason, SafeText};
 
 use crate::clock::WallClock;
 use crate::enrich::Enrichment;
@@ -65,7 +65,7 @@ pub fn error_text(errno: i32) -> String {
         libc::ENETUNREACH => "network unreachable".into(),
         libc::EPIPE => "broken pipe".into(),
         libc::ECONNABORTED => "connection aborted".into(),
-        libc::EPERM | libc::EACCES => "blocked".into(),
+        libc::EPERM | libc::EACCES => "prohibited".into(),
         e => {
             let s = std::io::Error::from_raw_os_error(e).to_string();
             s.split(" (os error").next().unwrap_or(&s).to_lowercase()
@@ -73,7 +73,54 @@ pub fn error_text(errno: i32) -> String {
     }
 }
 
+/// The reason an errno stands for, when a connection fails with it.
+pub fn failure_reason(errno: i32) -> Reason {
+    match errno {
+        libc::ECONNREFUSED => Reason::Refused,
+        libc::ECONNRESET | libc::EPIPE | libc::ECONNABORTED => Reason::Reset,
+        libc::EHOSTUNREACH
+        | libc::ENETUNREACH
+        | libc::EHOSTDOWN
+        | libc::ENETDOWN
+        | libc::ENONET => Reason::Unreachable,
+        // Policy here is told by the kernel side as blocked; EACCES on a
+        // failure is a remote's ICMPv6 "administratively prohibited".
+        libc::EACCES | libc::EPERM => Reason::Prohibited,
+        libc::ETIMEDOUT => Reason::TimedOut,
+        _ => Reason::Error,
+    }
+}
+
+/// Why it failed or was blocked, if it did: policy here first (what the
+/// program saw, e.g. a reset the local firewall sent, is in `error`), then
+/// the error, then a TCP connect that ended unanswered.
+fn reason(f: &Flow, ended: bool) -> Option<Reason> {
+    if let Some(b) = f.blocked {
+        return Some(match b {
+            BlockReason::Firewall => Reason::Firewall,
+            BlockReason::CgroupPolicy => Reason::CgroupPolicy,
+            BlockReason::Lsm => Reason::Lsm,
+        });
+    }
+    if let Some(e) = f.error {
+        return Some(failure_reason(e));
+    }
+    (ended && f.proto == FlowProto::Tcp && !f.established).then_some(Reason::NoReply)
+}
+
+/// The human text of why it failed: the error's words, or "no reply".
+fn error_words(f: &Flow, reason: Option<Reason>) -> Option<SafeText> {
+    match (f.error, reason) {
+        (Some(e), _) => Some(error_text(e).into()),
+        (None, Some(Reason::NoReply)) => Some("no reply".into()),
+        _ => None,
+    }
+}
+
 fn state_name(f: &Flow, ended: bool) -> &'static str {
+    if f.blocked.is_some() {
+        return "blocked";
+    }
     match f.tcp_state {
         Some(s) => tcp_state_name(s),
         None if ended => "closed",
@@ -94,8 +141,15 @@ pub fn refresh(c: &mut Connection, f: &Flow, wall: &WallClock, ended: bool) {
     c.last_seen_us = wall.realtime_us(f.last_seen);
     c.rx_bytes = f.rx_bytes;
     c.tx_bytes = f.tx_bytes;
+    let reason = reason(f, ended);
+    if reason.is_some() {
+        c.reason = reason;
+    }
     if c.error.is_none() {
-        c.error = f.error.map(|e| error_text(e).into());
+        c.error = error_words(f, reason);
+    }
+    if f.attempts > 0 {
+        c.attempts = Some(f.attempts);
     }
 }
 
@@ -110,6 +164,10 @@ pub fn connection(
     let family = |a: &IpAddr| if a.is_ipv4() { 4 } else { 6 };
     let state = Cow::Borrowed(state_name(f, ended));
     let known = |v: u32| (f.owner.pid != 0).then_some(v);
+    // An inbound attempt blocked before any socket has no owner, unless the
+    // service it aimed at has one: not even a user.
+    let unowned = f.key.is_blocked_inbound() && f.owner.pid == 0;
+    let reason = reason(f, ended);
     // A packet socket has no local address, and a frame that is not IP no
     // remote one: unknown, not 0.0.0.0.
     let packet = f.proto == FlowProto::Packet;
@@ -149,8 +207,8 @@ pub fn connection(
         comm: (!f.owner.comm.is_empty()).then(|| SafeText::from_bytes(&f.owner.comm)),
         exe: e.proc.exe.clone(),
         cmdline: e.proc.cmdline.clone(),
-        uid: Some(f.owner.uid),
-        user: e.user.clone(),
+        uid: (!unowned).then_some(f.owner.uid),
+        user: if unowned { None } else { e.user.clone() },
         cgroup: e.cgroup.as_ref().map(|c| c.path.clone()),
         unit: e.cgroup.as_ref().and_then(|c| c.unit.clone()),
         container: e.cgroup.as_ref().and_then(|c| c.container.clone()),
@@ -159,7 +217,9 @@ pub fn connection(
         last_seen_us: wall.realtime_us(f.last_seen),
         rx_bytes: f.rx_bytes,
         tx_bytes: f.tx_bytes,
-        error: f.error.map(|e| error_text(e).into()),
+        error: error_words(f, reason),
+        reason,
+        attempts: (f.attempts > 0).then_some(f.attempts),
     }
 }
 
@@ -171,6 +231,15 @@ mod tests {
     fn error_words() {
         assert_eq!(error_text(libc::ECONNREFUSED), "connection refused");
         assert_eq!(error_text(libc::ENOBUFS), "no buffer space available");
+    }
+
+    #[test]
+    fn reasons_of_failures() {
+        assert_eq!(failure_reason(libc::ECONNREFUSED), Reason::Refused);
+        assert_eq!(failure_reason(libc::EHOSTUNREACH), Reason::Unreachable);
+        assert_eq!(failure_reason(libc::EACCES), Reason::Prohibited);
+        assert_eq!(failure_reason(libc::ETIMEDOUT), Reason::TimedOut);
+        assert_eq!(failure_reason(libc::EIO), Reason::Error);
     }
 
     #[test]

@@ -49,6 +49,8 @@ pub(crate) fn flow(id: u64, key: FlowKey, proto: FlowProto) -> Flow {
         tcp_state: (proto == FlowProto::Tcp).then_some(1),
         established: proto == FlowProto::Tcp,
         error: None,
+        blocked: None,
+        attempts: 0,
         first_seen: Duration::ZERO,
         last_seen: Duration::ZERO,
         rx_bytes: 0,

@@ -66,8 +66,12 @@ use crate::config::ServiceConfig;
 /// warns when asked for others.
 ///
 /// Lines read `MARK HH:MM:SS :: user :: comm [unit] :: address port/proto`,
-/// with `:: v RX / TX ^` once traffic passes 5 KiB and `!! error` on
-/// failures; MARK is + new, ~ update, - closed, ! failed.
+/// with `:: v RX / TX ^` once traffic passes 5 KiB, `!! error` on
+/// failures and `!! blocked by firewall` (cgroup policy, security module)
+/// on attempts this machine's policy stopped, `×N` counting repeats; an
+/// inbound blocked attempt reads `address → :local-port/proto`. MARK is:
+/// `+` new, `~` update, `-` closed, `!` failed (refused, reset,
+/// unreachable, timed out, no reply), `x` blocked.
 #[derive(Debug, Parser)]
 #[command(version, verbatim_doc_comment)]
 struct Cli {

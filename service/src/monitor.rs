@@ -16,13 +16,35 @@ use crate::convert::{connection, refresh, EphemeralPorts};
 use crate::enrich::Enricher;
 use crate::ring::{Batch, Ring};
 use crate::stats::Stats;
-use crate::table::{Limits, Outcome, Table};
+use crate::table::{Change, Counts, Limits, Outcome, Table};
 
-/// The counts (rx, tx) of kernel flow `id` as the kernel has them now, for
-/// an end to report every byte, not only those of the last update.
-fn last_counts(maps: &KernelMaps, id: u64, key: &leco_bpf::FlowKey) -> Option<(u64, u64)> {
+/// The counts of kernel flow `id` as the kernel has them now, for an end to
+/// report every byte and attempt, not only those of the last update.
+fn last_counts(maps: &KernelMaps, id: u64, key: &leco_bpf::FlowKey) -> Option<Counts> {
     let flow = maps.flow(key).ok()??;
-    (flow.id == id).then_some((flow.rx_bytes, flow.tx_bytes))
+    (flow.id == id).then_some(Counts {
+        rx: flow.rx_bytes,
+        tx: flow.tx_bytes,
+        attempts: flow.attempts,
+    })
+}
+
+/// What a kernel record means for its connection: a blocked flow's
+/// reports are `blocked` events, and it ends (blocked) when the kernel
+/// says its flow ended. `None` for records about a socket, not a flow.
+fn change(kind: RecordKind, flow: &Flow) -> Option<Change> {
+    let blocked = flow.blocked.is_some();
+    let (kind, ends) = match kind {
+        RecordKind::Blocked => (EventKind::Blocked, false),
+        RecordKind::New | RecordKind::Update if blocked => (EventKind::Blocked, false),
+        RecordKind::Closed | RecordKind::Failed if blocked => (EventKind::Blocked, true),
+        RecordKind::New => (EventKind::New, false),
+        RecordKind::Update => (EventKind::Update, false),
+        RecordKind::Closed => (EventKind::Closed, true),
+        RecordKind::Failed => (EventKind::Failed, true),
+        RecordKind::Released => return None,
+    };
+    Some(Change { kind, ends })
 }
 
 /// Where connection events go.
@@ -122,13 +144,6 @@ impl Monitor {
         for ev in batch {
             match ev {
                 Ok(Record::Flow { kind, flow, .. }) => {
-                    let kind = match kind {
-                        RecordKind::New => EventKind::New,
-                        RecordKind::Update => EventKind::Update,
-                        RecordKind::Closed => EventKind::Closed,
-                        RecordKind::Failed => EventKind::Failed,
-                        RecordKind::Released => continue,
-                    };
                     self.apply(kind, &flow, now, publisher)?;
                 }
                 Ok(Record::Released { cookie, at }) => {
@@ -151,22 +166,34 @@ impl Monitor {
 
     fn apply(
         &mut self,
-        kind: EventKind,
+        kind: RecordKind,
         flow: &Flow,
         now: Instant,
         publisher: &mut impl Publisher,
     ) -> std::io::Result<()> {
+        let Some(change) = change(kind, flow) else {
+            return Ok(());
+        };
         let continued = self.table.continuation(flow);
         let flow = continued.as_ref().unwrap_or(flow);
         // Enrich once per connection (and again if its owner changed, as
         // when an accepted connection passes from listener to acceptor);
         // otherwise the known record is updated in place.
-        let ended = kind.is_final();
+        let ended = change.ends;
         let wall = self.wall;
         let known = flow.owner.pid == 0 || self.table.owned_by(flow.id, flow.owner.pid);
+        // A blocked connection that ends as it was last told (a connect
+        // given up after its last blocked SYN) ends without a word: clients
+        // took `blocked` as final already.
+        let silent = change.kind == EventKind::Blocked
+            && ended
+            && self.table.get(flow.id).is_some_and(|c| {
+                (c.rx_bytes, c.tx_bytes, c.attempts.unwrap_or(0))
+                    == (flow.rx_bytes, flow.tx_bytes, flow.attempts)
+            });
         let reported = if known {
             self.table
-                .report(flow.id, kind, now, |c| refresh(c, flow, &wall, ended))
+                .report(flow.id, change, now, |c| refresh(c, flow, &wall, ended))
         } else {
             None
         };
@@ -175,9 +202,12 @@ impl Monitor {
             None => {
                 let e = self.enricher.enrich(&flow.owner, flow.first_seen);
                 let conn = connection(flow, &e, &self.wall, &self.ports, ended);
-                self.table.apply(kind, conn, flow.key, now)
+                self.table.apply(change, conn, flow.key, now)
             }
         };
+        if silent {
+            return Ok(());
+        }
         self.stats.events.fetch_add(1, Ordering::Relaxed);
         publisher.publish(kind, conn)?;
         if kind == EventKind::New && flow.proto != FlowProto::Tcp && flow.owner.pid != 0 {
@@ -207,7 +237,7 @@ impl Monitor {
                 flow.owner = claimed.owner.clone();
                 flow.netns = claimed.netns;
             }
-            self.apply(EventKind::Update, &flow, now, publisher)?;
+            self.apply(RecordKind::Update, &flow, now, publisher)?;
         }
         Ok(())
     }
@@ -241,8 +271,9 @@ impl Monitor {
             let Some(c) = self.table.get(flow.id) else {
                 continue;
             };
-            if (flow.rx_bytes, flow.tx_bytes) != (c.rx_bytes, c.tx_bytes) {
-                self.apply(EventKind::Update, &flow, now, publisher)?;
+            let attempts = c.attempts.unwrap_or(0);
+            if (flow.rx_bytes, flow.tx_bytes, flow.attempts) != (c.rx_bytes, c.tx_bytes, attempts) {
+                self.apply(RecordKind::Update, &flow, now, publisher)?;
             }
         }
         let maps = &self.maps;
@@ -302,7 +333,7 @@ impl Monitor {
         }
         for flow in &kernel {
             if !self.table.tracks(flow.id) {
-                self.apply(EventKind::New, flow, now, publisher)?;
+                self.apply(RecordKind::New, flow, now, publisher)?;
             }
         }
         publisher.flush()

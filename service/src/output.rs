@@ -32,13 +32,15 @@ impl Terminal {
     }
 }
 
-/// The mark before a human line: `+` new, `~` update, `-` closed, `!` failed.
+/// The mark before a human line: `+` new, `~` update, `-` closed, `!`
+/// failed, `x` blocked.
 fn mark(kind: EventKind) -> char {
     match kind {
         EventKind::New => '+',
         EventKind::Update => '~',
         EventKind::Closed => '-',
         EventKind::Failed => '!',
+        EventKind::Blocked => 'x',
     }
 }
 

@@ -36,6 +36,40 @@ pub const MAX_LIVE: usize = 65_536;
 /// 3,000 records of the largest kind, or 25,000 of a typical one.
 pub const MAX_BYTES: usize = 16 << 20;
 
+/// What a kernel report does to its connection: the event to publish and
+/// whether the connection ends with it. Kinds are final or not by
+/// themselves, except `blocked`: a blocked attempt is final for clients
+/// but its connection stays live while its socket keeps trying, and ends
+/// (blocked again) with the socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Change {
+    /// What clients are told.
+    pub kind: EventKind,
+    /// Whether the connection ends (moves to the backlog).
+    pub ends: bool,
+}
+
+impl From<EventKind> for Change {
+    fn from(kind: EventKind) -> Change {
+        Change {
+            kind,
+            ends: kind.is_final() && kind != EventKind::Blocked,
+        }
+    }
+}
+
+/// A flow's counts as the kernel has them at its end: a report may be up to
+/// an interval short of them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Bytes received.
+    pub rx: u64,
+    /// Bytes sent.
+    pub tx: u64,
+    /// Attempts policy stopped.
+    pub attempts: u32,
+}
+
 /// Which of `conns` fit in `budget` when the one at `i` costs `cost(i)`:
 /// the most recently active first, each that still fits.
 pub fn most_recent_within(
@@ -63,6 +97,14 @@ pub fn most_recent_within(
 pub fn weight(c: &Connection) -> usize {
     const FIXED: usize = std::mem::size_of::<Live>() + 96;
     FIXED + c.text_bytes()
+}
+
+/// Whether the kernel ends this connection's flow itself (a TCP socket's,
+/// at its close) rather than the table (datagram flows, when their socket
+/// is released or they go idle; inbound blocked attempts, when they go
+/// quiet).
+fn kernel_ends(l: &Live) -> bool {
+    l.conn.proto == Proto::Tcp && !l.key.is_blocked_inbound()
 }
 
 #[derive(Debug)]
@@ -182,17 +224,18 @@ impl Table {
     /// record was lost or predates us); a final one moves it to the backlog.
     pub fn apply(
         &mut self,
-        kind: EventKind,
+        change: impl Into<Change>,
         conn: Connection,
         key: FlowKey,
         now: Instant,
     ) -> (EventKind, &Connection) {
+        let change = change.into();
         let id = conn.id;
         if self.live.contains_key(&id) {
             // How the connection began is known best by its first report;
             // a later one may be about a flow the kernel made again.
             return self
-                .report(id, kind, now, |c| {
+                .report(id, change, now, |c| {
                     let (first_seen_us, direction) = (c.first_seen_us, c.direction);
                     *c = conn;
                     c.first_seen_us = first_seen_us;
@@ -200,11 +243,15 @@ impl Table {
                 })
                 .expect("live connection");
         }
-        if kind.is_final() {
-            return (kind, self.backlogged(now, conn));
+        if change.ends {
+            return (change.kind, self.backlogged(now, conn));
         }
         self.insert(conn, key, now);
-        (EventKind::New, &self.live[&id].conn)
+        let kind = match change.kind {
+            EventKind::Blocked => EventKind::Blocked,
+            _ => EventKind::New,
+        };
+        (kind, &self.live[&id].conn)
     }
 
     /// Applies a kernel report about live connection `id`, changing it in
@@ -212,11 +259,12 @@ impl Table {
     pub fn report(
         &mut self,
         id: u64,
-        kind: EventKind,
+        change: impl Into<Change>,
         now: Instant,
         update: impl FnOnce(&mut Connection),
     ) -> Option<(EventKind, &Connection)> {
-        if kind.is_final() {
+        let Change { kind, ends } = change.into();
+        if ends {
             let mut conn = self.remove_live(id)?.conn;
             update(&mut conn);
             return Some((kind, self.backlogged(now, conn)));
@@ -231,8 +279,13 @@ impl Table {
         if after > before {
             self.make_room(Some(id));
         }
-        // A repeated "new" for a known flow is news only as an update.
-        Some((EventKind::Update, &self.live.get(&id)?.conn))
+        // A repeated "new" for a known flow is news only as an update; a
+        // blocked attempt is told again, with its attempts.
+        let kind = match kind {
+            EventKind::Blocked => EventKind::Blocked,
+            _ => EventKind::Update,
+        };
+        Some((kind, &self.live.get(&id)?.conn))
     }
 
     fn insert(&mut self, conn: Connection, key: FlowKey, now: Instant) {
@@ -422,26 +475,25 @@ impl Table {
         cookie: u64,
         now: Instant,
         last_seen_us: u64,
-        last: impl FnMut(u64, &FlowKey) -> Option<(u64, u64)>,
+        last: impl FnMut(u64, &FlowKey) -> Option<Counts>,
     ) -> Outcome {
         let mut ids = self.by_cookie.get(&cookie).cloned().unwrap_or_default();
         ids.extend(self.by_key.get(&FlowKey::tcp(cookie)));
         self.end(ids, now, Some(last_seen_us), last)
     }
 
-    /// Ends idle datagram flows (with the counts `last` gives, as for
-    /// [`Table::release`]) and trims the backlog.
+    /// Ends idle datagram flows and inbound blocked attempts gone quiet
+    /// (with the counts `last` gives, as for [`Table::release`]) and trims
+    /// the backlog.
     pub fn expire(
         &mut self,
         now: Instant,
-        last: impl FnMut(u64, &FlowKey) -> Option<(u64, u64)>,
+        last: impl FnMut(u64, &FlowKey) -> Option<Counts>,
     ) -> Outcome {
         let idle: Vec<u64> = self
             .live
             .values()
-            .filter(|l| {
-                l.conn.proto != Proto::Tcp && now.duration_since(l.active) >= self.limits.udp_idle
-            })
+            .filter(|l| !kernel_ends(l) && now.duration_since(l.active) >= self.limits.udp_idle)
             .map(|l| l.conn.id)
             .collect();
         let out = self.end(idle, now, None, last);
@@ -455,34 +507,47 @@ impl Table {
         out
     }
 
-    /// Ends live connections `ids` as closed, with their final counts.
+    /// Ends live connections `ids` as closed (a blocked one as blocked),
+    /// with their final counts.
     fn end(
         &mut self,
         ids: Vec<u64>,
         now: Instant,
         last_seen_us: Option<u64>,
-        mut last: impl FnMut(u64, &FlowKey) -> Option<(u64, u64)>,
+        mut last: impl FnMut(u64, &FlowKey) -> Option<Counts>,
     ) -> Outcome {
         let mut out = Outcome::default();
         for id in ids {
             let Some(l) = self.remove_live(id) else {
                 continue;
             };
+            let kernel_ends = kernel_ends(&l);
             let mut conn = l.conn;
-            conn.state = Cow::Borrowed("closed");
+            let blocked = conn.reason.is_some_and(|r| r.is_local_policy());
+            if !blocked {
+                conn.state = Cow::Borrowed("closed");
+            }
             if let Some(t) = last_seen_us {
                 conn.last_seen_us = conn.last_seen_us.max(t);
             }
             // The kernel deletes TCP flows itself, and this socket's may be
             // a new connection's by now.
-            if conn.proto != Proto::Tcp {
-                if let Some((rx, tx)) = last(l.kernel, &l.key) {
-                    conn.rx_bytes = conn.rx_bytes.max(rx + l.base.0);
-                    conn.tx_bytes = conn.tx_bytes.max(tx + l.base.1);
+            if !kernel_ends {
+                if let Some(c) = last(l.kernel, &l.key) {
+                    conn.rx_bytes = conn.rx_bytes.max(c.rx + l.base.0);
+                    conn.tx_bytes = conn.tx_bytes.max(c.tx + l.base.1);
+                    if blocked {
+                        conn.attempts = conn.attempts.max(Some(c.attempts));
+                    }
                 }
                 out.forget.push(l.key);
             }
-            out.events.push((EventKind::Closed, conn.clone()));
+            let kind = if blocked {
+                EventKind::Blocked
+            } else {
+                EventKind::Closed
+            };
+            out.events.push((kind, conn.clone()));
             self.push_backlog(now, conn);
         }
         out
@@ -799,11 +864,21 @@ mod tests {
         t.apply(EventKind::New, c, FlowKey::tcp(7), t0);
         t.apply(EventKind::New, conn(2, Proto::Icmp), FlowKey::tcp(8), t0);
         // Bytes moved after the last update: the end says them all.
-        let out = t.release(7, t0, 0, |id, _| (id == 1).then_some((500, 600)));
+        let out = t.release(7, t0, 0, |id, _| {
+            (id == 1).then_some(Counts {
+                rx: 500,
+                tx: 600,
+                attempts: 0,
+            })
+        });
         assert_eq!(counts(&out), [(1, 500, 600)]);
         // Other kinds than UDP end by idleness too, likewise.
         let idle = t.expire(t0 + Duration::from_secs(6), |id, _| {
-            (id == 2).then_some((3, 4))
+            (id == 2).then_some(Counts {
+                rx: 3,
+                tx: 4,
+                attempts: 0,
+            })
         });
         assert_eq!(counts(&idle), [(2, 3, 4)]);
         assert_eq!(idle.forget.len(), 1);

@@ -10,7 +10,10 @@
 //! The work a child runs must not print (another thread of the test harness
 //! may hold the stdout lock at fork time); glibc's allocator is fork-safe.
 
+pub mod attempts;
 pub mod bus;
+pub mod cgroup_deny;
+pub mod netns;
 pub mod patterns;
 pub mod traffic;
 pub mod wayland;
@@ -77,6 +80,13 @@ impl Child {
             .read_exact(&mut b)
             .expect("child exited before sending");
         u64::from_ne_bytes(b)
+    }
+
+    /// Like [`Child::recv`], `None` if the child exited without sending.
+    pub fn try_recv(&mut self) -> Option<u64> {
+        let mut b = [0u8; 8];
+        self.from_child.read_exact(&mut b).ok()?;
+        Some(u64::from_ne_bytes(b))
     }
 
     /// Waits for the child and returns its exit code (128+signal if killed).

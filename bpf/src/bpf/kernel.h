@@ -74,6 +74,9 @@ enum {
 #define ETH_P_IP 0x0800
 #define ETH_P_IPV6 0x86DD
 #define ETH_HLEN 14
+#define EPERM 1
+#define SOL_SOCKET 1
+#define SO_ERROR 4
 #define IFNAMSIZ 16
 /* enum sock_flags: the peer's FIN has been received */
 #define SOCK_DONE 1
@@ -139,6 +142,7 @@ struct sock {
 	__u16 sk_protocol;
 	__u16 sk_type;
 	int sk_err;
+	int sk_err_soft; /* an error TCP keeps while it retries, e.g. ICMP unreachable */
 	kuid_t sk_uid;
 } __attribute__((preserve_access_index));
 
@@ -153,10 +157,12 @@ struct tcp_sock {
 struct net_device {
 	char name[IFNAMSIZ];
 	int ifindex;
+	possible_net_t nd_net;
 } __attribute__((preserve_access_index));
 
 struct sk_buff {
 	unsigned int len;
+	int skb_iif; /* the device it arrived on; 0 for what this host sends */
 	struct sock *sk;
 	struct net_device *dev;
 	unsigned char *head;
@@ -167,6 +173,15 @@ struct sk_buff {
 	__be16 protocol;
 } __attribute__((preserve_access_index));
 
+
+/* Why the kernel freed a packet unsent or undelivered (kfree_skb). The
+ * values here are only names: bpf_core_enum_value() reads the running
+ * kernel's, which change between versions. */
+enum skb_drop_reason {
+	SKB_DROP_REASON_NETFILTER_DROP = 12,
+	SKB_DROP_REASON_BPF_CGROUP_EGRESS = 55,
+	SKB_DROP_REASON_SECURITY_HOOK = 63,
+};
 
 /* UAPI (include/uapi/linux/bpf.h): layout must stay exact. */
 #define __bpf_md_ptr(type, name) \
@@ -239,6 +254,16 @@ struct bpf_sock_addr {
 	__u32 msg_src_ip4;
 	__u32 msg_src_ip6[4];
 	__bpf_md_ptr(struct bpf_sock *, sk);
+};
+
+struct bpf_sockopt {
+	__bpf_md_ptr(struct bpf_sock *, sk);
+	__bpf_md_ptr(void *, optval);
+	__bpf_md_ptr(void *, optval_end);
+	__s32 level;
+	__s32 optname;
+	__s32 optlen;
+	__s32 retval;
 };
 
 #endif /* LECO_KERNEL_H */

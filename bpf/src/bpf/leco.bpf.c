@@ -20,6 +20,13 @@
  *   net_dev_queue         peer (and device) of ICMP, raw and packet sends
  *   cgroup/sock_release   a socket closes: its datagram flows end, and so
  *                         does a TCP flow made after its socket's end
+ *   kfree_skb             packets this machine's policy dropped (netfilter,
+ *                         cgroup egress programs, LSM packet hooks), by
+ *                         their drop reason: blocked attempts, out and in
+ *   cgroup/connect{4,6}   connects a cgroup program denied (and, with
+ *                         sendmsg{4,6}, sends it denied)
+ *   cgroup/getsockopt     the error a failed connect left, as the program
+ *                         took it (SO_ERROR clears it from the socket)
  */
 #include "kernel.h"
 #include <bpf/bpf_helpers.h>
@@ -121,6 +128,35 @@ struct {
 	__type(key, int);
 	__type(value, struct leco_udp_sock);
 } udp_socks SEC(".maps");
+
+/*
+ * Inbound attempts this machine's policy dropped before any socket was
+ * reached (a port scan, a blocked service): one flow per remote address,
+ * protocol and local port aimed at (LECO_BLOCKED_IN_COOKIE), counting
+ * attempts, so that a flood makes a bounded number of records. Kept apart
+ * from the flow table so that a flood from many addresses evicts only
+ * these.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct leco_flow_key);
+	__type(value, struct leco_flow);
+} blocked_in SEC(".maps");
+
+/*
+ * The error a TCP connect failed with, as the program took it with
+ * getsockopt(SO_ERROR) (every event loop does): taking it clears it from
+ * the socket, and an ICMP error that came while connect(2) held the socket
+ * is only ever there (sk_err_soft) until then. Kept with the socket for
+ * its close to report.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, __s32);
+} taken_errors SEC(".maps");
 
 static __always_inline void owner_from_current(struct leco_owner *o)
 {
@@ -400,21 +436,37 @@ int BPF_PROG(on_inet_sock_set_state, struct sock *sk, int oldstate, int newstate
 	f->state = newstate;
 	f->last_ns = now;
 	if (newstate == TCP_ESTABLISHED) {
-		/* Outgoing connect completed: now the local port is known. */
+		/* Outgoing connect completed: now the local port is known. A
+		 * connect blocked before (a rule since removed) went through. */
 		f->lport = sk->__sk_common.skc_num;
 		read_local_addr(f->laddr, sk, f->family);
+		f->flags &= ~LECO_F_BLOCKED;
 		f->flags |= LECO_F_ESTABLISHED | LECO_F_ANNOUNCED;
 		f->last_emit_ns = now;
 		emit(LECO_NEW, cookie, f, now);
 		return 0;
 	}
 	if (newstate == TCP_CLOSE) {
+		bool opened = f->flags & LECO_F_ESTABLISHED;
 		int err = sk->sk_err;
 
+		/* A connect that kept retrying keeps what stopped it as a soft
+		 * error (an ICMP unreachable that came while connect(2) held the
+		 * socket); connect(2) may have taken the hard one already. */
+		if (!err && !opened)
+			err = sk->sk_err_soft;
+		if (!err && !opened) {
+			__s32 *taken = bpf_sk_storage_get(&taken_errors, sk, NULL, 0);
+
+			if (taken)
+				err = *taken;
+		}
 		if (err)
 			f->error = err;
 		tcp_counts(sk, f);
-		emit(f->error ? LECO_FAILED : LECO_CLOSED, cookie, f, now);
+		/* A connect that never opened failed, error or not: no reply
+		 * came before the program gave up. */
+		emit(f->error || !opened ? LECO_FAILED : LECO_CLOSED, cookie, f, now);
 		bpf_map_delete_elem(&flows, &key);
 	}
 	return 0;
@@ -700,12 +752,89 @@ static __always_inline void udp_claim(struct sock *sk, bool create)
 		announce_waiting(s, bpf_get_socket_cookie(sk), &s->owner, bpf_ktime_get_boot_ns());
 }
 
+/* ---- attempts this machine's policy stopped --------------------------- */
+
+/* Flow `f` (of socket `cookie`, or an inbound aggregate) was stopped once
+ * more: counted, and told at once the first time, then at most once per
+ * update interval. */
+static __always_inline void mark_blocked(struct leco_flow *f, __u64 cookie, __u8 reason,
+					 __u64 now)
+{
+	__sync_fetch_and_add(&f->attempts, 1);
+	f->reason = reason;
+	f->last_ns = now;
+	if (!(f->flags & LECO_F_BLOCKED))
+		f->flags |= LECO_F_BLOCKED | LECO_F_ANNOUNCED;
+	else if (now - f->last_emit_ns < update_interval_ns)
+		return;
+	f->last_emit_ns = now;
+	emit(LECO_BLOCKED, cookie, f, now);
+}
+
+/* A send on datagram socket `sk` failed with EPERM, in process context: if
+ * a hook of this call left why (kfree_skb: netfilter, a cgroup egress
+ * program; cgroup/sendmsg: a cgroup program denied it), its flow to that
+ * peer is blocked, owned by current. */
+static __always_inline void account_blocked_send(struct sock *sk)
+{
+	__u64 cookie, now;
+	struct leco_flow_key key = {};
+	struct leco_peer *peer;
+	struct leco_flow *f;
+	__u8 proto, reason;
+
+	proto = flow_proto(sk);
+	if (!proto || proto == LECO_P_TCP || proto == LECO_P_PACKET)
+		return;
+	cookie = bpf_get_socket_cookie(sk);
+	peer = take_peer(&call_peers, sk, cookie);
+	if (!peer || !peer->blocked)
+		return;
+	reason = peer->blocked;
+	peer->blocked = 0;
+	key.cookie = cookie;
+	__builtin_memcpy(key.raddr, peer->addr, sizeof(key.raddr));
+	key.rport = peer->port;
+	now = bpf_ktime_get_boot_ns();
+	f = bpf_map_lookup_elem(&flows, &key);
+	if (!f) {
+		struct leco_flow nf = {};
+
+		flow_begin(&nf, sk, proto, now);
+		owner_from_current(&nf.owner);
+		if (peer->family)
+			nf.family = peer->family;
+		__builtin_memcpy(nf.raddr, key.raddr, sizeof(nf.raddr));
+		nf.rport = key.rport;
+		if (proto == LECO_P_RAW)
+			nf.ip_proto = sk->sk_protocol;
+		nf.direction = LECO_DIR_OUT;
+		nf.attempts = 1;
+		nf.reason = reason;
+		nf.flags = LECO_F_ANNOUNCED | LECO_F_BLOCKED;
+		nf.last_emit_ns = now;
+		if (bpf_map_update_elem(&flows, &key, &nf, BPF_NOEXIST) == 0) {
+			emit(LECO_BLOCKED, cookie, &nf, now);
+			return;
+		}
+		f = bpf_map_lookup_elem(&flows, &key);
+		if (!f)
+			return;
+	}
+	mark_blocked(f, cookie, reason, now);
+}
+
 static __always_inline int account(struct sock *sk, int bytes, bool tx)
 {
 	__u8 proto;
 
-	if (bytes <= 0)
+	if (bytes <= 0) {
+		/* EPERM from a send: policy stopped it, if a hook of this call
+		 * (kfree_skb, sendmsg) said why. */
+		if (bytes == -EPERM && tx)
+			account_blocked_send(sk);
 		return 0;
+	}
 	proto = flow_proto(sk);
 	if (proto == LECO_P_TCP)
 		return account_tcp(sk);
@@ -786,6 +915,8 @@ static __always_inline bool peer_from_ip(struct leco_peer *p, const unsigned cha
 		__builtin_memcpy(p->addr, from ? &h[8] : &h[24], 16);
 		/* 48 bytes hold the ports only of an IPv6 header without
 		 * extension headers: enough for what is named here. */
+		if (h[6] == IPPROTO_UDP || h[6] == IPPROTO_TCP)
+			p->port = ((__u16)h[from ? 40 : 42] << 8) | h[from ? 41 : 43];
 		return true;
 	}
 	return false;
@@ -821,6 +952,7 @@ int BPF_PROG(on_skb_copy_datagram_iovec, const struct sk_buff *skb, int len)
 	}
 	/* A socket read from an skb has no cookie to ask for here: the
 	 * byte count that follows in this call matches it by address. */
+	p->blocked = 0;
 	p->cookie = 0;
 	p->sk = (__u64)sk;
 	return 0;
@@ -884,6 +1016,7 @@ int BPF_PROG(on_net_dev_queue, struct sk_buff *skb)
 		p->sk = 0;
 		return 0;
 	}
+	p->blocked = 0;
 	p->cookie = 0;
 	p->sk = (__u64)sk;
 	p->at_ns = now;
@@ -937,6 +1070,14 @@ static __always_inline struct leco_peer *peer_slot(void)
 				    BPF_LOCAL_STORAGE_GET_F_CREATE);
 }
 
+/* What the cgroup programs that ran before this one (in the sender's own
+ * cgroups: ours, at the root, runs last) decided: a denial is a blocked
+ * attempt. */
+static __always_inline __u8 cgroup_verdict(void)
+{
+	return bpf_get_retval() < 0 ? LECO_R_CGROUP : LECO_R_NONE;
+}
+
 static __always_inline int remember_peer4(struct bpf_sock_addr *ctx)
 {
 	struct leco_peer *p = peer_slot();
@@ -947,6 +1088,7 @@ static __always_inline int remember_peer4(struct bpf_sock_addr *ctx)
 		p->sk = 0;
 		p->port = bpf_ntohs((__u16)ctx->user_port);
 		p->family = AF_INET;
+		p->blocked = cgroup_verdict();
 		__builtin_memset(p->addr, 0, sizeof(p->addr));
 		__builtin_memcpy(p->addr, &ip, 4);
 	}
@@ -969,6 +1111,7 @@ static __always_inline int remember_peer6(struct bpf_sock_addr *ctx)
 	p->sk = 0;
 	p->port = bpf_ntohs((__u16)ctx->user_port);
 	p->family = AF_INET6;
+	p->blocked = cgroup_verdict();
 	__builtin_memcpy(p->addr, ip, 16);
 	return 1;
 }
@@ -1274,5 +1417,336 @@ int on_sock_release(struct bpf_sock *ctx)
 			announce_waiting(s, cookie, NULL, now);
 	}
 	emit(LECO_RELEASED, cookie, NULL, now);
+	return 1;
+}
+
+/* ---- what this machine's policy dropped (kfree_skb) ---------------------- */
+
+/* A quiet spell after which an inbound attempt from the same remote to the
+ * same port is a new one (a client retrying, a scan) rather than more of
+ * the last. */
+#define BLOCKED_IN_QUIET_NS (60ULL * 1000000000ULL)
+
+/* The policy that dropped a packet, from the kernel's drop reason; 0 for
+ * every other drop (a full queue, a bad checksum, no socket...), which is
+ * not an attempt stopped here. */
+static __always_inline __u8 policy_reason(int why)
+{
+	if (bpf_core_enum_value_exists(enum skb_drop_reason, SKB_DROP_REASON_NETFILTER_DROP) &&
+	    why == bpf_core_enum_value(enum skb_drop_reason, SKB_DROP_REASON_NETFILTER_DROP))
+		return LECO_R_FIREWALL;
+	if (bpf_core_enum_value_exists(enum skb_drop_reason, SKB_DROP_REASON_BPF_CGROUP_EGRESS) &&
+	    why == bpf_core_enum_value(enum skb_drop_reason, SKB_DROP_REASON_BPF_CGROUP_EGRESS))
+		return LECO_R_CGROUP;
+	if (bpf_core_enum_value_exists(enum skb_drop_reason, SKB_DROP_REASON_SECURITY_HOOK) &&
+	    why == bpf_core_enum_value(enum skb_drop_reason, SKB_DROP_REASON_SECURITY_HOOK))
+		return LECO_R_LSM;
+	return LECO_R_NONE;
+}
+
+/* The cookie of a socket reached through a packet (an RCU pointer, which
+ * bpf_get_socket_cookie() does not take): read where the kernel keeps it,
+ * 0 if nobody has asked for it yet. */
+static __always_inline __u64 sk_cookie(const struct sock *sk)
+{
+	return sk->__sk_common.skc_cookie.counter;
+}
+
+/* Not a request or time-wait socket, whose struct is shorter than a sock. */
+static __always_inline bool full_sock(const struct sock *sk)
+{
+	__u8 state = sk->__sk_common.skc_state;
+
+	return state != TCP_TIME_WAIT && state != TCP_NEW_SYN_RECV;
+}
+
+/* The transport of an inbound packet at `l4`: whether it is an attempt
+ * (a TCP SYN, a UDP datagram, an echo request) and its ports. */
+static __always_inline bool inbound_attempt(const __u8 *l4, __u8 proto, __u16 *lport,
+					    __u16 *rport)
+{
+	switch (proto) {
+	case IPPROTO_TCP:
+		/* SYN without ACK: an attempt to connect, not a segment of an
+		 * open connection. */
+		if ((l4[13] & 0x12) != 0x02)
+			return false;
+		break;
+	case IPPROTO_UDP:
+		break;
+	case IPPROTO_ICMP:
+		return l4[0] == 8; /* echo request */
+	case IPPROTO_ICMPV6:
+		return l4[0] == 128; /* echo request */
+	default:
+		return false;
+	}
+	*rport = ((__u16)l4[0] << 8) | l4[1];
+	*lport = ((__u16)l4[2] << 8) | l4[3];
+	return true;
+}
+
+/* A packet that arrived (`skb` has an input device) was dropped by policy:
+ * counted on the aggregate of its remote, protocol and local port, which
+ * says so at once the first time and then at most once per interval. */
+static __always_inline void blocked_inbound(struct sk_buff *skb, __u8 reason)
+{
+	struct leco_flow_key key = {};
+	struct leco_flow *f;
+	__u16 lport = 0, rport = 0;
+	__u8 h[64], laddr[16] = {};
+	__u8 proto, family;
+	__u32 netns = 0;
+	__u64 now;
+
+	if (bpf_probe_read_kernel(h, sizeof(h), skb->head + skb->network_header))
+		return;
+	if ((h[0] >> 4) == 4) {
+		/* Options are rare on the attempts counted here: skipped. */
+		if ((h[0] & 0xf) != 5)
+			return;
+		family = AF_INET;
+		proto = h[9];
+		if (!inbound_attempt(&h[20], proto, &lport, &rport))
+			return;
+		__builtin_memcpy(key.raddr, &h[12], 4);
+		__builtin_memcpy(laddr, &h[16], 4);
+	} else if ((h[0] >> 4) == 6) {
+		family = AF_INET6;
+		proto = h[6];
+		if (!inbound_attempt(&h[40], proto, &lport, &rport))
+			return;
+		__builtin_memcpy(key.raddr, &h[8], 16);
+		__builtin_memcpy(laddr, &h[24], 16);
+	} else {
+		return;
+	}
+	if (skb->dev)
+		netns = skb->dev->nd_net.net->ns.inum;
+	key.cookie = LECO_BLOCKED_IN_COOKIE | (family == AF_INET6 ? LECO_BLOCKED_IN_V6 : 0) |
+		     ((__u64)netns << 24) | ((__u64)proto << 16) | lport;
+	now = bpf_ktime_get_boot_ns();
+	f = bpf_map_lookup_elem(&blocked_in, &key);
+	if (f && now - f->last_ns < BLOCKED_IN_QUIET_NS) {
+		f->rport = rport;
+		mark_blocked(f, key.cookie, reason, now);
+		return;
+	}
+
+	struct leco_flow nf = {};
+
+	nf.id = next_flow_id();
+	nf.first_ns = now;
+	nf.last_ns = now;
+	nf.last_emit_ns = now;
+	nf.proto = proto; /* the IP protocol is the leco one for these four */
+	nf.family = family;
+	__builtin_memcpy(nf.laddr, laddr, sizeof(nf.laddr));
+	nf.lport = lport;
+	__builtin_memcpy(nf.raddr, key.raddr, sizeof(nf.raddr));
+	nf.rport = rport;
+	nf.netns = netns;
+	nf.direction = LECO_DIR_IN;
+	nf.attempts = 1;
+	nf.reason = reason;
+	nf.flags = LECO_F_ANNOUNCED | LECO_F_BLOCKED;
+	if (proto == IPPROTO_TCP) {
+		/* No socket was reached; the service aimed at has an owner. */
+		struct leco_listen_key lk = { .netns = netns, .port = lport };
+		struct leco_owner *lo = bpf_map_lookup_elem(&listeners, &lk);
+
+		if (lo)
+			__builtin_memcpy(&nf.owner, lo, sizeof(nf.owner));
+	}
+	bpf_map_update_elem(&blocked_in, &key, &nf, BPF_ANY);
+	emit(LECO_BLOCKED, key.cookie, &nf, now);
+}
+
+/* A TCP segment socket `sk` sent was dropped by policy: before the
+ * connection opened, its connect is blocked (every SYN retried counts);
+ * after, it is no attempt of its own. */
+static __always_inline void blocked_tcp(struct sock *sk, __u8 reason)
+{
+	struct leco_flow_key key = { .cookie = sk_cookie(sk) };
+	struct leco_flow *f;
+
+	/* No cookie yet: no flow either (a connect's made one). */
+	if (!key.cookie)
+		return;
+	f = bpf_map_lookup_elem(&flows, &key);
+	if (!f || (f->flags & LECO_F_ESTABLISHED))
+		return;
+	mark_blocked(f, key.cookie, reason, bpf_ktime_get_boot_ns());
+}
+
+/* A datagram socket's packet was dropped by policy, in its sender's system
+ * call (output is synchronous): its destination and why, for the send's
+ * byte count (-EPERM) that follows to make the flow blocked. */
+static __always_inline void blocked_datagram(struct sock *sk, struct sk_buff *skb, __u8 reason)
+{
+	struct leco_peer *p = peer_slot();
+
+	if (!p || !peer_from_ip(p, skb->head + skb->network_header, false))
+		return;
+	/* Matched by address if no hook asked for the cookie yet. */
+	p->cookie = sk_cookie(sk);
+	p->sk = (__u64)sk;
+	p->blocked = reason;
+}
+
+/*
+ * Every packet the kernel frees unsent or undelivered, with why. Drops
+ * are rare next to packets delivered (consume_skb, which this is not), and
+ * every drop but policy's returns at the first compare.
+ */
+SEC("tp_btf/kfree_skb")
+int BPF_PROG(on_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_reason why)
+{
+	struct sock *sk;
+	__u8 reason;
+
+	if (hooks_only)
+		return 0;
+	reason = policy_reason(why);
+	if (!reason)
+		return 0;
+	/* Arrived on a device (loopback included): inbound, or forwarded. */
+	if (skb->skb_iif) {
+		blocked_inbound(skb, reason);
+		return 0;
+	}
+	sk = skb->sk;
+	if (!sk || !full_sock(sk) || !is_inet(sk))
+		return 0;
+	if (sk->sk_protocol == IPPROTO_TCP) {
+		if (sk->sk_type == SOCK_STREAM)
+			blocked_tcp(sk, reason);
+		return 0;
+	}
+	blocked_datagram(sk, skb, reason);
+	return 0;
+}
+
+/* ---- connects a cgroup program denied ------------------------------------ */
+
+/*
+ * connect(2) with a cgroup connect program of the caller's cgroups saying
+ * no (a per-app firewall): EPERM before any packet or state change, so
+ * only this hook sees it. Ours runs last (it is at the root) and reads the
+ * verdict; it never changes it. One helper call for connects allowed.
+ */
+static __always_inline int denied_connect(struct bpf_sock_addr *ctx, bool v6)
+{
+	struct leco_flow_key key = {};
+	struct bpf_sock *sk;
+	struct leco_flow *f;
+	__u32 proto = ctx->protocol;
+	__u64 now;
+
+	if (!cgroup_verdict())
+		return 1;
+	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
+		return 1;
+	sk = ctx->sk;
+	if (!sk)
+		return 1;
+	key.cookie = bpf_get_socket_cookie(ctx);
+	now = bpf_ktime_get_boot_ns();
+
+	struct leco_flow nf = {};
+
+	if (v6) {
+		__u32 ip[4];
+
+		ip[0] = ctx->user_ip6[0];
+		ip[1] = ctx->user_ip6[1];
+		ip[2] = ctx->user_ip6[2];
+		ip[3] = ctx->user_ip6[3];
+		__builtin_memcpy(nf.raddr, ip, 16);
+		ip[0] = sk->src_ip6[0];
+		ip[1] = sk->src_ip6[1];
+		ip[2] = sk->src_ip6[2];
+		ip[3] = sk->src_ip6[3];
+		__builtin_memcpy(nf.laddr, ip, 16);
+		nf.family = AF_INET6;
+	} else {
+		__u32 ip = ctx->user_ip4;
+
+		__builtin_memcpy(nf.raddr, &ip, 4);
+		ip = sk->src_ip4;
+		__builtin_memcpy(nf.laddr, &ip, 4);
+		nf.family = AF_INET;
+	}
+	nf.rport = bpf_ntohs((__u16)ctx->user_port);
+	if (proto == IPPROTO_UDP) {
+		__builtin_memcpy(key.raddr, nf.raddr, sizeof(key.raddr));
+		key.rport = nf.rport;
+	}
+	f = bpf_map_lookup_elem(&flows, &key);
+	if (f) {
+		mark_blocked(f, key.cookie, LECO_R_CGROUP, now);
+		return 1;
+	}
+	nf.id = next_flow_id();
+	owner_from_current(&nf.owner);
+	nf.first_ns = now;
+	nf.last_ns = now;
+	nf.last_emit_ns = now;
+	nf.proto = proto;
+	nf.lport = sk->src_port;
+	nf.direction = LECO_DIR_OUT;
+	nf.state = proto == IPPROTO_TCP ? TCP_CLOSE : 0;
+	nf.attempts = 1;
+	nf.reason = LECO_R_CGROUP;
+	nf.flags = LECO_F_ANNOUNCED | LECO_F_BLOCKED;
+	if (bpf_map_update_elem(&flows, &key, &nf, BPF_NOEXIST) == 0)
+		emit(LECO_BLOCKED, key.cookie, &nf, now);
+	return 1;
+}
+
+SEC("cgroup/connect4")
+int on_connect4(struct bpf_sock_addr *ctx)
+{
+	if (hooks_only)
+		return 1;
+	return denied_connect(ctx, false);
+}
+
+SEC("cgroup/connect6")
+int on_connect6(struct bpf_sock_addr *ctx)
+{
+	if (hooks_only)
+		return 1;
+	return denied_connect(ctx, true);
+}
+
+/* ---- errors the program took ---------------------------------------------- */
+
+/* getsockopt(SO_ERROR) on a TCP socket that has one: kept for its close.
+ * Every other getsockopt returns at the first compares. */
+SEC("cgroup/getsockopt")
+int on_getsockopt(struct bpf_sockopt *ctx)
+{
+	struct bpf_sock *sk;
+	__s32 *taken, err;
+	void *val, *end;
+
+	if (hooks_only)
+		return 1;
+	if (ctx->level != SOL_SOCKET || ctx->optname != SO_ERROR)
+		return 1;
+	sk = ctx->sk;
+	if (!sk || sk->protocol != IPPROTO_TCP)
+		return 1;
+	val = ctx->optval;
+	end = ctx->optval_end;
+	if (val + sizeof(err) > end)
+		return 1;
+	err = *(__s32 *)val;
+	if (err <= 0)
+		return 1;
+	taken = bpf_sk_storage_get(&taken_errors, sk, NULL, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (taken)
+		*taken = err;
 	return 1;
 }

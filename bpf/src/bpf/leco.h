@@ -16,7 +16,26 @@ enum leco_kind {
 	LECO_RELEASED = 5, /* a socket ended without a flow record (a UDP socket was
 			    * released; a TCP socket closed whose flow the table no
 			    * longer had): every flow of its cookie ends */
+	LECO_BLOCKED = 6,  /* this machine's policy stopped an attempt (reason):
+			    * the first at once, then at most once per update
+			    * interval while attempts go on, and a TCP connect's
+			    * last when its socket closes */
 };
+
+/* What stopped a blocked attempt: how the kernel named the drop. */
+enum leco_reason {
+	LECO_R_NONE = 0,
+	LECO_R_FIREWALL = 1, /* netfilter (nftables, iptables): drop or reject */
+	LECO_R_CGROUP = 2,   /* a cgroup BPF program denied it (egress, connect, sendmsg) */
+	LECO_R_LSM = 3,      /* a security module's packet hook */
+};
+
+/* Socket cookies count up from 1 and never reach bit 63: flows of inbound
+ * attempts blocked before any socket (blocked_in) carry a cookie made of
+ * what they aggregate: bit 63, bit 62 for IPv6, the namespace in bits
+ * 24-55, the protocol in 16-23 and the local port in 0-15. */
+#define LECO_BLOCKED_IN_COOKIE (1ULL << 63)
+#define LECO_BLOCKED_IN_V6 (1ULL << 62)
 
 /* What a flow is. The IP protocol's number where there is one, so that
  * records of an older leco (a flow table kept across an upgrade) read the
@@ -42,6 +61,7 @@ enum leco_flag {
 	LECO_F_ANNOUNCED = 1,   /* its LECO_NEW has been sent */
 	LECO_F_PROVISIONAL = 2, /* owner copied from the listener, not yet the acceptor */
 	LECO_F_ESTABLISHED = 4, /* TCP reached ESTABLISHED */
+	LECO_F_BLOCKED = 8,     /* this machine's policy stopped it (reason, attempts) */
 };
 
 /* Who did it, captured in process context at the moment it was known. */
@@ -85,7 +105,9 @@ struct leco_flow {
 	__u8 flags; /* enum leco_flag */
 	__u8 ip_proto; /* the IP protocol (raw sockets, IP frames of a packet socket) */
 	__s16 error; /* errno, 0 if none */
-	__u8 _pad2[4];
+	__u32 attempts; /* blocked: how many times policy stopped it */
+	__u8 reason;    /* blocked: enum leco_reason */
+	__u8 _pad2[7];
 };
 
 struct leco_event {
@@ -117,7 +139,8 @@ struct leco_peer {
 	__u16 port;
 	__u8 family; /* 0: nothing left; AF_PACKET: a frame that is not IP */
 	__u8 ip_proto;
-	__u8 _pad[4];
+	__u8 blocked; /* enum leco_reason: policy stopped this datagram */
+	__u8 _pad[3];
 	char ifname[16]; /* the device a frame was queued on (AF_PACKET) */
 };
 

@@ -102,6 +102,7 @@ impl Received {
             take(MapRole::Events)?,
             take(MapRole::Flows)?,
             take(MapRole::Counters)?,
+            take(MapRole::BlockedIn)?,
         )?;
         Ok(Received {
             maps,
@@ -258,6 +259,7 @@ fn adopt_maps(
     events: OwnedFd,
     flows: OwnedFd,
     counters: OwnedFd,
+    blocked_in: OwnedFd,
 ) -> Result<KernelMaps, HandoffError> {
     let mut storage = MaybeUninit::uninit();
     let mut open = LecoSkelBuilder::default()
@@ -291,6 +293,12 @@ fn adopt_maps(
     let events = adopt(&mut m.events, events, MapRole::Events, MapType::RingBuf)?;
     let flows = adopt(&mut m.flows, flows, MapRole::Flows, MapType::LruHash)?;
     let counters = adopt(&mut m.bss, counters, MapRole::Counters, MapType::Array)?;
+    let blocked_in = adopt(
+        &mut m.blocked_in,
+        blocked_in,
+        MapRole::BlockedIn,
+        MapType::LruHash,
+    )?;
     if (flows.key_size(), flows.value_size()) != our_layout() {
         return Err(HandoffError::Incomplete {
             what: format!(
@@ -302,5 +310,7 @@ fn adopt_maps(
             ),
         });
     }
-    Ok(KernelMaps::from_handles(events, flows, counters))
+    Ok(KernelMaps::from_handles(
+        events, flows, counters, blocked_in,
+    ))
 }

@@ -72,8 +72,11 @@ impl Overseer {
     }
 
     /// A connection was seen (`new`), moved traffic or changed (`update`),
-    /// ended (`closed`) or ended with an error (`failed`). `kind` comes
-    /// first so that match rules can filter on it (`arg0='new'`).
+    /// ended (`closed`), did not go through because of the other side or
+    /// the network (`failed`) or because of this machine's policy
+    /// (`blocked`, told again with its `attempts` while it keeps trying);
+    /// `reason` says why. `kind` comes first so that match rules can filter
+    /// on it (`arg0='new'`, `arg0='blocked'`).
     #[zbus(signal)]
     async fn connection_event(
         emitter: &SignalEmitter<'_>,

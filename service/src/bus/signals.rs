@@ -71,7 +71,9 @@ impl Slot {
                     0
                 }
             },
-            EventKind::Closed | EventKind::Failed => {
+            // A blocked attempt told again replaces the pending one: it
+            // carries the count so far.
+            EventKind::Closed | EventKind::Failed | EventKind::Blocked => {
                 let replaced = self.last.replace((kind, conn.clone()));
                 u64::from(replaced.is_some())
             }

@@ -96,7 +96,7 @@ async fn print(monitor: Monitor, reader: leco_bpf::RecordReader, json: bool) -> 
     // line scripts and tests wait for.
     eprintln!(
         "leco-service: watching connections (TCP, UDP, ICMP, raw IP, packet sockets) \
-         (+ new, ~ update, - closed, ! failed); Ctrl-C stops"
+         (+ new, ~ update, - closed, ! failed, x blocked); Ctrl-C stops"
     );
     let mut terminal = output::Terminal::new(json);
     let result = monitor.run(reader, &mut terminal, asked, stop).await;
