@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use leco_overlay::color::Rgba;
 use leco_overlay::config::{Shadow, Style};
-use leco_overlay::model::{DrawLine, Frame};
+use leco_overlay::model::{DrawLine, Frame, Tone};
 use leco_overlay::render::{PixelOrder, Renderer};
 
 const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf";
@@ -45,6 +45,7 @@ fn style() -> Style {
         }],
         tag: true,
         max_fps: 30,
+        ..Style::default()
     }
 }
 
@@ -83,6 +84,7 @@ fn frame(lines: usize, generation: usize, opacity_step: usize) -> Frame {
                 text: text(i, generation),
                 opacity: 1.0 - ((i + opacity_step) % 200) as f32 / 220.0,
                 key_hash: i as u64 * 0x9e37_79b9,
+                tone: Tone::Plain,
             })
             .collect(),
         status: None,

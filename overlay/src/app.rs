@@ -400,7 +400,9 @@ impl App {
 /// and ended ones from the backlog.
 fn snapshot_kind(c: &leco_proto::Connection) -> leco_proto::EventKind {
     use leco_proto::EventKind;
-    if c.error.is_some() {
+    if c.reason.is_some_and(|r| r.is_local_policy()) {
+        EventKind::Blocked
+    } else if c.error.is_some() || c.reason.is_some() {
         EventKind::Failed
     } else if c.state == "closed" {
         EventKind::Closed

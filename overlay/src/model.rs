@@ -40,6 +40,31 @@ use crate::format::{LineFormat, MAX_LINE_CHARS};
 use crate::rows::Rows;
 use crate::rules::Rules;
 
+/// How a line stands out: failed and blocked attempts are drawn in colours
+/// of their own, so they are told apart at a glance.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Tone {
+    /// Anything that went through.
+    #[default]
+    Plain,
+    /// Stopped by the other side or the network.
+    Failed,
+    /// Stopped by this machine's policy.
+    Blocked,
+}
+
+impl Tone {
+    /// The tone of what `c` says about itself: its reason, else an error.
+    pub fn of(c: &Connection) -> Tone {
+        match c.reason {
+            Some(r) if r.is_local_policy() => Tone::Blocked,
+            Some(_) => Tone::Failed,
+            None if c.error.is_some() => Tone::Failed,
+            None => Tone::Plain,
+        }
+    }
+}
+
 /// One row as it is drawn.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DrawLine {
@@ -51,6 +76,8 @@ pub struct DrawLine {
     pub opacity: f32,
     /// Stable hash of the line's connection or group key (tag colour).
     pub key_hash: u64,
+    /// Its colour: that of its most recently active connection.
+    pub tone: Tone,
 }
 
 /// What the surface shows at one moment.
@@ -472,6 +499,10 @@ impl LineModel {
                 text: line.text.clone(),
                 opacity,
                 key_hash: line.key_hash,
+                tone: self
+                    .conns
+                    .get(&line.latest)
+                    .map_or(Tone::Plain, |t| Tone::of(&t.conn)),
             });
         }
         lines.sort_by_key(|l| l.row);
@@ -696,6 +727,47 @@ mod tests {
         m.apply(EventKind::Closed, &at(9, T0 - 30 * S, "old", 1));
         let f = m.frame(T0 + 8 * S);
         assert!(!f.lines.iter().any(|l| l.text.contains("old")));
+    }
+
+    #[test]
+    fn failed_and_blocked_lines_have_their_tone_and_say_why() {
+        let mut m = LineModel::new(&config());
+        let mut blocked = at(1, T0, "curl", 4444);
+        blocked.reason = Some(leco_proto::Reason::Firewall);
+        blocked.attempts = Some(3);
+        let mut failed = at(2, T0 + S, "ssh", 22);
+        failed.reason = Some(leco_proto::Reason::Refused);
+        failed.error = Some("connection refused".into());
+        m.apply(EventKind::Blocked, &blocked);
+        m.apply(EventKind::Failed, &failed);
+        m.apply(EventKind::New, &at(3, T0 + 2 * S, "git", 443));
+        let f = m.frame(T0 + 3 * S);
+        let tone = |comm: &str| {
+            let l = f
+                .lines
+                .iter()
+                .find(|l| l.text.contains(comm))
+                .unwrap_or_else(|| panic!("{comm}: {f:#?}"));
+            (l.tone, l.text.clone())
+        };
+        let (t, text) = tone("curl");
+        assert_eq!(t, Tone::Blocked);
+        assert!(
+            text.ends_with("4444/tcp !! blocked by firewall ×3"),
+            "{text}"
+        );
+        let (t, text) = tone("ssh");
+        assert_eq!(t, Tone::Failed);
+        assert!(text.ends_with("22/tcp !! connection refused"), "{text}");
+        assert_eq!(tone("git").0, Tone::Plain);
+        // Blocked again, with more attempts: the same line, updated.
+        blocked.attempts = Some(9);
+        blocked.last_seen_us = T0 + 4 * S;
+        m.apply(EventKind::Blocked, &blocked);
+        let f = m.frame(T0 + 5 * S);
+        let curl: Vec<&DrawLine> = f.lines.iter().filter(|l| l.text.contains("curl")).collect();
+        assert_eq!(curl.len(), 1, "{f:#?}");
+        assert!(curl[0].text.ends_with("×9"), "{}", curl[0].text);
     }
 
     #[test]

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 use leco_overlay::color::Rgba;
 use leco_overlay::config::{Shadow, Style};
-use leco_overlay::model::{DrawLine, Frame};
+use leco_overlay::model::{DrawLine, Frame, Tone};
 use leco_overlay::render::{copy_to_argb8888, tag_color, Damage, PixelOrder, Renderer};
 use tiny_skia::Pixmap;
 
@@ -67,6 +67,7 @@ fn style() -> Style {
         }],
         tag: true,
         max_fps: 30,
+        ..Style::default()
     }
 }
 
@@ -82,6 +83,7 @@ fn line(row: usize, text: &str, opacity: f32, key_hash: u64) -> DrawLine {
         text: text.to_owned(),
         opacity,
         key_hash,
+        tone: Tone::Plain,
     }
 }
 
@@ -655,4 +657,58 @@ fn golden_fade_curve_plot() {
             "point ({t},{o}) marked: {px:?}"
         );
     }
+}
+
+/// Failed and blocked lines are drawn in their own colours (amber and red
+/// by default), so they stand out from the lines that went through.
+#[test]
+fn failed_and_blocked_lines_have_colours_of_their_own() {
+    let style = style();
+    let mut r = renderer(&style, 4);
+    let text = "14:02 :: alice :: curl :: 10.0.0.9 4444/tcp !! blocked by firewall";
+    let mut frame = Frame {
+        lines: vec![
+            line(0, text, 1.0, 0x11),
+            line(1, text, 1.0, 0x11),
+            line(2, text, 1.0, 0x11),
+        ],
+        status: None,
+        next_change_us: None,
+    };
+    frame.lines[1].tone = Tone::Failed;
+    frame.lines[2].tone = Tone::Blocked;
+    let pm = render(&mut r, &frame, 700, 80, 1.0);
+    // The mean colour of each row's brightest text pixels (rows are
+    // line-height 18 apart below the padding of 4).
+    let mean = |row: usize| -> (f64, f64, f64) {
+        let (mut n, mut rs, mut gs, mut bs) = (0.0, 0.0, 0.0, 0.0);
+        for y in 4 + row * 18..4 + (row + 1) * 18 {
+            for x in 0..pm.width() as usize {
+                let p = &pm.data()[(y * pm.width() as usize + x) * 4..][..4];
+                if p[3] > 200 && u16::from(p[0]).max(u16::from(p[1])) > 150 {
+                    (rs, gs, bs, n) = (
+                        rs + f64::from(p[0]),
+                        gs + f64::from(p[1]),
+                        bs + f64::from(p[2]),
+                        n + 1.0,
+                    );
+                }
+            }
+        }
+        assert!(n > 50.0, "row {row} has text pixels");
+        (rs / n, gs / n, bs / n)
+    };
+    let (plain, failed, blocked) = (mean(0), mean(1), mean(2));
+    let d = leco_overlay::config::DEFAULT_FAILED_COLOR;
+    let close = |got: (f64, f64, f64), want: Rgba| {
+        (got.0 - f64::from(want.r)).abs() < 40.0
+            && (got.1 - f64::from(want.g)).abs() < 40.0
+            && (got.2 - f64::from(want.b)).abs() < 40.0
+    };
+    assert!(close(plain, style.text_color), "plain {plain:?}");
+    assert!(close(failed, d), "failed {failed:?} vs {d:?}");
+    assert!(
+        close(blocked, leco_overlay::config::DEFAULT_BLOCKED_COLOR),
+        "blocked {blocked:?}"
+    );
 }

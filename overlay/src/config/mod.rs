@@ -194,6 +194,10 @@ pub struct Style {
     pub line_height: f32,
     /// Text colour (its alpha is multiplied by the line's opacity).
     pub text_color: Rgba,
+    /// Text colour of failed attempts (refused, unreachable, no reply...).
+    pub failed_color: Rgba,
+    /// Text colour of attempts this machine's policy blocked.
+    pub blocked_color: Rgba,
     /// Surface background (transparent by default).
     pub background: Rgba,
     /// Background behind each line's text (transparent by default).
@@ -205,6 +209,22 @@ pub struct Style {
     pub tag: bool,
     /// Upper bound on redraws per second.
     pub max_fps: u32,
+}
+
+/// Amber: something refused or did not answer.
+pub const DEFAULT_FAILED_COLOR: Rgba = Rgba::new(0xff, 0xb0, 0x40, 0xff);
+/// Red: this machine said no.
+pub const DEFAULT_BLOCKED_COLOR: Rgba = Rgba::new(0xff, 0x55, 0x55, 0xff);
+
+impl Style {
+    /// The text colour of a line of `tone`.
+    pub fn text_color_of(&self, tone: crate::model::Tone) -> Rgba {
+        match tone {
+            crate::model::Tone::Plain => self.text_color,
+            crate::model::Tone::Failed => self.failed_color,
+            crate::model::Tone::Blocked => self.blocked_color,
+        }
+    }
 }
 
 /// What lines say.
@@ -280,6 +300,8 @@ impl Default for Style {
             font_size: DEFAULT_FONT_SIZE,
             line_height: DEFAULT_FONT_SIZE * DEFAULT_LINE_HEIGHT_FACTOR,
             text_color: Rgba::new(0xe0, 0xe0, 0xe0, 0xff),
+            failed_color: DEFAULT_FAILED_COLOR,
+            blocked_color: DEFAULT_BLOCKED_COLOR,
             background: Rgba::TRANSPARENT,
             line_background: Rgba::TRANSPARENT,
             shadows: vec![Shadow {

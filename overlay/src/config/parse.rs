@@ -32,7 +32,7 @@ use crate::rules::{Action, MatchSpec, Rule, Rules};
 
 /// The nodes of `overlay {}`, in the order messages list them, with an
 /// example value for the message when one is missing.
-const NODES: [NodeSpec<'static>; 23] = [
+const NODES: [NodeSpec<'static>; 25] = [
     NodeSpec::value("layer", "\"bottom\""),
     NodeSpec::value("anchor", "\"top-right\""),
     NodeSpec::values("margin"),
@@ -44,6 +44,8 @@ const NODES: [NodeSpec<'static>; 23] = [
     NodeSpec::value("font-size", "13"),
     NodeSpec::value("line-height", "1.3"),
     NodeSpec::value("text-color", "\"#e0e0e0ff\""),
+    NodeSpec::value("failed-color", "\"#ffb040ff\""),
+    NodeSpec::value("blocked-color", "\"#ff5555ff\""),
     NodeSpec::value("background", "\"#e0e0e0ff\""),
     NodeSpec::value("line-background", "\"#e0e0e0ff\""),
     NodeSpec::values("shadow").repeatable(),
@@ -181,6 +183,8 @@ impl Reader<'_> {
             }
             "font-size" => st.font_size = src.number(name, entry, 1.0..=500.0)? as f32,
             "text-color" => st.text_color = self.color(name, entry)?,
+            "failed-color" => st.failed_color = self.color(name, entry)?,
+            "blocked-color" => st.blocked_color = self.color(name, entry)?,
             "background" => st.background = self.color(name, entry)?,
             "line-background" => st.line_background = self.color(name, entry)?,
             "tag" => st.tag = src.boolean(name, entry)?,
@@ -736,7 +740,7 @@ mod tests {
     #[test]
     fn positions_of_common_mistakes() {
         let cases = [
-            ("overlay {\n  widht 5\n}", "config.kdl:2:3: unknown setting `widht` in overlay {}; expected one of layer, anchor, margin, width, height, output, padding, font, font-size, line-height, text-color, background, line-background, shadow, tag, max-fps, format, traffic-threshold, max-lines, fade-time, fade-curve, linger, rules; did you mean `width`?"),
+            ("overlay {\n  widht 5\n}", "config.kdl:2:3: unknown setting `widht` in overlay {}; expected one of layer, anchor, margin, width, height, output, padding, font, font-size, line-height, text-color, failed-color, blocked-color, background, line-background, shadow, tag, max-fps, format, traffic-threshold, max-lines, fade-time, fade-curve, linger, rules; did you mean `width`?"),
             ("overlay {\n  width \"wide\"\n}", "config.kdl:2:9: width must be an integer from 1 to 16384, not \"wide\""),
             ("overlay {\n  tag 1\n}", "config.kdl:2:7: tag must be #true or #false, not 1"),
             ("overlay {\n  text-color \"red\"\n}", "config.kdl:2:14: text-color must be a colour \"#rrggbb\" or \"#rrggbbaa\", not \"red\""),

@@ -9,7 +9,7 @@ use crate::config::Style;
 
 use super::damage::RowState;
 use super::layout::Layout;
-use super::sprite::{Sprite, SpriteScratch};
+use super::sprite::{Look, Sprite, SpriteScratch};
 use super::text::Fonts;
 
 /// Sprites kept beyond the ones on screen, for lines that come back (a
@@ -46,7 +46,8 @@ impl SpriteCache {
     pub(super) fn get(&self, tags: bool, state: &RowState, status: bool) -> Option<(&Sprite, u8)> {
         let (key, _) = sprite_key(tags, state, status);
         let sprite = self.sprites.get(&key)?;
-        (sprite.text == state.text && sprite.status == status).then_some((sprite, state.alpha))
+        (sprite.text == state.text && sprite.status == status && sprite.tone == state.tone)
+            .then_some((sprite, state.alpha))
     }
 
     /// Marks a sprite still on screen, so eviction keeps it.
@@ -68,13 +69,23 @@ impl SpriteCache {
     ) {
         let (key, tag) = sprite_key(style.tag, state, status);
         let fresh = match self.sprites.get(&key) {
-            Some(s) => s.text != state.text || s.tag != tag || s.status != status,
+            Some(s) => {
+                s.text != state.text || s.tag != tag || s.status != status || s.tone != state.tone
+            }
             None => true,
         };
         if fresh {
-            let mut sprite = self
-                .scratch
-                .build(fonts, style, layout, &state.text, tag, status);
+            let mut sprite = self.scratch.build(
+                fonts,
+                style,
+                layout,
+                &state.text,
+                Look {
+                    tag,
+                    tone: state.tone,
+                    status,
+                },
+            );
             sprite.last_used = self.frame_no;
             self.sprites.insert(key, sprite);
         } else if let Some(s) = self.sprites.get_mut(&key) {
@@ -110,6 +121,7 @@ fn sprite_key(tags: bool, state: &RowState, status: bool) -> (u64, Option<u64>) 
     let tag = (tags && !status).then_some(state.key_hash);
     let mut h = DefaultHasher::new();
     state.text.hash(&mut h);
+    state.tone.hash(&mut h);
     tag.hash(&mut h);
     status.hash(&mut h);
     (h.finish(), tag)

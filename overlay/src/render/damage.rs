@@ -2,7 +2,7 @@
 //! redrawn only when its text, opacity or tag differs from the previous
 //! frame's.
 
-use crate::model::Frame;
+use crate::model::{Frame, Tone};
 
 use super::layout::Layout;
 use super::Damage;
@@ -13,6 +13,7 @@ pub(super) struct RowState {
     pub(super) text: String,
     pub(super) alpha: u8,
     pub(super) key_hash: u64,
+    pub(super) tone: Tone,
 }
 
 impl RowState {
@@ -22,6 +23,7 @@ impl RowState {
             text: text.to_owned(),
             alpha: 255,
             key_hash: 0,
+            tone: Tone::Plain,
         }
     }
 }
@@ -42,6 +44,7 @@ pub(super) fn wanted_rows(frame: &Frame, layout: &Layout) -> Vec<Option<RowState
             text: line.text.clone(),
             alpha,
             key_hash: line.key_hash,
+            tone: line.tone,
         });
     }
     rows

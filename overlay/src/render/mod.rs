@@ -427,6 +427,7 @@ mod tests {
                     text: format!("line {row} :: some text"),
                     opacity: 1.0 - row as f32 * 0.3,
                     key_hash: row as u64,
+                    tone: crate::model::Tone::Plain,
                 })
                 .collect(),
             status: Some("status".into()),

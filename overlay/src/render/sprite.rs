@@ -8,6 +8,7 @@ use tiny_skia::{FillRule, Paint, PathBuilder, Pixmap, Transform};
 
 use crate::color::Rgba;
 use crate::config::Style;
+use crate::model::Tone;
 
 use super::blend::{blend_mask, blend_rgba, composite_layers, premultiply, Layer};
 use super::byte_order::swap_red_blue;
@@ -17,12 +18,22 @@ use super::text::{Fonts, LineRaster};
 /// The status line's alpha relative to the text colour's.
 const STATUS_DIM: f32 = 0.7;
 
+/// How a sprite is drawn besides its text: its tag, its tone, and whether
+/// it is the status line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Look {
+    pub(super) tag: Option<u64>,
+    pub(super) tone: Tone,
+    pub(super) status: bool,
+}
+
 /// One line composited at full opacity, ready to blit.
 #[derive(Debug)]
 pub(super) struct Sprite {
     /// What it shows (the cache is keyed by a hash of these).
     pub(super) text: String,
     pub(super) tag: Option<u64>,
+    pub(super) tone: Tone,
     pub(super) status: bool,
     /// Left edge in the buffer.
     pub(super) x: u32,
@@ -73,9 +84,9 @@ impl SpriteScratch {
         style: &Style,
         layout: &Layout,
         text: &str,
-        tag: Option<u64>,
-        status: bool,
+        look: Look,
     ) -> Sprite {
+        let Look { tag, tone, status } = look;
         let place = Placement::new(style, layout, tag.is_some(), status);
         let raster = fonts.raster_line(text, place.font_px, place.line_px, place.max_text);
         // Nothing crosses the right padding, shadows included.
@@ -85,6 +96,7 @@ impl SpriteScratch {
         let mut sprite = Sprite {
             text: text.to_owned(),
             tag,
+            tone,
             status,
             x: place.x,
             pixels: None,
@@ -99,7 +111,7 @@ impl SpriteScratch {
         if let Some(hash) = tag {
             self.paint_tag(&mut pm, hash, place.tag_w, height, place.lead);
         }
-        self.paint_text(&mut pm, style, &raster, place.text_x, layout.scale, status);
+        self.paint_text(&mut pm, style, &raster, place.text_x, layout.scale, look);
         sprite.pixels = Some(SpritePixels::from_pixmap(pm));
         sprite
     }
@@ -130,8 +142,9 @@ impl SpriteScratch {
         raster: &LineRaster,
         text_x: u32,
         scale: f32,
-        status: bool,
+        look: Look,
     ) {
+        let (color, status) = (style.text_color_of(look.tone), look.status);
         let shadow_mask = shadow_coverage(raster);
         let mut layers: Vec<Layer<'_>> = style
             .shadows
@@ -147,7 +160,7 @@ impl SpriteScratch {
             mask: &raster.coverage,
             x: i64::from(text_x),
             y: 0,
-            color: premultiply(dim(style.text_color, status)),
+            color: premultiply(dim(color, status)),
         });
         composite_layers(
             pm,
