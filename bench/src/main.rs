@@ -6,6 +6,7 @@
 //! report.
 
 mod dbus;
+mod drop_flood;
 mod hooks;
 mod overlay_live;
 mod report;
@@ -45,9 +46,11 @@ const DEFAULT_OUT: &str = "bench/RESULTS.md";
 /// connection churn; then, with the service serving org.leco.Overseer1 on
 /// a private dbus-daemon, the latency from connect() to its
 /// ConnectionEvent signal and the signal rate it sustains before it
-/// coalesces; last, a storm of 5,000 connections/s with and without 50
-/// clients calling Snapshot() 20 times each. Needs root and dbus-daemon. A
-/// full run takes four to five minutes.
+/// coalesces; then a storm of 5,000 connections/s with and without 50
+/// clients calling Snapshot() 20 times each; last, floods of 100,000 TCP
+/// SYNs that a firewall drops, between two network namespaces the bench
+/// makes, without and with leco. Needs root, dbus-daemon, ip and nft. A
+/// full run takes five to six minutes.
 #[derive(Debug, Parser)]
 #[command(name = "leco-bench", version)]
 struct Cli {
@@ -111,6 +114,8 @@ enum Case {
     Dbus,
     /// A 5,000 conn/s storm with and without Snapshot() callers
     StormCallers,
+    /// TCP SYN floods a firewall drops, without and with leco
+    DropFlood,
 }
 
 /// Durations and repetitions of one run.
@@ -270,6 +275,9 @@ fn run(cli: &Cli) -> Result<()> {
             t0.elapsed().as_secs_f64()
         );
     }
+    if cli.runs(Case::DropFlood) {
+        r.drop_flood = Some(drop_flood::phase(&service, &plan, &mut r)?);
+    }
     r.notes.push(format!(
         "The whole bench took {:.0} s.",
         started.elapsed().as_secs_f64()
@@ -360,6 +368,20 @@ fn preflight(cli: &Cli) -> Result<PathBuf> {
         leco_testkit::bus::TestBus::start()
             .context("the D-Bus section needs a private dbus-daemon (apt install dbus-daemon)")?,
     );
+    if cli.runs(Case::DropFlood) {
+        for tool in ["ip", "nft"] {
+            let ok = Command::new(tool)
+                .arg("-V")
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if !ok {
+                bail!(
+                    "the drop flood needs `{tool}` (apt install iproute2 nftables), or leave it \
+                     out with --only"
+                );
+            }
+        }
+    }
     let loaded = foreign_leco_progs(&HashSet::new())?;
     if !loaded.is_empty() {
         bail!(

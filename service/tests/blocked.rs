@@ -237,22 +237,9 @@ fn inbound_attempts_the_firewall_stops_are_counted_not_listed() {
         Duration::ZERO,
     );
     assert_eq!(udp.failed, 0, "the drop is the server's: sends succeed");
-    let dropped = |port: &str| -> u64 {
-        let out = std::process::Command::new("ip")
-            .args(["netns", "exec", srv.name(), "nft", "list", "ruleset"])
-            .output()
-            .expect("nft list ruleset");
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let line = text
-            .lines()
-            .find(|l| l.contains(&format!("dport {port}")))
-            .unwrap_or_else(|| panic!("no rule for {port} in {text}"));
-        let n = line
-            .split_whitespace()
-            .skip_while(|w| *w != "packets")
-            .nth(1)
-            .unwrap_or_else(|| panic!("no packet count in {line}"));
-        n.parse().expect("a count")
+    let dropped = |port: &str| {
+        srv.packets_counted(&format!("dport {port}"))
+            .unwrap_or_else(|e| panic!("{e}"))
     };
     let (syns_dropped, dgrams_dropped) = (dropped("2222"), dropped("5354"));
     assert!(
@@ -263,7 +250,6 @@ fn inbound_attempts_the_firewall_stops_are_counted_not_listed() {
     // Inbound aggregates: the listener's for TCP, nobody's for UDP.
     let mut tcp: Vec<Value> = Vec::new();
     let mut dgrams: Vec<Value> = Vec::new();
-    let ns = srv.inode();
     let done = svc.follow_json(Duration::from_secs(10), |v| {
         if v["kind"] != "blocked" || v["direction"] != "in" || v["remote_addr"] != "10.78.0.2" {
             return false;
@@ -281,7 +267,6 @@ fn inbound_attempts_the_firewall_stops_are_counted_not_listed() {
         "every dropped packet counted ({syns_dropped} SYNs, {dgrams_dropped} datagrams): \
          tcp {tcp:#?} udp {dgrams:#?}"
     );
-    let _ = ns;
     for v in &tcp {
         assert_eq!(v["pid"], listener.pid(), "{v}");
         assert_eq!(v["comm"], "lt-blk-listen", "{v}");
@@ -300,7 +285,6 @@ fn inbound_attempts_the_firewall_stops_are_counted_not_listed() {
         tcp.len(),
         dgrams.len()
     );
-    let _ = syns.pid;
 }
 
 #[test]

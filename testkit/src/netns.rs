@@ -7,7 +7,6 @@
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::MetadataExt;
 use std::process::{Command, Stdio};
 
 /// A named network namespace with its `lo` up.
@@ -37,13 +36,6 @@ impl Netns {
         &self.name
     }
 
-    /// Its inode, which leco reports as a flow's namespace.
-    pub fn inode(&self) -> u64 {
-        std::fs::metadata(format!("/run/netns/{}", self.name))
-            .map(|m| m.ino())
-            .unwrap_or_else(|e| panic!("netns {}: {e}", self.name))
-    }
-
     /// Loads `ruleset` (nft syntax) into it with `nft -f -`.
     pub fn nft(&self, ruleset: &str) {
         let mut child = Command::new("ip")
@@ -64,6 +56,26 @@ impl Netns {
             .expect("writing the ruleset to nft");
         let status = child.wait().expect("waiting for nft");
         assert!(status.success(), "nft refused the ruleset:\n{ruleset}");
+    }
+
+    /// The packets counted so far by its rule whose text contains `rule`
+    /// (a rule with `counter`, e.g. `dport 2222`), as `nft list ruleset`
+    /// shows them; why not, if it cannot tell.
+    pub fn packets_counted(&self, rule: &str) -> Result<u64, String> {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.name, "nft", "list", "ruleset"])
+            .output()
+            .map_err(|e| format!("nft list ruleset: {e}"))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = text
+            .lines()
+            .find(|l| l.contains(rule))
+            .ok_or_else(|| format!("no rule with `{rule}` in {text}"))?;
+        line.split_whitespace()
+            .skip_while(|w| *w != "packets")
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| format!("no packet count in `{}`", line.trim()))
     }
 
     /// Moves the calling thread into it (call it from a forked child).

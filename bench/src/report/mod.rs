@@ -2,11 +2,13 @@
 //! and prose, judged against the targets.
 //!
 //! [`render`] writes it from a [`Report`]; each section comes from its own
-//! module (workloads, against, hooks, service, dbus, storm_callers), built from the statistics in
+//! module (workloads, against, hooks, service, dbus, storm_callers,
+//! drop_flood), built from the statistics in
 //! `stats`, the number formats in `format` and the tables of `table`.
 
 mod against;
 mod dbus;
+mod drop_flood;
 mod format;
 mod hooks;
 mod service;
@@ -20,6 +22,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 pub use dbus::{BusCeiling, BusLatency, BusStep, Dbus, LatencySummary};
+pub use drop_flood::{DropFlood, DropRound};
 pub use format::{fmt_ids, fmt_latency, fmt_ns_num, fmt_num, fmt_pct, mib, rate_label};
 pub use hooks::Hooks;
 pub use service::ServiceRun;
@@ -80,6 +83,8 @@ pub struct Report {
     pub dbus: Option<Dbus>,
     /// Connection storm with `Snapshot()` callers section.
     pub storm_callers: Option<StormCallers>,
+    /// Drop flood section.
+    pub drop_flood: Option<DropFlood>,
     /// Measurements during which something else could have skewed the
     /// figures, and what.
     pub unclean: Vec<String>,
@@ -97,6 +102,7 @@ pub fn render(r: &Report) -> String {
     service::section(&mut body, r, &mut verdicts);
     dbus::section(&mut body, r, &mut verdicts);
     storm_callers::section(&mut body, r, &mut verdicts);
+    drop_flood::section(&mut body, r, &mut verdicts);
 
     let mut out = String::new();
     header(&mut out, &r.header, &verdicts);
@@ -283,6 +289,7 @@ mod tests {
             ],
             dbus: None,
             storm_callers: None,
+            drop_flood: None,
             unclean: vec!["round 1/3 baseline: kernel.bpf_stats_enabled=1".into()],
             notes: vec!["something odd".into()],
         }
