@@ -138,8 +138,20 @@ fn outbound_attempts_the_firewall_stops_are_blocked_with_their_owner() {
         Duration::from_millis(30),
     );
     assert_eq!((udp.failed, udp.errno), (5, libc::EPERM), "{udp:?}");
+    let udp6 = attempts::udp_sends(
+        "lt-blk-udp6",
+        at,
+        "[::1]:4445".parse().expect("address"),
+        2,
+        Duration::from_millis(30),
+    );
+    assert_eq!((udp6.failed, udp6.errno), (2, libc::EPERM), "{udp6:?}");
 
-    let pids: Vec<u32> = tcp.iter().map(|(a, _)| a.pid).chain([udp.pid]).collect();
+    let pids: Vec<u32> = tcp
+        .iter()
+        .map(|(a, _)| a.pid)
+        .chain([udp.pid, udp6.pid])
+        .collect();
     let events = events_of(
         &mut svc,
         &pids,
@@ -150,12 +162,17 @@ fn outbound_attempts_the_firewall_stops_are_blocked_with_their_owner() {
                 && e[&udp.pid]
                     .iter()
                     .any(|v| v["kind"] == "blocked" && v["attempts"] == 5)
+                && e[&udp6.pid]
+                    .iter()
+                    .any(|v| v["kind"] == "blocked" && v["attempts"] == 2)
         },
     );
     for (a, port) in &tcp {
         assert_blocked(&events, a, *port, "firewall");
     }
     assert_blocked(&events, &udp, 4445, "firewall");
+    assert_blocked(&events, &udp6, 4445, "firewall");
+    assert_eq!(to_port(&events, &udp6, 4445)[0]["family"], 6);
     let last = to_port(&events, &udp, 4445);
     assert!(
         last.len() <= 3,

@@ -206,3 +206,65 @@ fn readers_in_group_leco_get_events_and_snapshots_others_are_denied() {
         Some("org.freedesktop.DBus.Error.AccessDenied")
     );
 }
+
+/// A blocked attempt is a `blocked` signal with its reason, which a match
+/// rule on `arg0='blocked'` selects, and a Snapshot() entry in state
+/// `blocked`.
+#[test]
+fn blocked_attempts_reach_an_arg0_blocked_subscriber() {
+    if !require_root("blocked_attempts_reach_an_arg0_blocked_subscriber") {
+        return;
+    }
+    use leco_testkit::attempts::{self, Place};
+    use leco_testkit::netns::Netns;
+
+    let ns = Netns::create("lt-bus-blk");
+    ns.nft(
+        "table inet leco_test {
+           chain out {
+             type filter hook output priority 0;
+             udp dport 4461 drop
+           }
+         }",
+    );
+    let bus = TestBus::start().expect("private dbus-daemon");
+    let _svc = start(&bus, &[]);
+    runtime().block_on(async {
+        let conn = client(&bus).await;
+        let mut blocked =
+            MessageStream::for_match_rule(rule(Some("blocked")), &conn, Some(100_000))
+                .await
+                .expect("subscribe arg0='blocked'");
+        let a = attempts::udp_sends(
+            "leco-t-blk",
+            Place {
+                netns: Some(&ns),
+                cgroup: None,
+            },
+            "127.0.0.1:4461".parse().expect("address"),
+            2,
+            Duration::from_millis(20),
+        );
+        assert_eq!(a.failed, 2, "{a:?}");
+        let (kind, d) = next_event(&mut blocked, |_, d| get::<u32>(d, "pid") == Some(a.pid)).await;
+        assert_eq!(kind, "blocked");
+        assert_eq!(get::<String>(&d, "reason").as_deref(), Some("firewall"));
+        assert_eq!(get::<String>(&d, "comm").as_deref(), Some("leco-t-blk"));
+        assert_eq!(get::<u16>(&d, "remote_port"), Some(4461));
+        assert!(get::<u32>(&d, "attempts").is_some_and(|n| n >= 1), "{d:?}");
+        let id: u64 = get(&d, "id").expect("id");
+        // The subscriber gets blocked events only.
+        while let Ok(Some(Ok(msg))) =
+            tokio::time::timeout(Duration::from_millis(300), blocked.next()).await
+        {
+            let (kind, _): (String, Dict) = msg.body().deserialize().expect("sa{sv}");
+            assert_eq!(kind, "blocked", "a match rule on arg0 filters on the bus");
+        }
+        let snap = snapshot(&conn).await.expect("Snapshot");
+        let entry = snap
+            .iter()
+            .find(|d| get::<u64>(d, "id") == Some(id))
+            .expect("in Snapshot");
+        assert_eq!(get::<String>(entry, "state").as_deref(), Some("blocked"));
+    });
+}
