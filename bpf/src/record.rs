@@ -231,6 +231,11 @@ pub struct Flow {
     pub tcp_state: Option<u8>,
     /// Whether the TCP handshake completed.
     pub established: bool,
+    /// Whether the kernel has announced it (sent its `New`, or a `Blocked`):
+    /// one it has not is still an attempt in progress (a TCP connect not
+    /// answered yet, datagrams waiting for their socket's owner), which it
+    /// will announce or end itself.
+    pub announced: bool,
     /// Error number (errno), if the flow failed.
     pub error: Option<i32>,
     /// What of this machine's policy stopped it, if it did.
@@ -372,6 +377,7 @@ impl Flow {
             netns: raw.netns,
             tcp_state: (proto == FlowProto::Tcp).then_some(raw.state),
             established: raw.flags & 4 != 0,
+            announced: raw.flags & 1 != 0,
             error: (raw.error != 0).then_some(i32::from(raw.error)),
             blocked: (raw.flags & 8 != 0).then_some(match raw.reason {
                 2 => BlockReason::CgroupPolicy,

@@ -48,6 +48,7 @@ pub(crate) fn flow(id: u64, key: FlowKey, proto: FlowProto) -> Flow {
         interface: None,
         tcp_state: (proto == FlowProto::Tcp).then_some(1),
         established: proto == FlowProto::Tcp,
+        announced: true,
         error: None,
         blocked: None,
         attempts: 0,

@@ -331,7 +331,10 @@ impl Monitor {
                 }
             }
         }
-        for flow in &kernel {
+        // Flows the kernel has not announced yet (a connect in progress)
+        // are its to announce or end: telling them now would make a
+        // connection that never opens look opened.
+        for flow in kernel.iter().filter(|f| f.announced) {
             if !self.table.tracks(flow.id) {
                 self.apply(RecordKind::New, flow, now, publisher)?;
             }
