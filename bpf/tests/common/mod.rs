@@ -25,6 +25,16 @@ impl Probe {
         Probe::of(capture)
     }
 
+    /// Records the kernel could not queue because the ring was full.
+    pub fn ring_drops(&self) -> u64 {
+        self._capture
+            .maps()
+            .expect("maps")
+            .counters()
+            .expect("counters")
+            .ringbuf_drops
+    }
+
     /// Reads what `capture` reports.
     pub fn of(capture: Capture) -> Probe {
         Probe {
