@@ -36,12 +36,14 @@ pub(crate) enum Group {
     Cgroup,
     /// The drop watcher: kfree_skb with the kernel's drop reason.
     Drops,
+    /// The drop watcher's part that needs the receiving socket.
+    DropsAtSocket,
 }
 
 impl Group {
     /// The groups a capture can do without, in the order a kernel that
     /// refuses one of their programs gives them up.
-    pub(crate) const OPTIONAL: [Group; 2] = [Group::Cgroup, Group::Drops];
+    pub(crate) const OPTIONAL: [Group; 3] = [Group::Cgroup, Group::Drops, Group::DropsAtSocket];
 }
 
 impl Group {
@@ -59,6 +61,10 @@ impl Group {
                 "attempts this machine's firewall or a cgroup egress program stopped are not \
                  told as blocked: a TCP connect shows as failed (no reply), a UDP send and \
                  inbound attempts not at all"
+            }
+            Group::DropsAtSocket => {
+                "packets a cgroup ingress program denies are not told as blocked (UDP ones \
+                 are counted as received)"
             }
         }
     }
@@ -177,6 +183,14 @@ pub(crate) const PROGRAMS: &[Program] = &[
         "skb/kfree_skb",
         "Linux 5.17+ (the tracepoint with its drop reason)",
     ),
+    Program {
+        group: Group::DropsAtSocket,
+        ..Program::tracepoint(
+            "on_kfree_skb_rx",
+            "skb/kfree_skb",
+            "Linux 6.13+ (the tracepoint with its receiving socket)",
+        )
+    },
 ];
 
 /// The name of every program of the object, in the table's order: what a

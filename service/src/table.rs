@@ -771,6 +771,55 @@ mod tests {
     }
 
     #[test]
+    fn blocked_attempts_stay_live_are_told_again_and_end_blocked() {
+        let mut t = Table::new(limits());
+        let t0 = Instant::now();
+        let blocked = Change {
+            kind: EventKind::Blocked,
+            ends: false,
+        };
+        let mut c = conn(1, Proto::Udp);
+        c.reason = Some(leco_proto::Reason::Firewall);
+        c.attempts = Some(1);
+        c.state = "blocked".into();
+        assert_eq!(
+            t.apply(blocked, c.clone(), FlowKey::tcp(7), t0).0,
+            EventKind::Blocked
+        );
+        assert!(t.contains(1), "a socket that keeps trying stays live");
+        c.attempts = Some(4);
+        assert_eq!(
+            t.apply(blocked, c, FlowKey::tcp(7), t0).0,
+            EventKind::Blocked
+        );
+        assert_eq!(t.get(1).and_then(|c| c.attempts), Some(4));
+        // Its socket closes: blocked again, with the kernel's last count.
+        let out = t.release(7, t0, 0, |_, _| {
+            Some(Counts {
+                rx: 0,
+                tx: 0,
+                attempts: 6,
+            })
+        });
+        let [(kind, c)] = out.events.as_slice() else {
+            panic!("one end: {:?}", out.events);
+        };
+        assert_eq!(
+            (*kind, c.state.as_ref(), c.attempts),
+            (EventKind::Blocked, "blocked", Some(6))
+        );
+        // An inbound TCP attempt has no socket: it ends once quiet, and the
+        // kernel's aggregate is forgotten with it.
+        let mut inbound = conn(2, Proto::Tcp);
+        inbound.reason = Some(leco_proto::Reason::Firewall);
+        t.apply(blocked, inbound, FlowKey::tcp(1 << 63 | 22), t0);
+        let idle = t.expire(t0 + Duration::from_secs(6), |_, _| None);
+        assert_eq!(idle.events.len(), 1);
+        assert_eq!(idle.events[0].0, EventKind::Blocked);
+        assert_eq!(idle.forget, [FlowKey::tcp(1 << 63 | 22)]);
+    }
+
+    #[test]
     fn udp_flows_end_on_release_or_idleness() {
         let mut t = Table::new(limits());
         let t0 = Instant::now();

@@ -452,3 +452,82 @@ fn attempts_the_other_side_stops_are_failed_with_why() {
         assert!(v.get("attempts").is_none(), "{to}: not blocked: {v}");
     }
 }
+
+/// A cgroup ingress program that cuts a service off (its listener and its
+/// UDP socket in the cgroup): what reaches them is an inbound blocked
+/// attempt by cgroup policy, the listener's own, and a denied datagram is
+/// not counted as received.
+#[test]
+fn cgroup_ingress_denials_are_inbound_blocked_attempts() {
+    if !require_root("cgroup_ingress_denials_are_inbound_blocked_attempts") {
+        return;
+    }
+    let root = leco_bpf::cgroup2_root().expect("a cgroup v2 hierarchy");
+    let cg = ScratchCgroup::create(&root, "leco-test.slice/blk-ingress.scope")
+        .expect("a scratch cgroup");
+    let mut svc = start();
+    // The service: a listener and a UDP socket, in the cgroup.
+    let mut service = leco_testkit::spawn_named("lt-blk-cut", |p| {
+        if cg.enter().is_err() {
+            return 11;
+        }
+        let (Ok(l), Ok(u)) = (
+            std::net::TcpListener::bind("127.0.0.1:0"),
+            std::net::UdpSocket::bind("127.0.0.1:0"),
+        ) else {
+            return 12;
+        };
+        p.send(u64::from(l.local_addr().map_or(0, |a| a.port())));
+        p.send(u64::from(u.local_addr().map_or(0, |a| a.port())));
+        std::thread::sleep(Duration::from_secs(60));
+        drop((l, u));
+        0
+    });
+    let tcp_port = service.try_recv().expect("the listener's port") as u16;
+    let udp_port = service.try_recv().expect("the UDP port") as u16;
+    let _denial = CgroupDenial::attach(cg.path(), Deny::Ingress).expect("attaching the denial");
+    let here = Place::default();
+    let syn = attempts::tcp_connect(
+        "lt-blk-knock",
+        here,
+        format!("127.0.0.1:{tcp_port}").parse().expect("address"),
+        GIVE_UP,
+    );
+    assert_eq!(syn.errno, 0, "nothing answers a denied SYN: {syn:?}");
+    let dgrams = attempts::udp_sends(
+        "lt-blk-knock-u",
+        here,
+        format!("127.0.0.1:{udp_port}").parse().expect("address"),
+        5,
+        Duration::from_millis(20),
+    );
+    assert_eq!(dgrams.failed, 0, "the denial is the receiver's: {dgrams:?}");
+
+    let (mut tcp, mut udp, mut received) = (Vec::new(), Vec::new(), Vec::new());
+    let done = svc.follow_json(Duration::from_secs(10), |v| {
+        let port = v["local_port"].as_u64();
+        if v["direction"] == "in" && v["kind"] == "blocked" {
+            match (v["proto"].as_str(), port) {
+                (Some("tcp"), Some(p)) if p == u64::from(tcp_port) => tcp.push(v.clone()),
+                (Some("udp"), Some(p)) if p == u64::from(udp_port) => udp.push(v.clone()),
+                _ => {}
+            }
+        } else if v["proto"] == "udp" && port == Some(u64::from(udp_port)) {
+            received.push(v.clone());
+        }
+        !tcp.is_empty() && udp.last().is_some_and(|v| v["attempts"] == 5)
+    });
+    assert!(done, "tcp {tcp:#?} udp {udp:#?}");
+    for v in tcp.iter().chain(&udp) {
+        assert_eq!(v["reason"], "cgroup-policy", "{v}");
+        assert_eq!(v["remote_addr"], "127.0.0.1", "{v}");
+    }
+    assert_eq!(tcp[0]["pid"], service.pid(), "the listener's: {tcp:#?}");
+    assert_eq!(tcp[0]["comm"], "lt-blk-cut", "{tcp:#?}");
+    assert!(
+        received
+            .iter()
+            .all(|v| v["rx_bytes"].as_u64().unwrap_or(0) == 0),
+        "denied datagrams are not received: {received:#?}"
+    );
+}

@@ -20,6 +20,8 @@ const BPF_F_ALLOW_MULTI: u32 = 2;
 /// Where a denying program attaches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Deny {
+    /// Every packet that reaches the cgroup's sockets (cgroup_skb/ingress).
+    Ingress,
     /// Every packet the cgroup's sockets send (cgroup_skb/egress).
     Egress,
     /// Every IPv4 connect(2) (cgroup/connect4).
@@ -31,6 +33,7 @@ pub enum Deny {
 impl Deny {
     fn attach_type(self) -> u32 {
         match self {
+            Deny::Ingress => 0,   // BPF_CGROUP_INET_INGRESS
             Deny::Egress => 1,    // BPF_CGROUP_INET_EGRESS
             Deny::Connect4 => 10, // BPF_CGROUP_INET4_CONNECT
             Deny::Sendmsg4 => 14, // BPF_CGROUP_UDP4_SENDMSG
@@ -39,7 +42,7 @@ impl Deny {
 
     fn prog_type(self) -> u32 {
         match self {
-            Deny::Egress => BPF_PROG_TYPE_CGROUP_SKB,
+            Deny::Ingress | Deny::Egress => BPF_PROG_TYPE_CGROUP_SKB,
             Deny::Connect4 | Deny::Sendmsg4 => BPF_PROG_TYPE_CGROUP_SOCK_ADDR,
         }
     }

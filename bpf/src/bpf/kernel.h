@@ -25,6 +25,7 @@ typedef __u32 __wsum;
 typedef __u32 dev_t;
 typedef _Bool bool;
 struct task_struct;
+struct sk_filter;
 enum { false = 0, true = 1 };
 
 enum bpf_map_type {
@@ -144,6 +145,7 @@ struct sock {
 	int sk_err;
 	int sk_err_soft; /* an error TCP keeps while it retries, e.g. ICMP unreachable */
 	kuid_t sk_uid;
+	struct sk_filter *sk_filter; /* the socket's own filter (SO_ATTACH_FILTER) */
 } __attribute__((preserve_access_index));
 
 /* The kernel's own per-connection byte counters (RFC 4898, as `ss -i`
@@ -178,6 +180,7 @@ struct sk_buff {
  * values here are only names: bpf_core_enum_value() reads the running
  * kernel's, which change between versions. */
 enum skb_drop_reason {
+	SKB_DROP_REASON_SOCKET_FILTER = 5,
 	SKB_DROP_REASON_NETFILTER_DROP = 12,
 	SKB_DROP_REASON_BPF_CGROUP_EGRESS = 55,
 	SKB_DROP_REASON_SECURITY_HOOK = 63,

@@ -1488,8 +1488,11 @@ static __always_inline bool inbound_attempt(const __u8 *l4, __u8 proto, __u16 *l
 
 /* A packet that arrived (`skb` has an input device) was dropped by policy:
  * counted on the aggregate of its remote, protocol and local port, which
- * says so at once the first time and then at most once per interval. */
-static __always_inline void blocked_inbound(struct sk_buff *skb, __u8 reason)
+ * says so at once the first time and then at most once per interval. Its
+ * owner is `owner` when the socket aimed at is known, else a TCP
+ * listener's. */
+static __always_inline void blocked_inbound(struct sk_buff *skb, __u8 reason,
+					    const struct leco_owner *owner)
 {
 	struct leco_flow_key key = {};
 	struct leco_flow *f;
@@ -1550,7 +1553,9 @@ static __always_inline void blocked_inbound(struct sk_buff *skb, __u8 reason)
 	nf.attempts = 1;
 	nf.reason = reason;
 	nf.flags = LECO_F_ANNOUNCED | LECO_F_BLOCKED;
-	if (proto == IPPROTO_TCP) {
+	if (owner) {
+		__builtin_memcpy(&nf.owner, owner, sizeof(nf.owner));
+	} else if (proto == IPPROTO_TCP) {
 		/* No socket was reached; the service aimed at has an owner. */
 		struct leco_listen_key lk = { .netns = netns, .port = lport };
 		struct leco_owner *lo = bpf_map_lookup_elem(&listeners, &lk);
@@ -1612,7 +1617,7 @@ int BPF_PROG(on_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_re
 		return 0;
 	/* Arrived on a device (loopback included): inbound, or forwarded. */
 	if (skb->skb_iif) {
-		blocked_inbound(skb, reason);
+		blocked_inbound(skb, reason, NULL);
 		return 0;
 	}
 	sk = skb->sk;
@@ -1624,6 +1629,68 @@ int BPF_PROG(on_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_re
 		return 0;
 	}
 	blocked_datagram(sk, skb, reason);
+	return 0;
+}
+
+/*
+ * A packet a cgroup ingress program denied at its socket (a per-app
+ * firewall that cuts a service off): the kernel names that drop as it
+ * names a socket's own filter's, so it is policy only when the socket has
+ * no filter of its own. The receiving socket is the tracepoint's last
+ * argument (Linux 6.13+), hence a program of its own: kernels without it
+ * keep the rest of the drop watcher.
+ */
+SEC("tp_btf/kfree_skb")
+int BPF_PROG(on_kfree_skb_rx, struct sk_buff *skb, void *location, enum skb_drop_reason why,
+	     struct sock *rx_sk)
+{
+	struct leco_udp_sock *s = NULL;
+	__u16 proto;
+
+	if (hooks_only)
+		return 0;
+	if (!bpf_core_enum_value_exists(enum skb_drop_reason, SKB_DROP_REASON_SOCKET_FILTER) ||
+	    why != bpf_core_enum_value(enum skb_drop_reason, SKB_DROP_REASON_SOCKET_FILTER))
+		return 0;
+	if (!rx_sk || !skb->skb_iif || !full_sock(rx_sk) || !is_inet(rx_sk) || rx_sk->sk_filter)
+		return 0;
+	proto = rx_sk->sk_protocol;
+	if (proto == IPPROTO_UDP && udp_rx_at_ingress) {
+		struct leco_flow_key key = { .cookie = bpf_get_socket_cookie(rx_sk) };
+		struct leco_peer p = {};
+		struct leco_flow *f;
+
+		/* The socket was reached: its flow from this sender (made as the
+		 * datagram arrived, on_udp_ingress running before the verdict
+		 * was known) is the blocked one, and the datagram was never
+		 * received. */
+		s = bpf_sk_storage_get(&udp_socks, rx_sk, NULL, 0);
+		if (peer_from_ip(&p, skb->head + skb->network_header, true)) {
+			if (p.family == AF_INET && rx_sk->__sk_common.skc_family == AF_INET6) {
+				key.raddr[10] = 0xff;
+				key.raddr[11] = 0xff;
+				__builtin_memcpy(&key.raddr[12], p.addr, 4);
+			} else {
+				__builtin_memcpy(key.raddr, p.addr, sizeof(key.raddr));
+			}
+			key.rport = p.port;
+			f = bpf_map_lookup_elem(&flows, &key);
+			if (f) {
+				__u64 len = skb->len > 8 ? skb->len - 8 : 0;
+
+				__sync_fetch_and_sub(&f->rx_bytes, len < f->rx_bytes ? len : f->rx_bytes);
+				if (s && s->owner.tgid && (f->flags & LECO_F_PROVISIONAL)) {
+					__builtin_memcpy(&f->owner, &s->owner, sizeof(f->owner));
+					f->flags &= ~LECO_F_PROVISIONAL;
+				}
+				mark_blocked(f, key.cookie, LECO_R_CGROUP, bpf_ktime_get_boot_ns());
+				return 0;
+			}
+		}
+	} else if (proto != IPPROTO_TCP && proto != IPPROTO_UDP) {
+		return 0;
+	}
+	blocked_inbound(skb, LECO_R_CGROUP, s && s->owner.tgid ? &s->owner : NULL);
 	return 0;
 }
 
