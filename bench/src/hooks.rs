@@ -99,15 +99,9 @@ pub fn list_progs() -> Result<Vec<Prog>> {
 /// leco programs loaded by process `pid`, loaded after `before` (the ids
 /// seen before it started) when bpftool cannot name holders.
 pub fn leco_progs_of(progs: &[Prog], pid: u32, before: &HashSet<u32>) -> Vec<Prog> {
-    progs
-        .iter()
-        .filter(|p| p.leco_name().is_some())
-        .filter(|p| match &p.pids {
-            Some(pids) => pids.contains(&pid),
-            None => !before.contains(&p.id),
-        })
-        .cloned()
-        .collect()
+    let mut held = held_by(progs, pid, before);
+    held.retain(|p| p.leco_name().is_some());
+    held
 }
 
 /// Programs `pid` holds, whatever their names (another build's may not be

@@ -90,22 +90,15 @@ impl Program {
         }
     }
 
-    /// A tracepoint that only makes sense with the cgroup hooks.
-    const fn tracepoint_with_cgroup(
+    /// A tracepoint of an optional group.
+    const fn tracepoint_in(
+        group: Group,
         name: &'static str,
         event: &'static str,
         needs: &'static str,
     ) -> Program {
         Program {
-            group: Group::Cgroup,
-            ..Program::tracepoint(name, event, needs)
-        }
-    }
-
-    /// The drop watcher's tracepoint.
-    const fn drops(name: &'static str, event: &'static str, needs: &'static str) -> Program {
-        Program {
-            group: Group::Drops,
+            group,
             ..Program::tracepoint(name, event, needs)
         }
     }
@@ -169,7 +162,8 @@ pub(crate) const PROGRAMS: &[Program] = &[
     Program::cgroup("on_sendmsg4", "cgroup/sendmsg4"),
     Program::cgroup("on_sendmsg6", "cgroup/sendmsg6"),
     Program::cgroup("on_udp_ingress", "cgroup_skb/ingress"),
-    Program::tracepoint_with_cgroup(
+    Program::tracepoint_in(
+        Group::Cgroup,
         "on_udp_fail_queue_rcv_skb",
         "udp/udp_fail_queue_rcv_skb",
         "Linux 6.10+ (the tracepoint with its sk_buff)",
@@ -178,19 +172,18 @@ pub(crate) const PROGRAMS: &[Program] = &[
     Program::cgroup("on_connect4", "cgroup/connect4"),
     Program::cgroup("on_connect6", "cgroup/connect6"),
     Program::cgroup("on_getsockopt", "cgroup/getsockopt"),
-    Program::drops(
+    Program::tracepoint_in(
+        Group::Drops,
         "on_kfree_skb",
         "skb/kfree_skb",
         "Linux 5.17+ (the tracepoint with its drop reason)",
     ),
-    Program {
-        group: Group::DropsAtSocket,
-        ..Program::tracepoint(
-            "on_kfree_skb_rx",
-            "skb/kfree_skb",
-            "Linux 6.13+ (the tracepoint with its receiving socket)",
-        )
-    },
+    Program::tracepoint_in(
+        Group::DropsAtSocket,
+        "on_kfree_skb_rx",
+        "skb/kfree_skb",
+        "Linux 6.13+ (the tracepoint with its receiving socket)",
+    ),
 ];
 
 /// The name of every program of the object, in the table's order: what a

@@ -175,12 +175,11 @@ fn syn_segment(from: SocketAddrV4, to: SocketAddrV4) -> [u8; 20] {
     h[12] = 5 << 4; // data offset: 20 bytes
     h[13] = 0x02; // SYN
     h[14..16].copy_from_slice(&64240u16.to_be_bytes());
-    let mut pseudo = Vec::with_capacity(32);
-    pseudo.extend_from_slice(&from.ip().octets());
-    pseudo.extend_from_slice(&to.ip().octets());
-    pseudo.extend_from_slice(&[0, libc::IPPROTO_TCP as u8, 0, 20]);
-    pseudo.extend_from_slice(&h);
-    let sum = internet_checksum(&pseudo);
+    let mut pseudo = [0u8; 12];
+    pseudo[..4].copy_from_slice(&from.ip().octets());
+    pseudo[4..8].copy_from_slice(&to.ip().octets());
+    pseudo[8..].copy_from_slice(&[0, libc::IPPROTO_TCP as u8, 0, 20]);
+    let sum = crate::traffic::checksum(&[&pseudo, &h]);
     h[16..18].copy_from_slice(&sum.to_be_bytes());
     h
 }
@@ -188,17 +187,6 @@ fn syn_segment(from: SocketAddrV4, to: SocketAddrV4) -> [u8; 20] {
 /// The flood's initial sequence number: it reads as what it is in a
 /// capture.
 const ISN: u32 = 0x1ec0_0001;
-
-fn internet_checksum(data: &[u8]) -> u16 {
-    let mut sum: u32 = data
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
 
 /// Reads the child's report with `read`, waits for it and panics, naming
 /// the step, if it failed.

@@ -1663,7 +1663,7 @@ fn packet_socket(index: i32) -> Res<OwnedFd> {
 
 /// The Internet checksum of `parts` laid end to end (only the last may be
 /// of odd length).
-fn checksum(parts: &[&[u8]]) -> u16 {
+pub(crate) fn checksum(parts: &[&[u8]]) -> u16 {
     let mut sum = 0u32;
     for part in parts {
         for w in part.chunks(2) {

@@ -1335,6 +1335,31 @@ int on_udp_ingress(struct __sk_buff *skb)
 	return 1; /* observe only: never drop */
 }
 
+/* The flow key of a UDP datagram at the socket `sk` it reached (its IP and
+ * transport headers in place): the sender, IPv4-mapped on an IPv6 socket
+ * as that socket's own sends name it. False if it cannot be read. */
+static __always_inline bool queued_udp_sender(const struct sk_buff *skb, struct sock *sk,
+					      struct leco_flow_key *key)
+{
+	struct leco_peer p = {};
+	__u8 port[2];
+
+	if (!peer_from_ip(&p, skb->head + skb->network_header, true))
+		return false;
+	if (bpf_probe_read_kernel(port, sizeof(port), skb->head + skb->transport_header))
+		return false;
+	if (p.family == AF_INET && sk->__sk_common.skc_family == AF_INET6) {
+		key->raddr[10] = 0xff;
+		key->raddr[11] = 0xff;
+		__builtin_memcpy(&key->raddr[12], p.addr, 4);
+	} else {
+		__builtin_memcpy(key->raddr, p.addr, sizeof(key->raddr));
+	}
+	key->rport = ((__u16)port[0] << 8) | port[1];
+	key->cookie = bpf_get_socket_cookie(sk);
+	return true;
+}
+
 /*
  * A datagram counted on arrival that the socket's full receive buffer (or
  * the protocol's memory limit) then refused: it never reached the reader.
@@ -1344,25 +1369,12 @@ SEC("tp_btf/udp_fail_queue_rcv_skb")
 int BPF_PROG(on_udp_fail_queue_rcv_skb, int rc, struct sock *sk, struct sk_buff *skb)
 {
 	struct leco_flow_key key = {};
-	struct leco_peer p = {};
 	struct leco_flow *f;
-	__u8 port[2];
 
 	if (hooks_only || !udp_rx_at_ingress)
 		return 0;
-	if (!peer_from_ip(&p, skb->head + skb->network_header, true))
+	if (!queued_udp_sender(skb, sk, &key))
 		return 0;
-	if (bpf_probe_read_kernel(port, sizeof(port), skb->head + skb->transport_header))
-		return 0;
-	if (p.family == AF_INET && sk->__sk_common.skc_family == AF_INET6) {
-		key.raddr[10] = 0xff;
-		key.raddr[11] = 0xff;
-		__builtin_memcpy(&key.raddr[12], p.addr, 4);
-	} else {
-		__builtin_memcpy(key.raddr, p.addr, sizeof(key.raddr));
-	}
-	key.rport = ((__u16)port[0] << 8) | port[1];
-	key.cookie = bpf_get_socket_cookie(sk);
 	f = bpf_map_lookup_elem(&flows, &key);
 	/* The UDP header is pulled by now: the length is the payload's. */
 	if (f)
@@ -1656,8 +1668,7 @@ int BPF_PROG(on_kfree_skb_rx, struct sk_buff *skb, void *location, enum skb_drop
 		return 0;
 	proto = rx_sk->sk_protocol;
 	if (proto == IPPROTO_UDP && udp_rx_at_ingress) {
-		struct leco_flow_key key = { .cookie = bpf_get_socket_cookie(rx_sk) };
-		struct leco_peer p = {};
+		struct leco_flow_key key = {};
 		struct leco_flow *f;
 
 		/* The socket was reached: its flow from this sender (made as the
@@ -1665,15 +1676,7 @@ int BPF_PROG(on_kfree_skb_rx, struct sk_buff *skb, void *location, enum skb_drop
 		 * was known) is the blocked one, and the datagram was never
 		 * received. */
 		s = bpf_sk_storage_get(&udp_socks, rx_sk, NULL, 0);
-		if (peer_from_ip(&p, skb->head + skb->network_header, true)) {
-			if (p.family == AF_INET && rx_sk->__sk_common.skc_family == AF_INET6) {
-				key.raddr[10] = 0xff;
-				key.raddr[11] = 0xff;
-				__builtin_memcpy(&key.raddr[12], p.addr, 4);
-			} else {
-				__builtin_memcpy(key.raddr, p.addr, sizeof(key.raddr));
-			}
-			key.rport = p.port;
+		if (queued_udp_sender(skb, rx_sk, &key)) {
 			f = bpf_map_lookup_elem(&flows, &key);
 			if (f) {
 				__u64 len = skb->len > 8 ? skb->len - 8 : 0;
