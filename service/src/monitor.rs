@@ -176,6 +176,8 @@ impl Monitor {
         };
         let continued = self.table.continuation(flow);
         let flow = continued.as_ref().unwrap_or(flow);
+        let adopted = self.socket_owner(flow);
+        let flow = adopted.as_ref().unwrap_or(flow);
         // Enrich once per connection (and again if its owner changed, as
         // when an accepted connection passes from listener to acceptor);
         // otherwise the known record is updated in place.
@@ -214,6 +216,29 @@ impl Monitor {
             self.adopt(flow, now, publisher)?;
         }
         Ok(())
+    }
+
+    /// `flow` with its socket's owner, if the kernel announced it without
+    /// one although the socket has one: a datagram that arrived as the
+    /// first read claimed the socket read no owner yet, and its record may
+    /// come after the claim's, when [`Monitor::adopt`] has run already.
+    fn socket_owner(&self, flow: &Flow) -> Option<Flow> {
+        if flow.owner.pid != 0 || flow.proto == FlowProto::Tcp || self.table.tracks(flow.id) {
+            return None;
+        }
+        // The kernel's record of one the socket's owner made: flows adopted
+        // here are the owner's only in this table.
+        let owned = self
+            .table
+            .owned_on_socket(flow.key.cookie())
+            .into_iter()
+            .filter_map(|key| self.maps.flow(&key).ok().flatten())
+            .find(|f| f.owner.pid != 0)?;
+        Some(Flow {
+            owner: owned.owner,
+            netns: owned.netns,
+            ..flow.clone()
+        })
     }
 
     /// A datagram socket's owner became known (its first send or read

@@ -214,6 +214,19 @@ impl Table {
             .collect()
     }
 
+    /// The keys of live datagram flows of socket `cookie` that a process
+    /// owns: where the socket's owner may be read.
+    pub fn owned_on_socket(&self, cookie: u64) -> Vec<FlowKey> {
+        self.by_cookie
+            .get(&cookie)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.live.get(id))
+            .filter(|l| l.conn.pid.is_some())
+            .map(|l| l.key)
+            .collect()
+    }
+
     /// Whether live connection `id` belongs to process `pid`.
     pub fn owned_by(&self, id: u64, pid: u32) -> bool {
         self.get(id).is_some_and(|c| c.pid == Some(pid))

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use common::{client, get, lines, runtime, snapshot, Dict, BIN, READY};
 use leco_testkit::bus::{ensure_user, TestBus};
+use leco_testkit::traffic;
 use leco_testkit::{require_root, Bpffs, LoopbackConnection};
 use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 
@@ -693,4 +694,67 @@ fn fd_store_handover_works_as_systemd_passes_it() {
     // The unit stops: the store is released, and nothing stays loaded.
     systemd.release();
     assert_unloaded(&last_ids);
+}
+
+/// A start over a kernel table that already holds a datagram socket's
+/// flows fills its own from it, in the kernel's order: the flows the kernel
+/// announced without an owner (from more peers than it keeps waiting for
+/// the socket's first read) are the reader's there too, whether they come
+/// before or after the ones that waited.
+#[test]
+fn a_start_over_a_datagram_sockets_flows_gives_each_its_reader() {
+    if !require_root("a_start_over_a_datagram_sockets_flows_gives_each_its_reader") {
+        return;
+    }
+    ensure_user("leco", &[]);
+    let bus = TestBus::start().expect("private dbus-daemon");
+    let fs = Bpffs::mount(format!("/tmp/leco-resync-bpffs-{}", std::process::id()));
+    let dir = fs.path().join("leco");
+    let dir_s = dir.to_str().expect("utf-8");
+    assert_ok(&leco(&["load", "--pin", dir_s, "--owner", "leco"], &[]));
+    // Twenty peers: sixteen past the four the kernel keeps waiting, so that
+    // the kernel's table is likely to list one of those last.
+    let (got, socket) = traffic::udp_inherited_socket_kept("leco-t-resync", 20, 500);
+    let reader = got.moved.pid;
+    let port = got.moved.local_port;
+    let run = Run::start(run_pinned(&dir, &bus, &[]));
+    let mut want: Vec<u16> = got.senders.iter().map(|a| a.port()).collect();
+    want.sort_unstable();
+    let flows = runtime().block_on(async {
+        let c = client(&bus).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let snap = snapshot(&c).await.expect("Snapshot");
+            let mine: Vec<Dict> = snap
+                .into_iter()
+                .filter(|d| {
+                    get::<String>(d, "proto").as_deref() == Some("udp")
+                        && get::<u16>(d, "local_port") == Some(port)
+                })
+                .collect();
+            if mine.len() >= want.len() || Instant::now() >= deadline {
+                return mine;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let mut peers: Vec<u16> = flows
+        .iter()
+        .map(|d| get::<u16>(d, "remote_port").unwrap_or(0))
+        .collect();
+    peers.sort_unstable();
+    assert_eq!(peers, want, "one flow per peer in Snapshot(): {flows:#?}");
+    for d in &flows {
+        assert_eq!(get::<u32>(d, "pid"), Some(reader), "the reader's: {d:#?}");
+        assert_eq!(
+            get::<String>(d, "comm").as_deref(),
+            Some("leco-t-resync"),
+            "{d:#?}"
+        );
+    }
+    drop(socket);
+    run.kill();
+    for e in std::fs::read_dir(&dir).expect("pins").flatten() {
+        std::fs::remove_file(e.path()).expect("unpin");
+    }
 }

@@ -259,6 +259,18 @@ pub struct InheritedMoved {
 /// process closes its copy once the child has exited, which ends the
 /// socket (and its flows).
 pub fn udp_inherited_socket(comm: &str, senders: u32, size: usize) -> InheritedMoved {
+    let (moved, rx) = udp_inherited_socket_kept(comm, senders, size);
+    drop(rx);
+    moved
+}
+
+/// [`udp_inherited_socket`], but the socket is left open, its flows alive
+/// (the senders' sockets are closed): closing it is the caller's.
+pub fn udp_inherited_socket_kept(
+    comm: &str,
+    senders: u32,
+    size: usize,
+) -> (InheritedMoved, UdpSocket) {
     let what = "udp_inherited_socket";
     assert!(
         (1..=65_000).contains(&size),
@@ -289,13 +301,12 @@ pub fn udp_inherited_socket(comm: &str, senders: u32, size: usize) -> InheritedM
     });
     let received = run.recv();
     run.finish();
-    drop(rx);
     assert_eq!(
         received,
         u64::from(senders) * size as u64,
         "{what}: bytes the child received"
     );
-    InheritedMoved {
+    let moved = InheritedMoved {
         moved: Moved {
             sent: 0,
             received,
@@ -305,7 +316,8 @@ pub fn udp_inherited_socket(comm: &str, senders: u32, size: usize) -> InheritedM
             ..run.moved()
         },
         senders: from,
-    }
+    };
+    (moved, rx)
 }
 
 /// A receiver that falls behind: the child, named `comm`, binds a UDP
