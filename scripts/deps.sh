@@ -31,6 +31,12 @@ if [ "$want" = test ]; then
   # The blocked-and-failed tests put nftables rules in network namespaces
   # of their own (nft), joined by veth pairs (ip, iproute2).
   pkgs+=(nftables iproute2)
+  # The `program` tests run real interpreters: Python, Perl and Bash (always
+  # there), Node.js, Ruby and a JDK (javac and jar build the test's jar).
+  command -v python3 >/dev/null 2>&1 || pkgs+=(python3)
+  command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
+  command -v ruby >/dev/null 2>&1 || pkgs+=(ruby)
+  command -v javac >/dev/null 2>&1 && command -v jar >/dev/null 2>&1 || pkgs+=(default-jdk-headless)
 fi
 
 missing=()

@@ -164,7 +164,7 @@ impl Template {
 /// How lines are made from connections.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LineFormat {
-    /// `HH:MM :: user :: comm [unit] :: addr port/proto :: v 58B / 26B ^`,
+    /// `HH:MM :: user :: program [unit] :: addr port/proto :: v 58B / 26B ^`,
     /// exactly [`leco_proto::classic_line`]; a group of more than one
     /// connection gets ` ×N` after the rules.
     Classic,

@@ -149,6 +149,31 @@ impl Reason {
     }
 }
 
+/// Where a connection's `remote_name` was learnt: always a lookup this
+/// machine made moments before, never a reverse lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NameSource {
+    /// systemd-resolved's monitor: every lookup made through it, answers
+    /// from its cache included.
+    Resolved,
+    /// A DNS answer this machine received (UDP or TCP port 53).
+    Dns,
+}
+
+impl NameSource {
+    /// Every source.
+    pub const ALL: [NameSource; 2] = [NameSource::Resolved, NameSource::Dns];
+
+    /// `resolved` / `dns`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NameSource::Resolved => "resolved",
+            NameSource::Dns => "dns",
+        }
+    }
+}
+
 /// What kind of connection: the transport, or the kind of socket. Every
 /// kind but TCP is one connection per (socket, peer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -263,10 +288,21 @@ connection_keys! {
         remote_addr: SafeText;
         /// remote port
         remote_port: u16;
+        /// the name this machine looked up moments before and got the
+        /// remote address for (a CNAME chain's first name), e.g.
+        /// "example.org"; never a reverse lookup
+        remote_name: Option<SafeText>;
+        /// where `remote_name` was learnt: "resolved" (systemd-resolved) or
+        /// "dns" (a DNS answer received)
+        name_source: Option<NameSource>;
         /// owning process id
         pid: Option<u32>;
         /// the owner's kernel task name when the connection was made
         comm: Option<SafeText>;
+        /// the best short name of what is running: the script or module an
+        /// interpreter runs ("http.server", "app.jar"), a Flatpak app id,
+        /// else the executable's or the task's name
+        program: Option<SafeText>;
         /// executable path
         exe: Option<SafeText>;
         /// command line, one element per argument

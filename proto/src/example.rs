@@ -2,7 +2,7 @@
 //! formatting and model tests build on the same connection), so that what
 //! a test assumes about "a typical connection" is written down once.
 
-use crate::{Connection, Direction, Proto, Reason, SafeText};
+use crate::{Connection, Direction, NameSource, Proto, Reason, SafeText};
 
 /// A record with nothing known but its id and protocol: every other key
 /// absent, as [`Connection::from_dict`] reads a dictionary of those two.
@@ -59,8 +59,11 @@ pub fn dnsmasq() -> Connection {
         local_port: 53,
         remote_addr: "::1".into(),
         remote_port: 40000,
+        remote_name: Some("client.example.org".into()),
+        name_source: Some(NameSource::Dns),
         pid: Some(99),
         comm: Some("dnsmasq".into()),
+        program: Some("dnsmasq".into()),
         exe: Some("/usr/sbin/dnsmasq".into()),
         cmdline: Some(["dnsmasq", "-k"].map(SafeText::from).into()),
         uid: Some(0),

@@ -28,15 +28,17 @@ pub fn human_bytes(n: u64) -> String {
 }
 
 /// The classic leco line:
-/// `HH:MM :: user :: comm [unit] :: addr port/proto :: v 58B / 26B ^`.
+/// `HH:MM :: user :: program [unit] :: addr port/proto :: v 58B / 26B ^`.
+/// `program` is what is running (the task name when it is not known). An
+/// incoming connection names the peer and the local port it reached:
+/// `203.0.113.5 → :22/tcp`, so that it cannot be read as an outgoing one.
 /// Kinds without ports name themselves after the address: `127.0.0.1 icmp`,
 /// `127.0.0.1 raw/253`, `10.0.0.2 packet/eth0` (a frame that is not IP: `?`).
 /// `hhmm` is the local time to show; the traffic part appears once rx + tx
 /// passes `threshold`; an error is appended after `!!`, and so is what of
 /// this machine's policy blocked it (`!! blocked by firewall`, with `×N`
-/// attempts past the first). An inbound attempt blocked before any socket
-/// names the local port aimed at: `203.0.113.5 → :22/tcp`. The fields a
-/// user chooses cannot fake the ` :: ` separator, which rules rely on.
+/// attempts past the first). The fields a user chooses cannot fake the
+/// ` :: ` separator, which rules rely on.
 pub fn classic_line(c: &Connection, hhmm: &str, threshold: u64) -> String {
     let uid;
     let user: &str = match (&c.user, c.uid) {
@@ -48,8 +50,9 @@ pub fn classic_line(c: &Connection, hhmm: &str, threshold: u64) -> String {
         (None, None) => "?",
     };
     let user = separator_free(user);
-    let comm = separator_free(c.comm.as_deref().unwrap_or("?"));
-    let mut line = format!("{hhmm} :: {user} :: {comm}");
+    let program = c.program.as_deref().or(c.comm.as_deref());
+    let program = separator_free(program.unwrap_or("?"));
+    let mut line = format!("{hhmm} :: {user} :: {program}");
     if let Some(unit) = &c.unit {
         line.push_str(&format!(" [{}]", separator_free(unit)));
     }
@@ -59,9 +62,8 @@ pub fn classic_line(c: &Connection, hhmm: &str, threshold: u64) -> String {
         &c.remote_addr
     };
     let blocked = c.reason.filter(|r| r.is_local_policy());
-    let blocked_in = blocked.is_some() && c.direction == Some(Direction::In);
     match c.proto {
-        p if p.has_ports() && blocked_in => {
+        p if p.has_ports() && c.direction == Some(Direction::In) => {
             line.push_str(&format!(" :: {addr} → :{}/{}", c.local_port, p.as_str()));
         }
         p if p.has_ports() => {
@@ -150,6 +152,33 @@ mod tests {
         c.error = Some("no reply".into());
         c.direction = Some(Direction::Out);
         assert!(classic_line(&c, "17:02", TRAFFIC_THRESHOLD).ends_with("443/tcp !! no reply"));
+    }
+
+    #[test]
+    fn in_and_out_read_apart_and_the_program_is_named() {
+        let mut c = conn();
+        c.comm = Some("python3".into());
+        c.program = Some("http.server".into());
+        c.unit = None;
+        // Outgoing: the shape rules were written for.
+        assert_eq!(
+            classic_line(&c, "17:02", TRAFFIC_THRESHOLD),
+            "17:02 :: alice :: http.server :: 93.184.216.34 443/tcp"
+        );
+        // Accepted: the peer, then the local port it reached.
+        c.direction = Some(Direction::In);
+        c.local_port = 8000;
+        c.remote_port = 51234;
+        c.rx_bytes = 6000;
+        assert_eq!(
+            classic_line(&c, "17:02", TRAFFIC_THRESHOLD),
+            "17:02 :: alice :: http.server :: 93.184.216.34 → :8000/tcp :: v 5.9K / 26B ^"
+        );
+        // Inbound datagrams likewise; a kind without ports has none to name.
+        c.proto = Proto::Udp;
+        assert!(classic_line(&c, "17:02", TRAFFIC_THRESHOLD).contains(" → :8000/udp "));
+        c.proto = Proto::Icmp;
+        assert!(classic_line(&c, "17:02", TRAFFIC_THRESHOLD).contains(":: 93.184.216.34 icmp"));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
-use crate::connection::{Connection, Direction, Proto, Reason};
+use crate::connection::{Connection, Direction, NameSource, Proto, Reason};
 use crate::decode::{brief, DecodeError, Fields};
 use crate::text::SafeText;
 
@@ -299,6 +299,20 @@ impl Wire for Reason {
     }
 }
 
+impl Wire for NameSource {
+    const SIGNATURE: &'static str = "s";
+    fn field(&self) -> Option<Field<'_>> {
+        Some(Field::Str(self.as_str()))
+    }
+    fn read(f: &impl Fields, key: &'static str) -> Result<Option<Self>, DecodeError> {
+        let words = NameSource::ALL.map(|n| (n.as_str(), n));
+        word(f, key, &words, "\"resolved\" or \"dns\"")
+    }
+    fn absent() -> Option<Self> {
+        None
+    }
+}
+
 /// An optional key: absent means `None`.
 impl<T: Wire> Wire for Option<T> {
     const SIGNATURE: &'static str = T::SIGNATURE;
@@ -468,8 +482,11 @@ mod tests {
                 "local_port",
                 "remote_addr",
                 "remote_port",
+                "remote_name",
+                "name_source",
                 "pid",
                 "comm",
+                "program",
                 "exe",
                 "cmdline",
                 "uid",

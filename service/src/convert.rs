@@ -179,6 +179,16 @@ pub fn connection(
             a.to_string().into()
         }
     };
+    let comm = (!f.owner.comm.is_empty()).then(|| SafeText::from_bytes(&f.owner.comm));
+    let cgroup = e.cgroup.as_ref();
+    let program = crate::program::program(&crate::program::Facts {
+        comm: comm.as_deref(),
+        thread: f.owner.tid != 0 && f.owner.tid != f.owner.pid,
+        exe: e.proc.exe.as_deref(),
+        cmdline: e.proc.cmdline.as_deref(),
+        app_id: cgroup.and_then(|c| c.app_id.as_deref()),
+        unit: cgroup.and_then(|c| c.unit.as_deref()),
+    });
     Connection {
         id: f.id,
         proto: match f.proto {
@@ -203,8 +213,11 @@ pub fn connection(
         local_port: f.local_port,
         remote_addr: text(&f.remote, no_remote),
         remote_port: f.remote_port,
+        remote_name: None,
+        name_source: None,
         pid: known(f.owner.pid),
-        comm: (!f.owner.comm.is_empty()).then(|| SafeText::from_bytes(&f.owner.comm)),
+        comm,
+        program,
         exe: e.proc.exe.clone(),
         cmdline: e.proc.cmdline.clone(),
         uid: (!unowned).then_some(f.owner.uid),

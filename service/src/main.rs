@@ -12,6 +12,7 @@ mod fixture;
 mod mode;
 mod monitor;
 mod output;
+mod program;
 mod ring;
 mod stats;
 mod table;
@@ -65,11 +66,12 @@ use crate::config::ServiceConfig;
 /// time (update interval, ring buffer, flow table) are `load`'s: `run`
 /// warns when asked for others.
 ///
-/// Lines read `MARK HH:MM:SS :: user :: comm [unit] :: address port/proto`,
-/// with `:: v RX / TX ^` once traffic passes 5 KiB, `!! error` on
-/// failures and `!! blocked by firewall` (cgroup policy, security module)
-/// on attempts this machine's policy stopped, `×N` counting repeats; an
-/// inbound blocked attempt reads `address → :local-port/proto`. MARK is:
+/// Lines read `MARK HH:MM:SS :: user :: program [unit] :: address port/proto`
+/// (program: the script an interpreter runs, else the executable), with
+/// `:: v RX / TX ^` once traffic passes 5 KiB, `!! error` on failures and
+/// `!! blocked by firewall` (cgroup policy, security module) on attempts
+/// this machine's policy stopped, `×N` counting repeats; an incoming
+/// connection reads `address → :local-port/proto`. MARK is:
 /// `+` new, `~` update, `-` closed, `!` failed (refused, reset,
 /// unreachable, timed out, no reply), `x` blocked.
 #[derive(Debug, Parser)]

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
@@ -112,6 +112,47 @@ fn human_lines_show_traffic_past_the_threshold() {
     );
     // The socket closed with the child: the flow ends.
     svc.wait_line(|l| (l.starts_with("- ") && l.ends_with(&tail)).then_some(()));
+}
+
+/// An accepted connection reads apart from an outgoing one: the peer, then
+/// the local port it reached; the outgoing one keeps the classic shape.
+#[test]
+fn incoming_lines_name_the_port_reached_and_outgoing_ones_keep_their_shape() {
+    if !require_root("incoming_lines_name_the_port_reached_and_outgoing_ones_keep_their_shape") {
+        return;
+    }
+    let mut svc = Service::start(&["--standalone"]);
+    let mut server = spawn_named("leco-t-accept", |p| {
+        let Ok(listener) = TcpListener::bind("127.0.0.1:0") else {
+            return 1;
+        };
+        let Ok(addr) = listener.local_addr() else {
+            return 2;
+        };
+        p.send(u64::from(addr.port()));
+        let Ok((mut s, _)) = listener.accept() else {
+            return 3;
+        };
+        let mut b = [0u8; 1];
+        i32::from(s.read_exact(&mut b).is_err()) * 4
+    });
+    let port = u16::try_from(server.recv()).expect("a port");
+    let client = spawn_named("leco-t-connect", move |_| {
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+            return 1;
+        };
+        i32::from(s.write_all(b"x").is_err()) * 2
+    });
+    assert_eq!(client.wait(), 0);
+    assert_eq!(server.wait(), 0);
+    let out = format!(":: root :: leco-t-connect :: 127.0.0.1 {port}/tcp");
+    let inc = format!(":: root :: leco-t-accept :: 127.0.0.1 → :{port}/tcp");
+    let (mut saw_out, mut saw_in) = (false, false);
+    svc.wait_line(|l| {
+        saw_out |= l.ends_with(&out);
+        saw_in |= l.ends_with(&inc);
+        (saw_out && saw_in).then_some(())
+    });
 }
 
 #[test]

@@ -747,7 +747,7 @@ mod tests {
             ("overlay { width 1; width 2 }", "config.kdl:1:20: `width` is set twice; the first is at line 1"),
             ("overlay {\n  width 5\n", "config.kdl:1:9: No closing '}' for child block"),
             ("rules { hide \"x\" }", "config.kdl:1:1: line rules go inside the overlay section: overlay { rules { … } }"),
-            ("overlay {\n  format \"{time} {bogus}\"\n}", "config.kdl:2:19: format: unknown key `bogus` in the format; expected one of time, traffic, rx, tx, conns, id, proto, ip_proto, interface, family, direction, state, local_addr, local_port, remote_addr, remote_port, pid, comm, exe, cmdline, uid, user, cgroup, unit, container, app_id, first_seen_us, last_seen_us, rx_bytes, tx_bytes, error, reason, attempts"),
+            ("overlay {\n  format \"{time} {bogus}\"\n}", "config.kdl:2:19: format: unknown key `bogus` in the format; expected one of time, traffic, rx, tx, conns, id, proto, ip_proto, interface, family, direction, state, local_addr, local_port, remote_addr, remote_port, remote_name, name_source, pid, comm, program, exe, cmdline, uid, user, cgroup, unit, container, app_id, first_seen_us, last_seen_us, rx_bytes, tx_bytes, error, reason, attempts"),
             ("overlay {\n  fade-curve \"0,100 5,50 5,0\"\n}", "config.kdl:2:26: fade-curve: times must increase from point to point: 5 follows 5"),
             ("overlay { anchor \"top-top\" }", "config.kdl:1:18: anchor must be edges joined by -, such as \"top-right\", \"bottom\", \"top-left-right\", or \"center\", not \"top-top\""),
         ];
