@@ -43,6 +43,6 @@ pub use manifest::{Entry, LoadSettings, Manifest, MapRole};
 pub use maps::{KernelCounters, KernelMaps, RecordReader};
 pub use programs::program_names;
 pub use record::{
-    BlockReason, Flow, FlowDirection, FlowKey, FlowProto, KernelName, Owner, Record, RecordError,
-    RecordKind,
+    BlockReason, DnsAnswer, DnsTransport, Flow, FlowDirection, FlowKey, FlowProto, KernelName,
+    Owner, Record, RecordError, RecordKind, DNS_MAX,
 };

@@ -277,7 +277,41 @@ pub enum Record {
         /// When, CLOCK_BOOTTIME.
         at: Duration,
     },
+    /// A DNS answer reached a socket that asked for it.
+    Dns(DnsAnswer),
 }
+
+/// A DNS answer (from port 53) as a socket that had asked that server
+/// received it: a UDP message whole (cut at [`DNS_MAX`] bytes), or one
+/// segment of a TCP stream of length-prefixed messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsAnswer {
+    /// The asking socket.
+    pub cookie: u64,
+    /// When it arrived, CLOCK_BOOTTIME.
+    pub at: Duration,
+    /// The cgroup of the asking socket's owner.
+    pub cgroup_id: u64,
+    /// How it came.
+    pub transport: DnsTransport,
+    /// The bytes: a message, or a segment of a stream.
+    pub bytes: Vec<u8>,
+}
+
+/// How a DNS answer came.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DnsTransport {
+    /// A datagram: one message.
+    Udp,
+    /// A TCP segment, starting at sequence number `seq` of its stream.
+    Tcp {
+        /// The segment's first sequence number.
+        seq: u32,
+    },
+}
+
+/// Bytes of a DNS answer the kernel keeps (`LECO_DNS_MAX`).
+pub const DNS_MAX: usize = 1232;
 
 /// A record the reader could not make sense of (a leco-bpf bug, reported not hidden).
 #[derive(Debug, thiserror::Error)]
@@ -291,9 +325,18 @@ const FLOW_SIZE: usize = std::mem::size_of::<types::leco_flow>();
 /// `struct leco_event`: cookie, ts_ns, flow, kind, 7 bytes padding.
 const EVENT_SIZE: usize = 16 + FLOW_SIZE + 8;
 
+/// `struct leco_dns`: cookie, ts_ns, cgroup_id, len, tcp_seq, proto, kind,
+/// 6 bytes padding, data.
+const DNS_HEAD: usize = 40;
+const DNS_SIZE: usize = DNS_HEAD + DNS_MAX;
+
 impl Record {
-    /// Decodes one ring-buffer record (`struct leco_event` in `leco.h`).
+    /// Decodes one ring-buffer record (`struct leco_event` or `struct
+    /// leco_dns` in `leco.h`, told apart by their sizes).
     pub fn decode(bytes: &[u8]) -> Result<Record, RecordError> {
+        if bytes.len() == DNS_SIZE {
+            return decode_dns(bytes);
+        }
         if bytes.len() != EVENT_SIZE {
             return Err(RecordError(format!(
                 "{} bytes, expected {EVENT_SIZE}",
@@ -332,6 +375,33 @@ impl Record {
         let flow = Flow::from_raw(key, &raw)?;
         Ok(Record::Flow { kind, at, flow })
     }
+}
+
+fn decode_dns(bytes: &[u8]) -> Result<Record, RecordError> {
+    let u64_at = |at: usize| u64::from_ne_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+    let u32_at = |at: usize| u32::from_ne_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
+    let (proto, kind) = (bytes[32], bytes[33]);
+    if kind != 7 {
+        return Err(RecordError(format!("DNS record of kind {kind}")));
+    }
+    let len = u32_at(24) as usize;
+    if len > DNS_MAX {
+        return Err(RecordError(format!(
+            "DNS record of {len} bytes, at most {DNS_MAX}"
+        )));
+    }
+    let transport = match i32::from(proto) {
+        libc::IPPROTO_UDP => DnsTransport::Udp,
+        libc::IPPROTO_TCP => DnsTransport::Tcp { seq: u32_at(28) },
+        p => return Err(RecordError(format!("DNS record of protocol {p}"))),
+    };
+    Ok(Record::Dns(DnsAnswer {
+        cookie: u64_at(0),
+        at: Duration::from_nanos(u64_at(8)),
+        cgroup_id: u64_at(16),
+        transport,
+        bytes: bytes[DNS_HEAD..DNS_HEAD + len].to_vec(),
+    }))
 }
 
 impl Flow {
@@ -458,6 +528,35 @@ mod tests {
         assert_eq!(flow.owner.comm.as_bytes(), b"dig");
         assert_eq!(flow.key.peer_port, 53, "UDP keys carry the peer");
         assert_eq!(flow.tcp_state, None);
+    }
+
+    #[test]
+    fn decodes_dns_answers() {
+        let mut raw = vec![0u8; DNS_SIZE];
+        raw[0..8].copy_from_slice(&42u64.to_ne_bytes());
+        raw[8..16].copy_from_slice(&7_000u64.to_ne_bytes());
+        raw[16..24].copy_from_slice(&99u64.to_ne_bytes());
+        raw[24..28].copy_from_slice(&3u32.to_ne_bytes());
+        raw[28..32].copy_from_slice(&1234u32.to_ne_bytes());
+        raw[32] = libc::IPPROTO_TCP as u8;
+        raw[33] = 7;
+        raw[40..43].copy_from_slice(b"abc");
+        let Ok(Record::Dns(a)) = Record::decode(&raw) else {
+            panic!("not a DNS record");
+        };
+        assert_eq!(
+            (a.cookie, a.at, a.cgroup_id, a.transport, &a.bytes[..]),
+            (
+                42,
+                Duration::from_micros(7),
+                99,
+                DnsTransport::Tcp { seq: 1234 },
+                &b"abc"[..]
+            )
+        );
+        raw[24..28].copy_from_slice(&5000u32.to_ne_bytes());
+        assert!(Record::decode(&raw).is_err(), "a length past the data");
+        assert_ne!(DNS_SIZE, EVENT_SIZE);
     }
 
     #[test]

@@ -491,6 +491,7 @@ fn traffic_updates_are_rate_limited_per_flow() {
         _capture: capture,
         events: Vec::new(),
         released: Vec::new(),
+        dns: Vec::new(),
     };
     let peer = UdpSocket::bind("127.0.0.1:0").expect("bind");
     let port = peer.local_addr().expect("addr").port();

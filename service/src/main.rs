@@ -11,6 +11,7 @@ mod enrich;
 mod fixture;
 mod mode;
 mod monitor;
+mod names;
 mod output;
 mod program;
 mod ring;

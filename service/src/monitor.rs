@@ -2,18 +2,21 @@
 //! out, the table kept current. Standalone mode prints what comes out; the
 //! bus publishes it.
 
+use std::collections::VecDeque;
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use leco_bpf::{Flow, FlowProto, KernelMaps, Record, RecordKind, RecordReader};
-use leco_proto::{Connection, EventKind};
+use leco_bpf::{DnsAnswer, Flow, FlowProto, KernelMaps, Record, RecordKind, RecordReader};
+use leco_proto::{Connection, Direction, EventKind};
 
 use crate::bus::Request;
 use crate::clock::WallClock;
 use crate::convert::{connection, refresh, EphemeralPorts};
 use crate::enrich::Enricher;
+use crate::names::Names;
 use crate::ring::{Batch, Ring};
 use crate::stats::Stats;
 use crate::table::{Change, Counts, Limits, Outcome, Table};
@@ -45,6 +48,22 @@ fn change(kind: RecordKind, flow: &Flow) -> Option<Change> {
         RecordKind::Released => return None,
     };
     Some(Change { kind, ends })
+}
+
+/// A connection made before its name was learnt gets it from an answer
+/// that arrives this soon after (the kernel may hand over the answer and
+/// the connect in either order when they run on two CPUs).
+const LATE_NAME: Duration = Duration::from_secs(2);
+/// Connections waiting that long for a name, at most.
+const UNNAMED_MAX: usize = 1_024;
+
+/// An outgoing connection made with no name known for its remote.
+#[derive(Debug)]
+struct Unnamed {
+    id: u64,
+    cgroup: u64,
+    addr: IpAddr,
+    at: Instant,
 }
 
 /// Where connection events go.
@@ -79,6 +98,8 @@ pub struct Monitor {
     wall: WallClock,
     settings: Settings,
     stats: Arc<Stats>,
+    names: Names,
+    unnamed: VecDeque<Unnamed>,
 }
 
 impl Monitor {
@@ -92,6 +113,8 @@ impl Monitor {
             wall: WallClock::now(),
             settings,
             stats,
+            names: Names::default(),
+            unnamed: VecDeque::new(),
         }
     }
 
@@ -155,6 +178,7 @@ impl Monitor {
                             });
                     self.finish(out, publisher)?;
                 }
+                Ok(Record::Dns(answer)) => self.dns(&answer, now, publisher)?,
                 Err(e) => {
                     self.stats.decode_errors.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!("{e}");
@@ -203,7 +227,8 @@ impl Monitor {
             Some(r) => r,
             None => {
                 let e = self.enricher.enrich(&flow.owner, flow.first_seen);
-                let conn = connection(flow, &e, &self.wall, &self.ports, ended);
+                let mut conn = connection(flow, &e, &self.wall, &self.ports, ended);
+                self.name(&mut conn, flow, ended, now);
                 self.table.apply(change, conn, flow.key, now)
             }
         };
@@ -215,6 +240,71 @@ impl Monitor {
         if kind == EventKind::New && flow.proto != FlowProto::Tcp && flow.owner.pid != 0 {
             self.adopt(flow, now, publisher)?;
         }
+        Ok(())
+    }
+
+    /// Gives outgoing `conn` (of `flow`) the name its remote was looked up
+    /// by, if one was; else it waits a moment for the answer.
+    fn name(&mut self, conn: &mut Connection, flow: &Flow, ended: bool, now: Instant) {
+        if conn.direction != Some(Direction::Out) || flow.remote.is_unspecified() {
+            return;
+        }
+        let cgroup = flow.owner.cgroup_id;
+        if let Some(n) = self.names.lookup(cgroup, flow.remote, now) {
+            conn.remote_name = Some(n.name.clone());
+            conn.name_source = Some(n.source);
+        } else if !ended {
+            if self.unnamed.len() >= UNNAMED_MAX {
+                self.unnamed.pop_front();
+            }
+            self.unnamed.push_back(Unnamed {
+                id: conn.id,
+                cgroup,
+                addr: flow.remote,
+                at: now,
+            });
+        }
+    }
+
+    /// A DNS answer arrived: its names are kept for the connections to
+    /// come, and given to those made a moment ago without one.
+    fn dns(
+        &mut self,
+        answer: &DnsAnswer,
+        now: Instant,
+        publisher: &mut impl Publisher,
+    ) -> std::io::Result<()> {
+        let learnt = self.names.answer(answer, now);
+        if learnt.is_empty() || self.unnamed.is_empty() {
+            return Ok(());
+        }
+        let mut waiting = std::mem::take(&mut self.unnamed);
+        waiting.retain(|u| now.duration_since(u.at) < LATE_NAME);
+        let mut still = VecDeque::with_capacity(waiting.len());
+        for u in waiting {
+            let named = learnt
+                .iter()
+                .any(|(a, _)| *a == u.addr)
+                .then(|| self.names.lookup(u.cgroup, u.addr, now).cloned())
+                .flatten();
+            let Some(n) = named else {
+                still.push_back(u);
+                continue;
+            };
+            let change = Change {
+                kind: EventKind::Update,
+                ends: false,
+            };
+            let told = self.table.report(u.id, change, now, |c| {
+                c.remote_name = Some(n.name.clone());
+                c.name_source = Some(n.source);
+            });
+            if let Some((kind, conn)) = told {
+                self.stats.events.fetch_add(1, Ordering::Relaxed);
+                publisher.publish(kind, conn)?;
+            }
+        }
+        self.unnamed = still;
         Ok(())
     }
 
@@ -301,6 +391,9 @@ impl Monitor {
                 self.apply(RecordKind::Update, &flow, now, publisher)?;
             }
         }
+        self.names.tick(now);
+        self.unnamed
+            .retain(|u| now.duration_since(u.at) < LATE_NAME);
         let maps = &self.maps;
         let out = self.table.expire(now, |id, key| last_counts(maps, id, key));
         self.finish(out, publisher)?;
@@ -329,6 +422,10 @@ impl Monitor {
         s.backlog
             .store(self.table.backlog_len() as u64, Ordering::Relaxed);
         s.evicted.store(self.table.evicted(), Ordering::Relaxed);
+        s.dns_answers.store(self.names.answers, Ordering::Relaxed);
+        s.dns_unreadable
+            .store(self.names.unreadable, Ordering::Relaxed);
+        s.names.store(self.names.known() as u64, Ordering::Relaxed);
     }
 
     fn answer(&self, req: Request) {

@@ -27,6 +27,11 @@ pub struct Stats {
     pub evicted: AtomicU64,
     /// Connections left out of Snapshot() replies to bound their size.
     pub trimmed: AtomicU64,
+    /// DNS answers read (names learnt from), and those that could not be.
+    pub dns_answers: AtomicU64,
+    pub dns_unreadable: AtomicU64,
+    /// Names known, machine-wide.
+    pub names: AtomicU64,
 }
 
 impl Stats {
@@ -35,7 +40,7 @@ impl Stats {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         format!(
             "events={} signals={} coalesced={} ringbuf_drops={} decode_errors={} resyncs={} \
-             tracked={} backlog={} evicted={}",
+             tracked={} backlog={} evicted={} dns_answers={} dns_unreadable={} names={}",
             g(&self.events),
             g(&self.signals),
             g(&self.coalesced),
@@ -45,6 +50,9 @@ impl Stats {
             g(&self.tracked),
             g(&self.backlog),
             g(&self.evicted),
+            g(&self.dns_answers),
+            g(&self.dns_unreadable),
+            g(&self.names),
         )
     }
 }

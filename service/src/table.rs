@@ -250,9 +250,14 @@ impl Table {
             return self
                 .report(id, change, now, |c| {
                     let (first_seen_us, direction) = (c.first_seen_us, c.direction);
+                    // A name is learnt once, when the connection is made.
+                    let (remote_name, name_source) = (c.remote_name.take(), c.name_source);
                     *c = conn;
                     c.first_seen_us = first_seen_us;
                     c.direction = direction;
+                    if c.remote_name.is_none() {
+                        (c.remote_name, c.name_source) = (remote_name, name_source);
+                    }
                 })
                 .expect("live connection");
         }

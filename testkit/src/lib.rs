@@ -13,6 +13,7 @@
 pub mod attempts;
 pub mod bus;
 pub mod cgroup_deny;
+pub mod dns;
 pub mod netns;
 pub mod patterns;
 pub mod traffic;

@@ -80,13 +80,19 @@ impl Netns {
 
     /// Moves the calling thread into it (call it from a forked child).
     pub fn enter(&self) -> io::Result<()> {
-        let f = File::open(format!("/run/netns/{}", self.name))?;
-        // SAFETY: setns with an open namespace file descriptor.
-        if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        join(&self.name)
     }
+}
+
+/// Moves the calling thread into namespace `name` (of `ip netns`): for a
+/// thread or child that holds the name, not the [`Netns`].
+pub fn join(name: &str) -> io::Result<()> {
+    let f = File::open(format!("/run/netns/{name}"))?;
+    // SAFETY: setns with an open namespace file descriptor.
+    if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 impl Drop for Netns {

@@ -1299,6 +1299,99 @@ static __always_inline void udp_arrival(struct __sk_buff *skb, struct bpf_sock *
 	}
 }
 
+/* ---- DNS answers ---------------------------------------------------------- */
+
+/* The DNS message (or TCP segment of one) at `off` in `skb`, which reached
+ * socket `cookie` of an owner in cgroup `cgroup_id`, to user space: the
+ * names connections are made to. Runs only for answers from port 53 to a
+ * socket that asked that server. */
+static __always_inline void dns_answer(struct __sk_buff *skb, __u64 cookie, __u64 cgroup_id,
+				       __u32 off, __u8 proto, __u32 seq)
+{
+	struct leco_dns *d;
+	__u32 len;
+
+	if (skb->len <= off)
+		return;
+	len = skb->len - off;
+	if (len > LECO_DNS_MAX)
+		len = LECO_DNS_MAX;
+	if (len < 2)
+		return;
+	d = bpf_ringbuf_reserve(&events, sizeof(*d), 0);
+	if (!d) {
+		__sync_fetch_and_add(&ringbuf_drops, 1);
+		return;
+	}
+	/* Every byte sent is written: the ring's memory holds older records.
+	 * clang expands a memset inline only up to 512 bytes, and would merge
+	 * neighbouring ones again but for the barriers. */
+	__builtin_memset(d, 0, offsetof(struct leco_dns, data));
+	for (int i = 0; i < 4; i++) {
+		__builtin_memset(d->data + i * (LECO_DNS_MAX / 4), 0, LECO_DNS_MAX / 4);
+		asm volatile("" ::: "memory");
+	}
+	if (bpf_skb_load_bytes(skb, off, d->data, len)) {
+		bpf_ringbuf_discard(d, 0);
+		return;
+	}
+	d->cookie = cookie;
+	d->ts_ns = bpf_ktime_get_boot_ns();
+	d->cgroup_id = cgroup_id;
+	d->len = len;
+	d->tcp_seq = seq;
+	d->proto = proto;
+	d->kind = LECO_DNS;
+	bpf_ringbuf_submit(d, wakeup_flag(d->ts_ns));
+}
+
+/* A datagram from port 53 (`key`'s peer) reached its socket, its payload
+ * at `off`: an answer, if the socket's flow to that server sent it
+ * something. */
+static __always_inline void udp_dns(struct __sk_buff *skb, struct leco_flow_key *key, __u32 off)
+{
+	struct leco_flow *f = bpf_map_lookup_elem(&flows, key);
+
+	if (f && f->tx_bytes && f->owner.tgid)
+		dns_answer(skb, key->cookie, f->owner.cgroup_id, off, IPPROTO_UDP, 0);
+}
+
+/* A segment of TCP socket `sk`, connected to port 53: its payload to user
+ * space, with its sequence number. The socket connected there: it asked. */
+static __always_inline void tcp_dns(struct __sk_buff *skb)
+{
+	struct leco_flow_key key = { .cookie = bpf_get_socket_cookie(skb) };
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	struct leco_flow *f;
+	__u8 *h = data;
+	__u8 *t;
+	__u32 off;
+
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		if (data + 20 > end || h[9] != IPPROTO_TCP)
+			return;
+		off = (h[0] & 0xf) * 4;
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		/* Extension headers on a DNS stream: not worth walking. */
+		if (data + 40 > end || h[6] != IPPROTO_TCP)
+			return;
+		off = 40;
+	} else {
+		return;
+	}
+	if (off > 60)
+		return;
+	t = data + off;
+	if ((void *)(t + 20) > end)
+		return;
+	f = bpf_map_lookup_elem(&flows, &key);
+	if (!f)
+		return;
+	dns_answer(skb, key.cookie, f->owner.cgroup_id, off + (t[12] >> 4) * 4, IPPROTO_TCP,
+		   ((__u32)t[4] << 24) | ((__u32)t[5] << 16) | ((__u32)t[6] << 8) | t[7]);
+}
+
 /*
  * Every UDP datagram that reaches a socket, as the socket's filters see it:
  * the one place with both the datagram (its sender) and the socket, for
@@ -1307,9 +1400,11 @@ static __always_inline void udp_arrival(struct __sk_buff *skb, struct bpf_sock *
  * linear datagrams itself, so skb_copy_datagram_iovec misses them; and
  * sk_data_ready passes only the socket, once per batch of datagrams
  * queued (6.18's UDP enqueues through per-node lists and wakes once per
- * splice). Every TCP segment received runs this too, in softirq: it
- * returns once it has the socket's protocol (a load, bpf_sk_fullsock(),
- * a compare), before any map or packet is touched.
+ * splice). DNS answers (UDP and TCP from port 53) are sent up from here
+ * too: the socket that asked is known, and so its owner's cgroup. Every
+ * other TCP segment received runs this too, in softirq: it returns once
+ * it has the socket's protocol and peer port (loads, bpf_sk_fullsock(),
+ * two compares), before any map or packet is touched.
  */
 SEC("cgroup_skb/ingress")
 int on_udp_ingress(struct __sk_buff *skb)
@@ -1324,7 +1419,14 @@ int on_udp_ingress(struct __sk_buff *skb)
 	if (!sk)
 		return 1;
 	sk = bpf_sk_fullsock(sk);
-	if (!sk || sk->protocol != IPPROTO_UDP || !udp_rx_at_ingress)
+	if (!sk || !udp_rx_at_ingress)
+		return 1;
+	if (sk->protocol == IPPROTO_TCP) {
+		if (sk->dst_port == bpf_htons(53))
+			tcp_dns(skb);
+		return 1;
+	}
+	if (sk->protocol != IPPROTO_UDP)
 		return 1;
 	if (sk->family != AF_INET && sk->family != AF_INET6)
 		return 1;
@@ -1332,6 +1434,8 @@ int on_udp_ingress(struct __sk_buff *skb)
 		return 1;
 	key.cookie = bpf_get_socket_cookie(skb);
 	udp_arrival(skb, sk, &key, skb->len > off + 8 ? skb->len - off - 8 : 0);
+	if (key.rport == 53)
+		udp_dns(skb, &key, off + 8);
 	return 1; /* observe only: never drop */
 }
 

@@ -20,6 +20,8 @@ enum leco_kind {
 			    * the first at once, then at most once per update
 			    * interval while attempts go on, and a TCP connect's
 			    * last when its socket closes */
+	LECO_DNS = 7,      /* a DNS answer reached a socket that asked for it
+			    * (struct leco_dns, not struct leco_event) */
 };
 
 /* What stopped a blocked attempt: how the kernel named the drop. */
@@ -116,6 +118,26 @@ struct leco_event {
 	struct leco_flow flow;
 	__u8 kind; /* enum leco_kind */
 	__u8 _pad[7];
+};
+
+/* Bytes of a DNS answer kept: EDNS's usual UDP size. A longer message is
+ * cut (its first answers are kept); a longer TCP segment too. */
+#define LECO_DNS_MAX 1232
+
+/* A DNS answer (source port 53) that reached a socket which had asked
+ * that server: a UDP datagram whole, or one TCP segment of a DNS stream
+ * (user space puts them together by sequence number). Sent rarely, so a
+ * record of its own, told from struct leco_event by its size. */
+struct leco_dns {
+	__u64 cookie;    /* the asking socket */
+	__u64 ts_ns;     /* CLOCK_BOOTTIME when it arrived */
+	__u64 cgroup_id; /* the asking socket's owner's cgroup */
+	__u32 len;       /* bytes in data */
+	__u32 tcp_seq;   /* TCP: the segment's first sequence number */
+	__u8 proto;      /* IPPROTO_UDP or IPPROTO_TCP */
+	__u8 kind;       /* LECO_DNS */
+	__u8 _pad[6];
+	__u8 data[LECO_DNS_MAX];
 };
 
 /* Owner of a listening TCP socket, so an accepted flow has an owner before the

@@ -12,6 +12,8 @@ pub struct Probe {
     pub reader: leco_bpf::RecordReader,
     pub events: Vec<(RecordKind, Flow)>,
     pub released: Vec<u64>,
+    /// DNS answers the kernel sent up.
+    pub dns: Vec<leco_bpf::DnsAnswer>,
 }
 
 impl Probe {
@@ -42,6 +44,7 @@ impl Probe {
             _capture: capture,
             events: Vec::new(),
             released: Vec::new(),
+            dns: Vec::new(),
         }
     }
 
@@ -101,6 +104,7 @@ impl Probe {
             match e.expect("decode") {
                 Record::Flow { kind, flow, .. } => self.events.push((kind, flow)),
                 Record::Released { cookie, .. } => self.released.push(cookie),
+                Record::Dns(answer) => self.dns.push(answer),
             }
         }
     }
