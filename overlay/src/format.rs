@@ -183,15 +183,18 @@ impl LineFormat {
 
     /// The line for `conn` (standing for `conns` connections), sanitized and
     /// cut to [`MAX_LINE_CHARS`]. Traffic shows once rx + tx reaches
-    /// `threshold` bytes.
-    pub fn line(&self, conn: &Connection, conns: u64, threshold: u64) -> String {
+    /// `threshold` bytes; the classic line names the remote by the name it
+    /// was looked up by, where one is known, unless `names` is off.
+    pub fn line(&self, conn: &Connection, conns: u64, threshold: u64, names: bool) -> String {
         let line = match self {
             LineFormat::Classic => {
                 let safe = Connection {
                     user: conn.user.as_deref().map(field),
                     comm: conn.comm.as_deref().map(field),
+                    program: conn.program.as_deref().map(field),
                     unit: conn.unit.as_deref().map(field),
                     remote_addr: field(&conn.remote_addr),
+                    remote_name: conn.remote_name.as_deref().filter(|_| names).map(field),
                     error: conn.error.as_deref().map(field),
                     ..conn.clone()
                 };
@@ -278,7 +281,7 @@ pub(crate) mod tests {
             c.tx_bytes = tx;
             let hhmm = local_hhmm(c.last_seen_us);
             assert_eq!(
-                f.line(&c, 1, TRAFFIC_THRESHOLD),
+                f.line(&c, 1, TRAFFIC_THRESHOLD, true),
                 classic_line(&c, &hhmm, TRAFFIC_THRESHOLD)
             );
         }
@@ -287,9 +290,27 @@ pub(crate) mod tests {
         c.error = Some("connection refused".into());
         let hhmm = local_hhmm(c.last_seen_us);
         assert_eq!(
-            f.line(&c, 1, TRAFFIC_THRESHOLD),
+            f.line(&c, 1, TRAFFIC_THRESHOLD, true),
             classic_line(&c, &hhmm, TRAFFIC_THRESHOLD)
         );
+    }
+
+    #[test]
+    fn classic_lines_name_the_remote_unless_told_not_to() {
+        let f = LineFormat::new(None).expect("classic");
+        let mut c = conn();
+        c.remote_name = Some("example.org".into());
+        c.program = Some("fetch.py".into());
+        let named = f.line(&c, 1, TRAFFIC_THRESHOLD, true);
+        assert!(
+            named.ends_with(":: fetch.py [session-2.scope] :: example.org 443/tcp"),
+            "{named}"
+        );
+        let numeric = f.line(&c, 1, TRAFFIC_THRESHOLD, false);
+        assert!(numeric.ends_with(":: 93.184.216.34 443/tcp"), "{numeric}");
+        // A template has both, whatever the setting.
+        let t = LineFormat::new(Some("{remote_name} {remote_addr} {name_source?}")).expect("t");
+        assert_eq!(t.line(&c, 1, 0, false), "example.org 93.184.216.34 ");
     }
 
     #[test]
@@ -298,9 +319,9 @@ pub(crate) mod tests {
         let mut c = conn();
         c.rx_bytes = 900;
         c.tx_bytes = 100;
-        assert!(!f.line(&c, 1, 1001).contains(":: v "));
-        assert!(f.line(&c, 1, 1000).ends_with(":: v 900B / 100B ^"));
-        assert!(f.line(&c, 1, 0).contains(":: v "));
+        assert!(!f.line(&c, 1, 1001, true).contains(":: v "));
+        assert!(f.line(&c, 1, 1000, true).ends_with(":: v 900B / 100B ^"));
+        assert!(f.line(&c, 1, 0, true).contains(":: v "));
     }
 
     #[test]
@@ -311,15 +332,15 @@ pub(crate) mod tests {
         .expect("template");
         let c = conn();
         assert_eq!(
-            f.line(&c, 3, TRAFFIC_THRESHOLD),
+            f.line(&c, 3, TRAFFIC_THRESHOLD, true),
             format!(
                 "{} curl → 93.184.216.34:443 ? {{x}} [?] [] curl -s 3",
                 local_hhmm(c.last_seen_us)
             )
         );
         let f = LineFormat::new(Some("{traffic?}|{rx}|{tx}|{proto}|{direction}")).expect("t");
-        assert_eq!(f.line(&c, 1, TRAFFIC_THRESHOLD), "|58B|26B|tcp|out");
-        assert_eq!(f.line(&c, 1, 0), "v 58B / 26B ^|58B|26B|tcp|out");
+        assert_eq!(f.line(&c, 1, TRAFFIC_THRESHOLD, true), "|58B|26B|tcp|out");
+        assert_eq!(f.line(&c, 1, 0, true), "v 58B / 26B ^|58B|26B|tcp|out");
     }
 
     #[test]
@@ -351,7 +372,7 @@ pub(crate) mod tests {
         ] {
             c.comm = Some(comm.into());
             c.cmdline = Some(vec![leco_proto::SafeText::from(comm); 50].into());
-            for line in [f.line(&c, 1, 0), t.line(&c, 1, 0)] {
+            for line in [f.line(&c, 1, 0, true), t.line(&c, 1, 0, true)] {
                 assert!(line.chars().count() <= MAX_LINE_CHARS + 1, "{}", line.len());
                 assert!(
                     !line.chars().any(leco_proto::needs_escape),
@@ -360,6 +381,6 @@ pub(crate) mod tests {
             }
         }
         c.comm = Some("x\u{202E}gpj.exe".into());
-        assert!(f.line(&c, 1, 0).contains("x\\u{202e}gpj.exe"));
+        assert!(f.line(&c, 1, 0, true).contains("x\\u{202e}gpj.exe"));
     }
 }

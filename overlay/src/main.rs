@@ -58,7 +58,7 @@ struct Cli {
     check_config: bool,
 
     /// Show what the rules do to LINE (written like an overlay line, e.g.
-    /// `12:00 :: alice :: firefox [app.scope] :: 1.2.3.4 443/tcp`): the
+    /// `12:00 :: alice :: firefox [app.scope] :: example.org 443/tcp`): the
     /// result, and whether it was changed, hidden or grouped. Then exit.
     #[arg(long, value_name = "LINE", conflicts_with_all = ["render_png", "plot_fade_curve"])]
     rx_test: Option<String>,

@@ -170,6 +170,8 @@ pub struct LineModel {
     format: LineFormat,
     rules: Rules,
     threshold: u64,
+    /// The classic line names remotes by name where one is known.
+    remote_names: bool,
     fade_us: u64,
     curve: FadeCurve,
     linger: bool,
@@ -190,6 +192,7 @@ impl LineModel {
             format: config.lines.format.clone(),
             rules: config.rules.clone(),
             threshold: config.lines.traffic_threshold,
+            remote_names: config.lines.remote_names,
             fade_us: fade_us(config),
             curve: config.fade.curve.clone(),
             linger: config.fade.linger,
@@ -213,7 +216,7 @@ impl LineModel {
                 return;
             }
         }
-        let formatted = self.format.line(conn, 1, self.threshold);
+        let formatted = self.format.line(conn, 1, self.threshold, self.remote_names);
         let (text, key) = match self.conns.get(&conn.id) {
             Some(t) if t.formatted == formatted => (t.text.clone(), t.line.clone()),
             _ => self.rule(conn.id, &formatted),
@@ -367,7 +370,9 @@ impl LineModel {
         let mut conns: Vec<Tracked> = std::mem::take(&mut self.conns).into_values().collect();
         conns.sort_by_key(|t| t.activity);
         for t in conns {
-            let formatted = self.format.line(&t.conn, 1, self.threshold);
+            let formatted = self
+                .format
+                .line(&t.conn, 1, self.threshold, self.remote_names);
             let (text, key) = self.rule(t.conn.id, &formatted);
             let id = t.conn.id;
             let activity = t.activity;
@@ -582,7 +587,9 @@ impl LineModel {
                     tx_bytes: tx,
                     ..t.conn.clone()
                 };
-                let formatted = self.format.line(&shown, count, self.threshold);
+                let formatted = self
+                    .format
+                    .line(&shown, count, self.threshold, self.remote_names);
                 let mut text = if formatted == line.formatted {
                     line.text.clone()
                 } else {

@@ -29,7 +29,8 @@ pub fn human_bytes(n: u64) -> String {
 
 /// The classic leco line:
 /// `HH:MM :: user :: program [unit] :: addr port/proto :: v 58B / 26B ^`.
-/// `program` is what is running (the task name when it is not known). An
+/// `program` is what is running (the task name when it is not known);
+/// `addr` is the name the remote was looked up by, where one is known. An
 /// incoming connection names the peer and the local port it reached:
 /// `203.0.113.5 → :22/tcp`, so that it cannot be read as an outgoing one.
 /// Kinds without ports name themselves after the address: `127.0.0.1 icmp`,
@@ -56,10 +57,12 @@ pub fn classic_line(c: &Connection, hhmm: &str, threshold: u64) -> String {
     if let Some(unit) = &c.unit {
         line.push_str(&format!(" [{}]", separator_free(unit)));
     }
-    let addr: &str = if c.remote_addr.is_empty() {
-        "?"
-    } else {
-        &c.remote_addr
+    // The name the program looked the remote up by says more than its
+    // address; an incoming connection has none.
+    let addr: Cow<'_, str> = match c.remote_name.as_deref() {
+        Some(name) if !name.is_empty() => separator_free(name),
+        _ if c.remote_addr.is_empty() => Cow::Borrowed("?"),
+        _ => Cow::Borrowed(&c.remote_addr),
     };
     let blocked = c.reason.filter(|r| r.is_local_policy());
     match c.proto {
@@ -179,6 +182,18 @@ mod tests {
         assert!(classic_line(&c, "17:02", TRAFFIC_THRESHOLD).contains(" → :8000/udp "));
         c.proto = Proto::Icmp;
         assert!(classic_line(&c, "17:02", TRAFFIC_THRESHOLD).contains(":: 93.184.216.34 icmp"));
+    }
+
+    #[test]
+    fn a_named_remote_shows_its_name() {
+        let mut c = conn();
+        c.remote_name = Some("example.org".into());
+        assert_eq!(
+            classic_line(&c, "17:02", TRAFFIC_THRESHOLD),
+            "17:02 :: alice :: curl [session-2.scope] :: example.org 443/tcp"
+        );
+        c.remote_name = Some("a::b".into());
+        assert!(classic_line(&c, "17:02", TRAFFIC_THRESHOLD).ends_with(":: a:\\u{3a}b 443/tcp"));
     }
 
     #[test]

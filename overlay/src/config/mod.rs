@@ -234,6 +234,9 @@ pub struct LinesConfig {
     pub format: LineFormat,
     /// Traffic appears once rx + tx reaches this many bytes.
     pub traffic_threshold: u64,
+    /// The classic line shows the name a remote was looked up by, where
+    /// one is known, instead of its address.
+    pub remote_names: bool,
     /// At most this many rows; `None` derives it from the height.
     pub max_lines: Option<usize>,
 }
@@ -320,6 +323,7 @@ impl Default for LinesConfig {
         LinesConfig {
             format: LineFormat::Classic,
             traffic_threshold: leco_proto::TRAFFIC_THRESHOLD,
+            remote_names: true,
             max_lines: None,
         }
     }

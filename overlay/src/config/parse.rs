@@ -32,7 +32,7 @@ use crate::rules::{Action, MatchSpec, Rule, Rules};
 
 /// The nodes of `overlay {}`, in the order messages list them, with an
 /// example value for the message when one is missing.
-const NODES: [NodeSpec<'static>; 25] = [
+const NODES: [NodeSpec<'static>; 26] = [
     NodeSpec::value("layer", "\"bottom\""),
     NodeSpec::value("anchor", "\"top-right\""),
     NodeSpec::values("margin"),
@@ -53,6 +53,7 @@ const NODES: [NodeSpec<'static>; 25] = [
     NodeSpec::value("max-fps", "30"),
     NodeSpec::value("format", "\"classic\""),
     NodeSpec::value("traffic-threshold", "\"5KiB\""),
+    NodeSpec::value("remote-names", "#true"),
     NodeSpec::value("max-lines", "20"),
     NodeSpec::value("fade-time", "60"),
     NodeSpec::value("fade-curve", "\"0,100 100,0\""),
@@ -191,6 +192,7 @@ impl Reader<'_> {
             "max-fps" => st.max_fps = src.integer(name, entry, 1..=1_000)?,
             "format" => config.lines.format = self.format(entry)?,
             "traffic-threshold" => config.lines.traffic_threshold = src.size(name, entry)?,
+            "remote-names" => config.lines.remote_names = src.boolean(name, entry)?,
             "max-lines" => {
                 config.lines.max_lines = Some(src.integer(name, entry, 0..=MAX_ROWS as i128)?)
             }
@@ -740,7 +742,7 @@ mod tests {
     #[test]
     fn positions_of_common_mistakes() {
         let cases = [
-            ("overlay {\n  widht 5\n}", "config.kdl:2:3: unknown setting `widht` in overlay {}; expected one of layer, anchor, margin, width, height, output, padding, font, font-size, line-height, text-color, failed-color, blocked-color, background, line-background, shadow, tag, max-fps, format, traffic-threshold, max-lines, fade-time, fade-curve, linger, rules; did you mean `width`?"),
+            ("overlay {\n  widht 5\n}", "config.kdl:2:3: unknown setting `widht` in overlay {}; expected one of layer, anchor, margin, width, height, output, padding, font, font-size, line-height, text-color, failed-color, blocked-color, background, line-background, shadow, tag, max-fps, format, traffic-threshold, remote-names, max-lines, fade-time, fade-curve, linger, rules; did you mean `width`?"),
             ("overlay {\n  width \"wide\"\n}", "config.kdl:2:9: width must be an integer from 1 to 16384, not \"wide\""),
             ("overlay {\n  tag 1\n}", "config.kdl:2:7: tag must be #true or #false, not 1"),
             ("overlay {\n  text-color \"red\"\n}", "config.kdl:2:14: text-color must be a colour \"#rrggbb\" or \"#rrggbbaa\", not \"red\""),
