@@ -6,6 +6,7 @@
 //! report.
 
 mod dbus;
+mod dns_flood;
 mod drop_flood;
 mod hooks;
 mod overlay_live;
@@ -116,6 +117,8 @@ enum Case {
     StormCallers,
     /// TCP SYN floods a firewall drops, without and with leco
     DropFlood,
+    /// DNS answers against plain datagrams: kernel and service cost, memory
+    DnsFlood,
 }
 
 /// Durations and repetitions of one run.
@@ -277,6 +280,9 @@ fn run(cli: &Cli) -> Result<()> {
     }
     if cli.runs(Case::DropFlood) {
         r.drop_flood = Some(drop_flood::phase(&service, &plan, &mut r)?);
+    }
+    if cli.runs(Case::DnsFlood) {
+        r.dns_flood = Some(dns_flood::phase(&service, &plan, &mut r)?);
     }
     r.notes.push(format!(
         "The whole bench took {:.0} s.",

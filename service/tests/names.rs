@@ -49,6 +49,8 @@ fn zone() -> dns::Zone {
         // One address, two names, asked for in two cgroups.
         ("a.leco.test".into(), a("198.51.100.10", 300)),
         ("b.leco.test".into(), a("198.51.100.10", 300)),
+        // Answered only after the connection to it was made.
+        ("late.leco.test".into(), a("198.51.100.11", 300)),
     ]
 }
 
@@ -68,7 +70,12 @@ fn dns_answers_name_the_connections_made_to_them() {
         return;
     }
     let ns = Netns::create("ltnames");
-    for addr in ["198.51.100.7/32", "198.51.100.8/32", "198.51.100.10/32"] {
+    for addr in [
+        "198.51.100.7/32",
+        "198.51.100.8/32",
+        "198.51.100.10/32",
+        "198.51.100.11/32",
+    ] {
         ip(&["-n", ns.name(), "addr", "add", addr, "dev", "lo"]);
     }
     ip(&[
@@ -211,6 +218,72 @@ fn dns_answers_name_the_connections_made_to_them() {
     assert_eq!(
         name_of("leco-t-names-b", "198.51.100.10"),
         named("b.leco.test")
+    );
+    drop(sink);
+}
+
+/// A connection made just before its name's answer was read (a program
+/// that connects to a cached address while its resolver refreshes it)
+/// gets the name in an update.
+#[test]
+fn an_answer_read_just_after_the_connect_names_it_too() {
+    if !require_root("an_answer_read_just_after_the_connect_names_it_too") {
+        return;
+    }
+    let ns = Netns::create("ltnames-late");
+    ip(&[
+        "-n",
+        ns.name(),
+        "addr",
+        "add",
+        "198.51.100.11/32",
+        "dev",
+        "lo",
+    ]);
+    let _dns = Responder::start(ns.name(), zone());
+    let sink = Sink::start(ns.name());
+    let port = sink.port();
+    let mut svc = Service::start(&["--standalone", "--json"]);
+    let n = ns.name().to_owned();
+    let child = spawn_named("leco-t-late", move |_| {
+        if netns::join(&n).is_err() {
+            return 1;
+        }
+        let to = SocketAddr::from(([198, 51, 100, 11], port));
+        let Ok(_s) = TcpStream::connect_timeout(&to, Duration::from_secs(5)) else {
+            return 2;
+        };
+        if dns::resolve(
+            SocketAddr::from(SERVER),
+            "late.leco.test",
+            Qtype::A,
+            Via::Udp,
+        )
+        .is_err()
+        {
+            return 3;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        0
+    });
+    let pid = child.pid();
+    let mut seen = Vec::new();
+    let named = svc.follow_json(Duration::from_secs(10), |v| {
+        let mine = v["pid"] == pid && v["remote_port"] == port && v["proto"] == "tcp";
+        if mine {
+            seen.push(v.clone());
+        }
+        mine && v["remote_name"] == "late.leco.test"
+    });
+    assert_eq!(child.wait(), 0);
+    assert!(named, "no event named the connection: {seen:#?}");
+    assert_eq!(
+        seen.first().map(|v| v["kind"].clone()),
+        Some(Value::from("new"))
+    );
+    assert_eq!(
+        seen.first().map(|v| v["remote_name"].clone()),
+        Some(Value::Null)
     );
     drop(sink);
 }

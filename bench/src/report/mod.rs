@@ -3,11 +3,12 @@
 //!
 //! [`render`] writes it from a [`Report`]; each section comes from its own
 //! module (workloads, against, hooks, service, dbus, storm_callers,
-//! drop_flood), built from the statistics in
+//! drop_flood, dns_flood), built from the statistics in
 //! `stats`, the number formats in `format` and the tables of `table`.
 
 mod against;
 mod dbus;
+mod dns_flood;
 mod drop_flood;
 mod format;
 mod hooks;
@@ -22,6 +23,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 pub use dbus::{BusCeiling, BusLatency, BusStep, Dbus, LatencySummary};
+pub use dns_flood::{DnsFlood, DnsLeg};
 pub use drop_flood::{DropFlood, DropRound};
 pub use format::{fmt_ids, fmt_latency, fmt_ns_num, fmt_num, fmt_pct, mib, rate_label};
 pub use hooks::Hooks;
@@ -85,6 +87,8 @@ pub struct Report {
     pub storm_callers: Option<StormCallers>,
     /// Drop flood section.
     pub drop_flood: Option<DropFlood>,
+    /// DNS flood section.
+    pub dns_flood: Option<DnsFlood>,
     /// Measurements during which something else could have skewed the
     /// figures, and what.
     pub unclean: Vec<String>,
@@ -103,6 +107,7 @@ pub fn render(r: &Report) -> String {
     dbus::section(&mut body, r, &mut verdicts);
     storm_callers::section(&mut body, r, &mut verdicts);
     drop_flood::section(&mut body, r, &mut verdicts);
+    dns_flood::section(&mut body, r, &mut verdicts);
 
     let mut out = String::new();
     header(&mut out, &r.header, &verdicts);
@@ -182,12 +187,12 @@ fn closing(out: &mut String, notes: &[String]) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::hooks::HookCost;
     use crate::service::parse_final_counters;
 
-    fn sample() -> Report {
+    pub(super) fn sample() -> Report {
         Report {
             header: Header {
                 date: "Thu Jan  1 00:00:00 UTC 2026".into(),
@@ -290,6 +295,7 @@ mod tests {
             dbus: None,
             storm_callers: None,
             drop_flood: None,
+            dns_flood: None,
             unclean: vec!["round 1/3 baseline: kernel.bpf_stats_enabled=1".into()],
             notes: vec!["something odd".into()],
         }
