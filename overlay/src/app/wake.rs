@@ -60,9 +60,15 @@ impl WakeReceiver {
     /// Empties the socket and re-arms the waker. Call before reading the
     /// news, so that news sent after this call wakes the loop again.
     pub fn drain(&mut self) {
-        self.inner.pending.store(false, Ordering::Release);
         let mut buf = [0u8; 64];
         while matches!(self.rx.read(&mut buf), Ok(n) if n > 0) {}
+        // Re-armed only after the reads: re-armed before, a wake between
+        // the two wrote a byte these reads took, left `pending` set, and
+        // every later wake was swallowed until something else woke the
+        // loop (seen in CI: a reload's outcome never taken). A wake that
+        // finds `pending` still set here sent its news before, and the
+        // caller reads the news next.
+        self.inner.pending.store(false, Ordering::Release);
     }
 }
 
