@@ -2,7 +2,7 @@
 //! out, the table kept current. Standalone mode prints what comes out; the
 //! bus publishes it.
 
-use std::collections::VecDeque;
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
@@ -54,7 +54,8 @@ fn change(kind: RecordKind, flow: &Flow) -> Option<Change> {
 /// that arrives this soon after (the kernel may hand over the answer and
 /// the connect in either order when they run on two CPUs).
 const LATE_NAME: Duration = Duration::from_secs(2);
-/// Connections waiting that long for a name, at most.
+/// Connections waiting that long for a name, at most; past that, new
+/// ones do not wait (a storm of connections to unnamed addresses).
 const UNNAMED_MAX: usize = 1_024;
 
 /// An outgoing connection made with no name known for its remote.
@@ -62,7 +63,6 @@ const UNNAMED_MAX: usize = 1_024;
 struct Unnamed {
     id: u64,
     cgroup: u64,
-    addr: IpAddr,
     at: Instant,
 }
 
@@ -99,7 +99,9 @@ pub struct Monitor {
     settings: Settings,
     stats: Arc<Stats>,
     names: Names,
-    unnamed: VecDeque<Unnamed>,
+    /// By remote address: an answer looks up only its own addresses.
+    unnamed: HashMap<IpAddr, Vec<Unnamed>>,
+    unnamed_len: usize,
 }
 
 impl Monitor {
@@ -114,7 +116,8 @@ impl Monitor {
             settings,
             stats,
             names: Names::default(),
-            unnamed: VecDeque::new(),
+            unnamed: HashMap::new(),
+            unnamed_len: 0,
         }
     }
 
@@ -246,23 +249,23 @@ impl Monitor {
     /// Gives outgoing `conn` (of `flow`) the name its remote was looked up
     /// by, if one was; else it waits a moment for the answer.
     fn name(&mut self, conn: &mut Connection, flow: &Flow, ended: bool, now: Instant) {
-        if conn.direction != Some(Direction::Out) || flow.remote.is_unspecified() {
+        // Loopback and unspecified addresses are never named.
+        let remote = flow.remote;
+        if conn.direction != Some(Direction::Out) || remote.is_unspecified() || remote.is_loopback()
+        {
             return;
         }
         let cgroup = flow.owner.cgroup_id;
-        if let Some(n) = self.names.lookup(cgroup, flow.remote, now) {
+        if let Some(n) = self.names.lookup(cgroup, remote, now) {
             conn.remote_name = Some(n.name.clone());
             conn.name_source = Some(n.source);
-        } else if !ended {
-            if self.unnamed.len() >= UNNAMED_MAX {
-                self.unnamed.pop_front();
-            }
-            self.unnamed.push_back(Unnamed {
+        } else if !ended && self.unnamed_len < UNNAMED_MAX {
+            self.unnamed.entry(remote).or_default().push(Unnamed {
                 id: conn.id,
                 cgroup,
-                addr: flow.remote,
                 at: now,
             });
+            self.unnamed_len += 1;
         }
     }
 
@@ -275,36 +278,32 @@ impl Monitor {
         publisher: &mut impl Publisher,
     ) -> std::io::Result<()> {
         let learnt = self.names.answer(answer, now);
-        if learnt.is_empty() || self.unnamed.is_empty() {
-            return Ok(());
-        }
-        let mut waiting = std::mem::take(&mut self.unnamed);
-        waiting.retain(|u| now.duration_since(u.at) < LATE_NAME);
-        let mut still = VecDeque::with_capacity(waiting.len());
-        for u in waiting {
-            let named = learnt
-                .iter()
-                .any(|(a, _)| *a == u.addr)
-                .then(|| self.names.lookup(u.cgroup, u.addr, now).cloned())
-                .flatten();
-            let Some(n) = named else {
-                still.push_back(u);
+        for (addr, _) in learnt {
+            let Some(waiting) = self.unnamed.remove(&addr) else {
                 continue;
             };
-            let change = Change {
-                kind: EventKind::Update,
-                ends: false,
-            };
-            let told = self.table.report(u.id, change, now, |c| {
-                c.remote_name = Some(n.name.clone());
-                c.name_source = Some(n.source);
-            });
-            if let Some((kind, conn)) = told {
-                self.stats.events.fetch_add(1, Ordering::Relaxed);
-                publisher.publish(kind, conn)?;
+            self.unnamed_len -= waiting.len();
+            for u in waiting {
+                if now.duration_since(u.at) >= LATE_NAME {
+                    continue;
+                }
+                let Some(n) = self.names.lookup(u.cgroup, addr, now).cloned() else {
+                    continue;
+                };
+                let change = Change {
+                    kind: EventKind::Update,
+                    ends: false,
+                };
+                let told = self.table.report(u.id, change, now, |c| {
+                    c.remote_name = Some(n.name.clone());
+                    c.name_source = Some(n.source);
+                });
+                if let Some((kind, conn)) = told {
+                    self.stats.events.fetch_add(1, Ordering::Relaxed);
+                    publisher.publish(kind, conn)?;
+                }
             }
         }
-        self.unnamed = still;
         Ok(())
     }
 
@@ -392,8 +391,11 @@ impl Monitor {
             }
         }
         self.names.tick(now);
-        self.unnamed
-            .retain(|u| now.duration_since(u.at) < LATE_NAME);
+        self.unnamed.retain(|_, waiting| {
+            waiting.retain(|u| now.duration_since(u.at) < LATE_NAME);
+            !waiting.is_empty()
+        });
+        self.unnamed_len = self.unnamed.values().map(Vec::len).sum();
         let maps = &self.maps;
         let out = self.table.expire(now, |id, key| last_counts(maps, id, key));
         self.finish(out, publisher)?;
