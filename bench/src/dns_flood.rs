@@ -85,11 +85,7 @@ pub fn phase(service: &Path, plan: &Plan, r: &mut Report) -> Result<DnsFlood> {
 
 /// `on_udp_ingress`'s run count and run time now, among programs `ids`.
 fn ingress(ids: &HashSet<u32>) -> Result<(u64, u64)> {
-    Ok(hooks::list_progs()?
-        .iter()
-        .filter(|p| ids.contains(&p.id) && p.leco_name() == Some("on_udp_ingress"))
-        .map(|p| (p.run_cnt, p.run_time_ns))
-        .fold((0, 0), |(c, t), (pc, pt)| (c + pc, t + pt)))
+    hooks::runs_of(ids, "on_udp_ingress")
 }
 
 /// The receiving program: a named child in the namespace whose socket

@@ -135,9 +135,5 @@ fn dropped(srv: &Netns) -> Result<u64> {
 
 /// The drop watcher's run count and run time now, among programs `ids`.
 fn watcher(ids: &HashSet<u32>) -> Result<(u64, u64)> {
-    Ok(hooks::list_progs()?
-        .iter()
-        .filter(|p| ids.contains(&p.id) && p.leco_name() == Some("on_kfree_skb"))
-        .map(|p| (p.run_cnt, p.run_time_ns))
-        .fold((0, 0), |(c, t), (pc, pt)| (c + pc, t + pt)))
+    hooks::runs_of(ids, "on_kfree_skb")
 }

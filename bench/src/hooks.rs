@@ -96,6 +96,15 @@ pub fn list_progs() -> Result<Vec<Prog>> {
     parse_progs(&String::from_utf8_lossy(&out.stdout))
 }
 
+/// Run count and total run time (ns) now of the leco program `name`
+/// among programs `ids` (bpf_stats must be on for them to move).
+pub fn runs_of(ids: &HashSet<u32>, name: &str) -> Result<(u64, u64)> {
+    Ok(list_progs()?
+        .iter()
+        .filter(|p| ids.contains(&p.id) && p.leco_name() == Some(name))
+        .fold((0, 0), |(c, t), p| (c + p.run_cnt, t + p.run_time_ns)))
+}
+
 /// leco programs loaded by process `pid`, loaded after `before` (the ids
 /// seen before it started) when bpftool cannot name holders.
 pub fn leco_progs_of(progs: &[Prog], pid: u32, before: &HashSet<u32>) -> Vec<Prog> {

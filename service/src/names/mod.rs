@@ -45,13 +45,17 @@ impl Names {
     /// A DNS answer arrived (at `now`); the addresses it named, and their
     /// name.
     pub fn answer(&mut self, a: &DnsAnswer, now: Instant) -> Vec<(IpAddr, Named)> {
-        let messages = match a.transport {
-            DnsTransport::Udp => vec![a.bytes.clone()],
-            DnsTransport::Tcp { seq } => self.streams.segment(a.cookie, seq, &a.bytes, now),
+        let stream;
+        let messages: Vec<&[u8]> = match a.transport {
+            DnsTransport::Udp => vec![&a.bytes],
+            DnsTransport::Tcp { seq } => {
+                stream = self.streams.segment(a.cookie, seq, &a.bytes, now);
+                stream.iter().map(Vec::as_slice).collect()
+            }
         };
         let mut learnt = Vec::new();
         for m in messages {
-            match dns::parse(&m) {
+            match dns::parse(m) {
                 Ok(answer) => {
                     self.answers += 1;
                     let named = Named {
