@@ -246,6 +246,10 @@ pub struct Flow {
     pub first_seen: Duration,
     /// Last activity, CLOCK_BOOTTIME.
     pub last_seen: Duration,
+    /// When the kernel last sent a record of it, CLOCK_BOOTTIME: one sent
+    /// after the ring was last drained is still to be read (or its loss
+    /// counted).
+    pub last_record: Duration,
     /// Bytes received: TCP payload as the kernel counts it, else the
     /// datagrams' bytes as read.
     pub rx_bytes: u64,
@@ -326,22 +330,19 @@ const FLOW_SIZE: usize = std::mem::size_of::<types::leco_flow>();
 const EVENT_SIZE: usize = 16 + FLOW_SIZE + 8;
 
 /// `struct leco_dns`: cookie, ts_ns, cgroup_id, len, tcp_seq, proto, kind,
-/// 6 bytes padding, data.
+/// 6 bytes padding, then `len` bytes of data.
 const DNS_HEAD: usize = 40;
-const DNS_SIZE: usize = DNS_HEAD + DNS_MAX;
+/// `LECO_DNS_SPARE`: zeroed bytes a DNS record carries after its data only
+/// when it would otherwise be [`EVENT_SIZE`] bytes long.
+const DNS_SPARE: usize = 8;
 
 impl Record {
     /// Decodes one ring-buffer record (`struct leco_event` or `struct
-    /// leco_dns` in `leco.h`, told apart by their sizes).
+    /// leco_dns` in `leco.h`: a DNS record is never [`EVENT_SIZE`] bytes
+    /// long).
     pub fn decode(bytes: &[u8]) -> Result<Record, RecordError> {
-        if bytes.len() == DNS_SIZE {
-            return decode_dns(bytes);
-        }
         if bytes.len() != EVENT_SIZE {
-            return Err(RecordError(format!(
-                "{} bytes, expected {EVENT_SIZE}",
-                bytes.len()
-            )));
+            return decode_dns(bytes);
         }
         let u64_at = |at: usize| {
             let mut b = [0u8; 8];
@@ -378,6 +379,12 @@ impl Record {
 }
 
 fn decode_dns(bytes: &[u8]) -> Result<Record, RecordError> {
+    if bytes.len() < DNS_HEAD {
+        return Err(RecordError(format!(
+            "{} bytes: neither a flow's record ({EVENT_SIZE}) nor a DNS answer's",
+            bytes.len()
+        )));
+    }
     let u64_at = |at: usize| u64::from_ne_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
     let u32_at = |at: usize| u32::from_ne_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
     let (proto, kind) = (bytes[32], bytes[33]);
@@ -388,6 +395,14 @@ fn decode_dns(bytes: &[u8]) -> Result<Record, RecordError> {
     if len > DNS_MAX {
         return Err(RecordError(format!(
             "DNS record of {len} bytes, at most {DNS_MAX}"
+        )));
+    }
+    let sent = DNS_HEAD + len;
+    let spared = sent == EVENT_SIZE && bytes.len() == sent + DNS_SPARE;
+    if bytes.len() != sent && !spared {
+        return Err(RecordError(format!(
+            "DNS record of {} bytes for {len} bytes of answer",
+            bytes.len()
         )));
     }
     let transport = match i32::from(proto) {
@@ -458,6 +473,7 @@ impl Flow {
             attempts: raw.attempts,
             first_seen: Duration::from_nanos(raw.first_ns),
             last_seen: Duration::from_nanos(raw.last_ns),
+            last_record: Duration::from_nanos(raw.last_emit_ns),
             rx_bytes: raw.rx_bytes,
             tx_bytes: raw.tx_bytes,
         })
@@ -530,18 +546,25 @@ mod tests {
         assert_eq!(flow.tcp_state, None);
     }
 
-    #[test]
-    fn decodes_dns_answers() {
-        let mut raw = vec![0u8; DNS_SIZE];
+    /// A DNS record as the kernel sends it: `data` after the header, and
+    /// `spare` zeroed bytes.
+    fn dns_record(len: u32, data: &[u8], spare: usize) -> Vec<u8> {
+        let mut raw = vec![0u8; DNS_HEAD];
         raw[0..8].copy_from_slice(&42u64.to_ne_bytes());
         raw[8..16].copy_from_slice(&7_000u64.to_ne_bytes());
         raw[16..24].copy_from_slice(&99u64.to_ne_bytes());
-        raw[24..28].copy_from_slice(&3u32.to_ne_bytes());
+        raw[24..28].copy_from_slice(&len.to_ne_bytes());
         raw[28..32].copy_from_slice(&1234u32.to_ne_bytes());
         raw[32] = libc::IPPROTO_TCP as u8;
         raw[33] = 7;
-        raw[40..43].copy_from_slice(b"abc");
-        let Ok(Record::Dns(a)) = Record::decode(&raw) else {
+        raw.extend_from_slice(data);
+        raw.resize(raw.len() + spare, 0);
+        raw
+    }
+
+    #[test]
+    fn decodes_dns_answers() {
+        let Ok(Record::Dns(a)) = Record::decode(&dns_record(3, b"abc", 0)) else {
             panic!("not a DNS record");
         };
         assert_eq!(
@@ -554,9 +577,29 @@ mod tests {
                 &b"abc"[..]
             )
         );
-        raw[24..28].copy_from_slice(&5000u32.to_ne_bytes());
-        assert!(Record::decode(&raw).is_err(), "a length past the data");
-        assert_ne!(DNS_SIZE, EVENT_SIZE);
+        // The one length a flow's record has too: sent with spare bytes.
+        let n = EVENT_SIZE - DNS_HEAD;
+        let data = vec![b'x'; n];
+        let Ok(Record::Dns(a)) = Record::decode(&dns_record(n as u32, &data, DNS_SPARE)) else {
+            panic!("not a DNS record");
+        };
+        assert_eq!(a.bytes, data);
+        assert_eq!(
+            std::mem::size_of::<types::leco_dns>(),
+            DNS_HEAD + DNS_MAX + DNS_SPARE,
+            "leco.h's struct leco_dns"
+        );
+        for (what, raw) in [
+            ("a length past the data", dns_record(5000, b"abc", 0)),
+            ("a length short of the data", dns_record(2, b"abc", 0)),
+            (
+                "spare bytes where none belong",
+                dns_record(3, b"abc", DNS_SPARE),
+            ),
+            ("shorter than a header", vec![0u8; DNS_HEAD - 1]),
+        ] {
+            assert!(Record::decode(&raw).is_err(), "{what}");
+        }
     }
 
     #[test]

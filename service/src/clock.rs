@@ -36,7 +36,6 @@ impl WallClock {
 }
 
 /// CLOCK_BOOTTIME now.
-#[cfg(test)]
 pub fn boottime() -> Duration {
     now(libc::CLOCK_BOOTTIME)
 }

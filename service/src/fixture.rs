@@ -54,6 +54,7 @@ pub(crate) fn flow(id: u64, key: FlowKey, proto: FlowProto) -> Flow {
         attempts: 0,
         first_seen: Duration::ZERO,
         last_seen: Duration::ZERO,
+        last_record: Duration::ZERO,
         rx_bytes: 0,
         tx_bytes: 0,
     }

@@ -17,7 +17,7 @@ use crate::clock::WallClock;
 use crate::convert::{connection, refresh, EphemeralPorts};
 use crate::enrich::Enricher;
 use crate::names::Names;
-use crate::ring::{Batch, Ring};
+use crate::ring::{Batch, Delivery, Ring};
 use crate::stats::Stats;
 use crate::table::{Change, Counts, Limits, Outcome, Table};
 
@@ -54,6 +54,15 @@ fn change(kind: RecordKind, flow: &Flow) -> Option<Change> {
 /// that arrives this soon after (the kernel may hand over the answer and
 /// the connect in either order when they run on two CPUs).
 const LATE_NAME: Duration = Duration::from_secs(2);
+
+/// Whether the kernel lost records (its ring was full): its table is then
+/// the only account of what they said.
+#[derive(Debug, PartialEq, Eq)]
+enum Lost {
+    Nothing,
+    Records,
+}
+
 /// Connections waiting that long for a name, at most; past that, new
 /// ones do not wait (a storm of connections to unnamed addresses).
 const UNNAMED_MAX: usize = 1_024;
@@ -136,7 +145,7 @@ impl Monitor {
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         // Flows that predate this reader (a restart) are in the kernel's table.
-        self.resync(publisher)?;
+        self.resync_after(&mut ring, publisher).await?;
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -145,18 +154,26 @@ impl Monitor {
                 biased;
                 () = &mut shutdown => break,
                 Some(req) = requests.recv() => self.answer(req),
-                batch = ring.batches.recv() => match batch {
-                    Some(batch) => self.handle(batch?, publisher)?,
+                delivery = ring.batches.recv() => match delivery {
+                    Some(Ok(Delivery::Records(batch))) => self.handle(batch, publisher)?,
+                    Some(Ok(Delivery::CaughtUp)) => {}
+                    Some(Err(e)) => return Err(e),
                     None => return Err(std::io::Error::other("the ring buffer reader stopped")),
                 },
-                _ = tick.tick() => self.tick(publisher)?,
+                _ = tick.tick() => {
+                    if self.tick(publisher)? == Lost::Records {
+                        self.resync_after(&mut ring, publisher).await?;
+                    }
+                }
             }
         }
         // What the kernel recorded up to now, then the final counters:
         // current, not a tick old.
         ring.stop();
-        while let Some(batch) = ring.batches.recv().await {
-            self.handle(batch?, publisher)?;
+        while let Some(delivery) = ring.batches.recv().await {
+            if let Delivery::Records(batch) = delivery? {
+                self.handle(batch, publisher)?;
+            }
         }
         self.publish_sizes();
         Ok(self)
@@ -368,7 +385,8 @@ impl Monitor {
     }
 
     /// Periodic work: wall clock, trailing counters, idle UDP flows, drops.
-    fn tick(&mut self, publisher: &mut impl Publisher) -> std::io::Result<()> {
+    /// Periodic upkeep; whether the kernel lost records since the last.
+    fn tick(&mut self, publisher: &mut impl Publisher) -> std::io::Result<Lost> {
         let now = Instant::now();
         self.wall = WallClock::now();
         // The kernel sends at most one update per interval and none after
@@ -399,6 +417,7 @@ impl Monitor {
         let maps = &self.maps;
         let out = self.table.expire(now, |id, key| last_counts(maps, id, key));
         self.finish(out, publisher)?;
+        let mut lost = Lost::Nothing;
         if let Ok(k) = self.maps.counters() {
             let seen = self
                 .stats
@@ -410,11 +429,12 @@ impl Monitor {
                     "kernel ring buffer was full; records lost, recovering flows from the kernel's table"
                 );
                 self.stats.resyncs.fetch_add(1, Ordering::Relaxed);
-                self.resync(publisher)?;
+                lost = Lost::Records;
             }
         }
         self.publish_sizes();
-        publisher.flush()
+        publisher.flush()?;
+        Ok(lost)
     }
 
     fn publish_sizes(&self) {
@@ -439,11 +459,36 @@ impl Monitor {
         }
     }
 
+    /// [`Monitor::resync`] once every record the ring holds now is
+    /// handled: the kernel wrote them before its table is read, and
+    /// handled after it they would come out of order (a connection
+    /// announced before the DNS answer that names it, a close before the
+    /// record with its last counts).
+    async fn resync_after(
+        &mut self,
+        ring: &mut Ring,
+        publisher: &mut impl Publisher,
+    ) -> std::io::Result<()> {
+        // Records sent after this are read after the table: its flows that
+        // have one are theirs to announce.
+        let cutoff = crate::clock::boottime();
+        ring.catch_up();
+        loop {
+            match ring.batches.recv().await {
+                Some(Ok(Delivery::Records(batch))) => self.handle(batch, publisher)?,
+                Some(Ok(Delivery::CaughtUp)) => break,
+                Some(Err(e)) => return Err(e),
+                None => return Err(std::io::Error::other("the ring buffer reader stopped")),
+            }
+        }
+        self.resync(cutoff, publisher)
+    }
+
     /// Reconciles the table with the kernel's flow table, the truth the
     /// ring buffer only reports on: flows the table lacks are added (their
     /// records were lost, or predate this process), and live connections
     /// the kernel no longer has are closed (their end was lost).
-    fn resync(&mut self, publisher: &mut impl Publisher) -> std::io::Result<()> {
+    fn resync(&mut self, cutoff: Duration, publisher: &mut impl Publisher) -> std::io::Result<()> {
         let now = Instant::now();
         let kernel = self.maps.flows();
         let in_kernel: std::collections::HashSet<u64> = kernel.iter().map(|f| f.id).collect();
@@ -457,8 +502,14 @@ impl Monitor {
         }
         // Flows the kernel has not announced yet (a connect in progress)
         // are its to announce or end: telling them now would make a
-        // connection that never opens look opened.
-        for flow in kernel.iter().filter(|f| f.announced) {
+        // connection that never opens look opened. Those with a record
+        // sent since `cutoff` are the ring's to tell, after what came
+        // before it (the DNS answer that names one); had it been lost,
+        // the loss is counted, and the next resync is later.
+        for flow in kernel
+            .iter()
+            .filter(|f| f.announced && f.last_record <= cutoff)
+        {
             if !self.table.tracks(flow.id) {
                 self.apply(RecordKind::New, flow, now, publisher)?;
             }

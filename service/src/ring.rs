@@ -21,21 +21,38 @@ use nix::sys::eventfd::{EfdFlags, EventFd};
 use tokio::sync::mpsc;
 
 /// Records read and not yet taken by the monitor, at most (one drain may
-/// add what the ring holds, some 1,200, on top): about 0.4 s of a 5,000
-/// connections/s storm, seven times what the ring holds. At 232 bytes a
-/// record, with a vector's slack, that is at most 4.5 MiB, and as much
-/// again for the batch the monitor is handling.
+/// add what the ring holds on top: some 1,400 flows' records, or up to
+/// 4,700 short DNS answers): about 0.4 s of a 5,000 connections/s storm,
+/// six times what the ring holds of flows. At 248 bytes a record, with a
+/// vector's slack, that is at most 6.1 MiB, and as much again for the
+/// batch the monitor is handling.
 pub const MAX_SPOOLED: usize = 8_192;
+
+/// The DNS answers' bytes among them, at most (again with one drain on
+/// top): a flood of answers (a user's own server in a namespace of theirs
+/// can send them as fast as it likes) must not hold 8,192 of 1,232 bytes.
+pub const MAX_SPOOLED_DNS_BYTES: usize = 1 << 20;
 
 /// What one drain of the ring returned.
 pub type Batch = Vec<Result<Record, RecordError>>;
+
+/// What the reading thread sends.
+#[derive(Debug)]
+pub enum Delivery {
+    /// Records, in the order the kernel wrote them.
+    Records(Batch),
+    /// Every record the ring held when [`Ring::catch_up`] asked came in
+    /// the batches before this.
+    CaughtUp,
+}
 
 /// The reading thread, and the batches it sends.
 #[derive(Debug)]
 pub struct Ring {
     /// Batches in the order read; closed once the thread has stopped.
-    pub batches: mpsc::Receiver<io::Result<Batch>>,
+    pub batches: mpsc::Receiver<io::Result<Delivery>>,
     stop: EventFd,
+    catch_up: EventFd,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -52,6 +69,8 @@ impl Ring {
     ) -> io::Result<Ring> {
         let stop = EventFd::from_flags(EfdFlags::EFD_CLOEXEC)?;
         let stopped = stop.as_fd().try_clone_to_owned()?;
+        let catch_up = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?;
+        let asked = catch_up.as_fd().try_clone_to_owned()?;
         // One batch in flight: the thread merges what the monitor has not
         // taken into the next, so that the bound is in records.
         let (tx, batches) = mpsc::channel(1);
@@ -62,7 +81,9 @@ impl Ring {
                     reader,
                     tx,
                     stopped,
+                    asked,
                     spooled: Vec::new(),
+                    dns_bytes: 0,
                 };
                 if let Err(e) = reading.run(wakeup_latency, idle_poll) {
                     // The monitor may have gone already; then nobody cares.
@@ -72,8 +93,17 @@ impl Ring {
         Ok(Ring {
             batches,
             stop,
+            catch_up,
             thread: Some(thread),
         })
+    }
+
+    /// Asks the thread to send what the ring holds now, then
+    /// [`Delivery::CaughtUp`]: what the kernel wrote before this call is
+    /// then in hand, and its tables can be read in order with it.
+    pub fn catch_up(&self) {
+        // Only fails if the counter would overflow: the thread resets it.
+        let _ = self.catch_up.write(1);
     }
 
     /// Asks the thread to drain once more, send what it has and stop; the
@@ -98,9 +128,20 @@ impl Drop for Ring {
 /// The reading thread's state.
 struct Reading {
     reader: RecordReader,
-    tx: mpsc::Sender<io::Result<Batch>>,
+    tx: mpsc::Sender<io::Result<Delivery>>,
     stopped: OwnedFd,
+    asked: OwnedFd,
     spooled: Batch,
+    /// The DNS answers' bytes in `spooled`.
+    dns_bytes: usize,
+}
+
+/// Why the reading thread woke.
+enum Woken {
+    Stop,
+    CatchUp,
+    /// Records, or the timeout.
+    Other,
 }
 
 /// Whether the monitor is still there to take records.
@@ -124,12 +165,25 @@ impl Reading {
             // drain that found some, or while the monitor has not taken
             // them, look again that much later. The idle look is a safety
             // net for records that came just after a drain.
-            let stop = self.wait(if behind { lingering } else { idle })?;
+            let woken = self.wait(if behind { lingering } else { idle })?;
             let found = self.drain()?;
-            if stop {
-                // Everything the ring holds now, however many spools.
-                while self.flush_blocking() == Taken::Yes && self.drain()? > 0 {}
-                return Ok(());
+            match woken {
+                Woken::Stop => {
+                    // Everything the ring holds now, however many spools.
+                    while self.flush_blocking() == Taken::Yes && self.drain()? > 0 {}
+                    return Ok(());
+                }
+                Woken::CatchUp => {
+                    // The drain above may have stopped at a full spool.
+                    if self.flush_blocking() == Taken::Gone
+                        || (self.drain()? > 0 && self.flush_blocking() == Taken::Gone)
+                        || self.tx.blocking_send(Ok(Delivery::CaughtUp)).is_err()
+                    {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                Woken::Other => {}
             }
             if self.hand_over() == Taken::Gone {
                 return Ok(());
@@ -138,11 +192,12 @@ impl Reading {
         }
     }
 
-    /// Waits up to `timeout` for records or the stop; whether it was the stop.
-    fn wait(&self, timeout: PollTimeout) -> io::Result<bool> {
+    /// Waits up to `timeout` for records, the stop or a catch-up.
+    fn wait(&self, timeout: PollTimeout) -> io::Result<Woken> {
         let mut fds = [
             PollFd::new(self.reader.as_fd(), PollFlags::POLLIN),
             PollFd::new(self.stopped.as_fd(), PollFlags::POLLIN),
+            PollFd::new(self.asked.as_fd(), PollFlags::POLLIN),
         ];
         loop {
             match poll(&mut fds, timeout) {
@@ -151,18 +206,40 @@ impl Reading {
                 Err(e) => return Err(io::Error::from(e)),
             }
         }
-        Ok(fds[1].revents().is_some_and(|r| !r.is_empty()))
+        let woke = |i: usize| fds[i].revents().is_some_and(|r| !r.is_empty());
+        if woke(1) {
+            return Ok(Woken::Stop);
+        }
+        // Non-blocking: a read that finds nothing is a spurious wake.
+        if woke(2) && nix::unistd::read(&self.asked, &mut [0u8; 8]).is_ok() {
+            return Ok(Woken::CatchUp);
+        }
+        Ok(Woken::Other)
     }
 
     /// Moves what the ring holds into the spool, unless the spool is full:
     /// then the records stay in the ring. How many it moved.
     fn drain(&mut self) -> io::Result<usize> {
-        if self.spooled.len() >= MAX_SPOOLED {
+        if self.full() {
             return Ok(0);
         }
-        self.reader
+        let before = self.spooled.len();
+        let n = self
+            .reader
             .drain(&mut self.spooled)
-            .map_err(io::Error::other)
+            .map_err(io::Error::other)?;
+        self.dns_bytes += self.spooled[before..]
+            .iter()
+            .map(|r| match r {
+                Ok(Record::Dns(a)) => a.bytes.len(),
+                _ => 0,
+            })
+            .sum::<usize>();
+        Ok(n)
+    }
+
+    fn full(&self) -> bool {
+        self.spooled.len() >= MAX_SPOOLED || self.dns_bytes >= MAX_SPOOLED_DNS_BYTES
     }
 
     /// Sends the spool if the monitor has room for it; waits for room only
@@ -171,12 +248,12 @@ impl Reading {
         if self.spooled.is_empty() {
             return Taken::Yes;
         }
-        if self.spooled.len() >= MAX_SPOOLED {
+        if self.full() {
             return self.flush_blocking();
         }
         match self.tx.try_reserve() {
             Ok(permit) => {
-                permit.send(Ok(std::mem::take(&mut self.spooled)));
+                permit.send(Ok(take(&mut self.spooled, &mut self.dns_bytes)));
                 Taken::Yes
             }
             Err(mpsc::error::TrySendError::Full(())) => Taken::Yes,
@@ -188,11 +265,19 @@ impl Reading {
         if self.spooled.is_empty() {
             return Taken::Yes;
         }
-        match self.tx.blocking_send(Ok(std::mem::take(&mut self.spooled))) {
+        let spool = take(&mut self.spooled, &mut self.dns_bytes);
+        match self.tx.blocking_send(Ok(spool)) {
             Ok(()) => Taken::Yes,
             Err(_) => Taken::Gone,
         }
     }
+}
+
+/// The spool (and its count of DNS bytes), emptied. Not a method: the
+/// sender's permit borrows the thread's state meanwhile.
+fn take(spooled: &mut Batch, dns_bytes: &mut usize) -> Delivery {
+    *dns_bytes = 0;
+    Delivery::Records(std::mem::take(spooled))
 }
 
 #[cfg(test)]
@@ -202,10 +287,15 @@ mod tests {
     #[test]
     fn the_spool_fits_its_documented_bound() {
         // README, "What the service holds at most": the spool and the batch
-        // being handled, each at most MAX_SPOOLED records.
+        // being handled, each at most MAX_SPOOLED records and
+        // MAX_SPOOLED_DNS_BYTES of answers, plus one ring's worth.
         let record = std::mem::size_of::<Result<Record, RecordError>>();
-        // A 256 KiB ring of 184-byte records, and a vector's doubling.
-        let most = (MAX_SPOOLED + (256 << 10) / 184) * record * 2;
-        assert!(most <= 9 << 19, "{record} bytes a record: {most} bytes");
+        // A 256 KiB ring of DNS records of the shortest kind (a 40-byte
+        // head, a 2-byte message, rounded up to 8, and the ring's own
+        // 8-byte head), and a vector's doubling.
+        let ring = 256 << 10;
+        let most = (MAX_SPOOLED + ring / 56) * record * 2;
+        assert!(most <= 61 << 17, "{record} bytes a record: {most} bytes");
+        assert!(MAX_SPOOLED_DNS_BYTES + ring <= 5 << 18);
     }
 }

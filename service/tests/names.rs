@@ -9,7 +9,7 @@ mod common;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::process::Command;
 use std::time::Duration;
@@ -17,7 +17,7 @@ use std::time::Duration;
 use common::Service;
 use leco_testkit::dns::{self, Qtype, Rec, Responder, Sink, Via};
 use leco_testkit::netns::{self, Netns};
-use leco_testkit::{require_root, spawn_named, ScratchCgroup};
+use leco_testkit::{pin_to_cpu, require_root, spawn_named, usable_cpus, ScratchCgroup};
 use serde_json::Value;
 
 fn ip(args: &[&str]) {
@@ -69,6 +69,10 @@ fn dns_answers_name_the_connections_made_to_them() {
     if !require_root("dns_answers_name_the_connections_made_to_them") {
         return;
     }
+    // On one CPU the service starts reading while the children already
+    // resolve and connect: the flows its first look at the kernel's table
+    // finds are told after the answers the ring holds, not before them.
+    pin_to_cpu(0).expect("pin to CPU 0");
     let ns = Netns::create("ltnames");
     for addr in [
         "198.51.100.7/32",
@@ -284,6 +288,137 @@ fn an_answer_read_just_after_the_connect_names_it_too() {
     assert_eq!(
         seen.first().map(|v| v["remote_name"].clone()),
         Some(Value::Null)
+    );
+    drop(sink);
+}
+
+/// On loopback a DNS server on another CPU can answer before the query's
+/// send call has returned, so before the send's own hook has made the
+/// flow: the answer's arrival makes it, still the asker's outgoing flow,
+/// and the answer is read. Without that, such a query showed as an
+/// incoming flow of nobody and its connection went unnamed (some 1 in
+/// 300 queries here).
+#[test]
+fn answers_faster_than_their_querys_send_call_are_read() {
+    const TEST: &str = "answers_faster_than_their_querys_send_call_are_read";
+    if !require_root(TEST) {
+        return;
+    }
+    if usable_cpus() < 2 {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{TEST} needs two CPUs, and CI must run every test"
+        );
+        eprintln!("\n*** SKIPPED {TEST}: needs two CPUs (the asker and the server) ***\n");
+        return;
+    }
+    const N: usize = 2_000;
+    let ns = Netns::create("ltnames-fast");
+    // Every address of 10.99/16 is the namespace's own (no address each).
+    ip(&[
+        "-n",
+        ns.name(),
+        "route",
+        "add",
+        "local",
+        "10.99.0.0/16",
+        "dev",
+        "lo",
+    ]);
+    let addr = |i: usize| Ipv4Addr::new(10, 99, (i >> 8) as u8, i as u8);
+    let zone = (0..N)
+        .map(|i| (format!("q{i}.leco.test"), Rec::A(addr(i), 300)))
+        .collect();
+    let _dns = Responder::start_pinned(ns.name(), zone, 1);
+    let sink = Sink::start(ns.name());
+    let port = sink.port();
+    let mut svc = Service::start(&["--standalone", "--json"]);
+    let n = ns.name().to_owned();
+    let mut child = spawn_named("leco-t-fast", move |p| {
+        if pin_to_cpu(0).is_err() || netns::join(&n).is_err() {
+            return 1;
+        }
+        let mut answered = Vec::with_capacity(N);
+        for i in 0..N {
+            match dns::resolve(
+                SocketAddr::from(SERVER),
+                &format!("q{i}.leco.test"),
+                Qtype::A,
+                Via::Udp,
+            ) {
+                Ok(a) if a.len() == 1 => answered.push(a[0]),
+                _ => return 2,
+            }
+            // Paced: the records of a burst fit the kernel's ring.
+            if i % 16 == 15 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        for (i, a) in answered.into_iter().enumerate() {
+            if TcpStream::connect_timeout(&SocketAddr::new(a, port), Duration::from_secs(5))
+                .is_err()
+            {
+                return 3;
+            }
+            if i % 16 == 15 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        p.send(N as u64);
+        0
+    });
+    assert_eq!(child.recv(), N as u64, "the child resolved and connected");
+    let pid = child.pid();
+    let (mut queries, mut raced, mut inbound) = (HashMap::new(), 0, Vec::new());
+    let mut names: HashMap<String, Value> = HashMap::new();
+    let done = svc.follow_json(Duration::from_secs(30), |v| {
+        if v["pid"] != pid {
+            return false;
+        }
+        match (v["proto"].as_str(), v["remote_port"].as_u64()) {
+            (Some("udp"), Some(53)) => {
+                if v["direction"] != "out" {
+                    inbound.push(v.clone());
+                }
+                if v["kind"] == "new" && v["tx_bytes"] == 0 {
+                    raced += 1;
+                }
+                queries.insert(v["id"].clone(), ());
+            }
+            (Some("tcp"), Some(p)) if p == u64::from(port) && v["kind"] == "new" => {
+                let remote = v["remote_addr"].as_str().unwrap_or("").to_owned();
+                names.insert(remote, v["remote_name"].clone());
+            }
+            _ => {}
+        }
+        names.len() == N
+    });
+    assert_eq!(child.wait(), 0);
+    let (code, err) = svc.terminate();
+    assert_eq!(code, 0, "{err:#?}");
+    eprintln!("{TEST}: {raced} of {N} answers came before their query's send returned");
+    let counters = err
+        .iter()
+        .find(|l| l.contains("final counters"))
+        .expect("counters");
+    assert!(
+        counters.contains("ringbuf_drops=0"),
+        "records were lost: {counters}"
+    );
+    assert!(done, "{} of {N} connections seen", names.len());
+    assert!(
+        inbound.is_empty(),
+        "queries shown as incoming: {inbound:#?}"
+    );
+    assert_eq!(queries.len(), N, "one flow per query");
+    let unnamed: Vec<_> = (0..N)
+        .filter(|&i| names[&addr(i).to_string()] != format!("q{i}.leco.test").as_str())
+        .collect();
+    assert!(
+        unnamed.is_empty(),
+        "{} connections unnamed, e.g. {:?}",
+        unnamed.len(),
+        &unnamed[..unnamed.len().min(5)]
     );
     drop(sink);
 }

@@ -235,6 +235,17 @@ pub struct Responder {
 impl Responder {
     /// Starts answering from `zone` in namespace `ns` (its name).
     pub fn start(ns: &str, zone: Zone) -> Responder {
+        Responder::start_on(ns, zone, None)
+    }
+
+    /// As [`Responder::start`], its UDP answers sent from CPU `cpu` at a
+    /// real-time priority: from a CPU of its own, an answer can reach the
+    /// asking socket before the asker's send call has returned.
+    pub fn start_pinned(ns: &str, zone: Zone, cpu: usize) -> Responder {
+        Responder::start_on(ns, zone, Some(cpu))
+    }
+
+    fn start_on(ns: &str, zone: Zone, cpu: Option<usize>) -> Responder {
         let zone = Arc::new(zone);
         let stop = Arc::new(AtomicBool::new(false));
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, 53));
@@ -250,6 +261,14 @@ impl Responder {
                 }
                 match via {
                     Via::Udp => {
+                        if let Some(cpu) = cpu {
+                            if let Err(e) =
+                                crate::pin_to_cpu(cpu).and_then(|()| crate::make_realtime())
+                            {
+                                let _ = ready_tx.send(Err(e));
+                                return;
+                            }
+                        }
                         let s = match UdpSocket::bind(addr) {
                             Ok(s) => s,
                             Err(e) => {

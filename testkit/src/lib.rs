@@ -305,6 +305,42 @@ pub fn run_to_exit(command: &mut Command, limit: std::time::Duration) -> (Option
     (status.code(), text.trim_end_matches('\n').to_owned())
 }
 
+/// Keeps the calling thread (and the threads and processes it starts
+/// after) on CPU `cpu` only: tests that need two tasks to take turns on
+/// one CPU, or to run side by side on two.
+pub fn pin_to_cpu(cpu: usize) -> io::Result<()> {
+    // SAFETY: cpu_set_t is plain data, set up by the CPU_* helpers.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `cpu` is checked against the set's size.
+    unsafe {
+        if cpu >= 8 * std::mem::size_of::<libc::cpu_set_t>() {
+            return Err(io::Error::other(format!("no CPU {cpu}")));
+        }
+        libc::CPU_SET(cpu, &mut set);
+    }
+    // SAFETY: pid 0 is the calling thread; `set` outlives the call.
+    if unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Gives the calling thread a real-time priority (SCHED_FIFO): it runs the
+/// moment it is woken, ahead of every ordinary task of its CPU.
+pub fn make_realtime() -> io::Result<()> {
+    let param = libc::sched_param { sched_priority: 10 };
+    // SAFETY: pid 0 is the calling thread; `param` outlives the call.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The CPUs this process may run on.
+pub fn usable_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
 /// A local port nobody listens on: bound, then released.
 pub fn closed_port(v6: bool) -> u16 {
     let addr = if v6 { "[::1]:0" } else { "127.0.0.1:0" };

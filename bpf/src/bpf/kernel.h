@@ -122,6 +122,14 @@ typedef struct {
 	struct net *net;
 } __attribute__((preserve_access_index)) possible_net_t;
 
+struct nsproxy {
+	struct net *net_ns;
+} __attribute__((preserve_access_index));
+
+struct task_struct {
+	struct nsproxy *nsproxy;
+} __attribute__((preserve_access_index));
+
 /* The kernel nests these in anonymous unions; libbpf matches named members
  * through anonymous ones, so a flat declaration relocates the same. */
 struct sock_common {

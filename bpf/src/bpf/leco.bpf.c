@@ -144,6 +144,38 @@ struct {
 	__type(value, struct leco_flow);
 } blocked_in SEC(".maps");
 
+/* Where a DNS answer is put together before it is sent up: as long as the
+ * message (some 100 bytes), not the 1,272 bytes a reserved record would
+ * take of the ring. Softirq does not nest on a CPU, so one per CPU does. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct leco_dns);
+} dns_scratch SEC(".maps");
+
+/*
+ * The DNS server a UDP socket last asked (a send or connect to port 53),
+ * and who asked, kept with the socket. On loopback the answer can reach
+ * the socket before the query's send returns, and so before the send's
+ * own hook has made the flow: the answer's arrival makes it from here, an
+ * outgoing flow of the asker (not an incoming one of nobody), and the
+ * answer is read. Port 53 only: other sockets never get this storage.
+ */
+struct leco_dns_ask {
+	struct leco_owner owner;
+	__u8 addr[16]; /* the server, as the socket's flow keys name it */
+	__u32 netns;
+	__u32 ready; /* written last */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct leco_dns_ask);
+} dns_asks SEC(".maps");
+
 /*
  * The error a TCP connect failed with, as the program took it with
  * getsockopt(SO_ERROR) (every event loop does): taking it clears it from
@@ -1078,6 +1110,40 @@ static __always_inline __u8 cgroup_verdict(void)
 	return bpf_get_retval() < 0 ? LECO_R_CGROUP : LECO_R_NONE;
 }
 
+/* A UDP send or connect of `ctx` to port 53: the socket asks that server
+ * (see dns_asks). Every other call returns at the compares. */
+static __always_inline void note_dns_ask(struct bpf_sock_addr *ctx, bool v6)
+{
+	struct task_struct *t;
+	struct leco_dns_ask *a;
+	__u32 ip[4] = {};
+
+	if ((__u16)ctx->user_port != bpf_htons(53) || ctx->protocol != IPPROTO_UDP)
+		return;
+	a = bpf_sk_storage_get(&dns_asks, ctx->sk, NULL, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!a)
+		return;
+	if (v6) {
+		ip[0] = ctx->user_ip6[0];
+		ip[1] = ctx->user_ip6[1];
+		ip[2] = ctx->user_ip6[2];
+		ip[3] = ctx->user_ip6[3];
+	} else if (ctx->family == AF_INET6) {
+		/* An IPv6 socket sending to an IPv4 address: its flows name
+		 * the peer IPv4-mapped. */
+		ip[2] = bpf_htonl(0xffff);
+		ip[3] = ctx->user_ip4;
+	} else {
+		ip[0] = ctx->user_ip4;
+	}
+	__sync_lock_test_and_set(&a->ready, 0);
+	owner_from_current(&a->owner);
+	__builtin_memcpy(a->addr, ip, sizeof(a->addr));
+	t = bpf_get_current_task_btf();
+	a->netns = t->nsproxy->net_ns->ns.inum;
+	__sync_lock_test_and_set(&a->ready, 1);
+}
+
 static __always_inline int remember_peer4(struct bpf_sock_addr *ctx)
 {
 	struct leco_peer *p = peer_slot();
@@ -1121,6 +1187,7 @@ int on_sendmsg4(struct bpf_sock_addr *ctx)
 {
 	if (hooks_only)
 		return 1;
+	note_dns_ask(ctx, false);
 	return remember_peer4(ctx);
 }
 
@@ -1129,6 +1196,7 @@ int on_sendmsg6(struct bpf_sock_addr *ctx)
 {
 	if (hooks_only)
 		return 1;
+	note_dns_ask(ctx, true);
 	return remember_peer6(ctx);
 }
 
@@ -1202,12 +1270,27 @@ static __always_inline bool udp_sender(struct __sk_buff *skb, __u32 family,
 	return true;
 }
 
+/* What socket `sk` asked the DNS server `key` names, if it did. */
+static __always_inline struct leco_dns_ask *asked(struct bpf_sock *sk,
+						  const struct leco_flow_key *key)
+{
+	struct leco_dns_ask *a = bpf_sk_storage_get(&dns_asks, sk, NULL, 0);
+	__u64 want[2], have[2];
+
+	if (!a || !a->ready)
+		return NULL;
+	__builtin_memcpy(want, key->raddr, sizeof(want));
+	__builtin_memcpy(have, a->addr, sizeof(have));
+	return want[0] == have[0] && want[1] == have[1] ? a : NULL;
+}
+
 /* A datagram of `len` payload bytes from `key`'s peer reached socket `sk`. */
 static __always_inline void udp_arrival(struct __sk_buff *skb, struct bpf_sock *sk,
 					struct leco_flow_key *key, __u64 len)
 {
 	__u64 now = bpf_ktime_get_boot_ns();
 	struct leco_flow *f = bpf_map_lookup_elem(&flows, key);
+	struct leco_dns_ask *a;
 	struct leco_udp_sock *s;
 	__u32 owner;
 
@@ -1250,7 +1333,13 @@ static __always_inline void udp_arrival(struct __sk_buff *skb, struct bpf_sock *
 		nf.rport = key->rport;
 		nf.direction = LECO_DIR_IN;
 		nf.rx_bytes = len;
-		if (owner) {
+		if (key->rport == 53 && (a = asked(sk, key))) {
+			/* A DNS answer faster than its query's send call. */
+			__builtin_memcpy(&nf.owner, &a->owner, sizeof(nf.owner));
+			nf.netns = a->netns;
+			nf.direction = LECO_DIR_OUT;
+			nf.flags = LECO_F_ANNOUNCED;
+		} else if (owner) {
 			__builtin_memcpy(&nf.owner, &s->owner, sizeof(nf.owner));
 			nf.netns = s->netns;
 			nf.flags = LECO_F_ANNOUNCED;
@@ -1309,7 +1398,8 @@ static __always_inline void dns_answer(struct __sk_buff *skb, __u64 cookie, __u6
 				       __u32 off, __u8 proto, __u32 seq)
 {
 	struct leco_dns *d;
-	__u32 len;
+	__u32 zero = 0;
+	__u32 len, size;
 
 	if (skb->len <= off)
 		return;
@@ -1318,23 +1408,14 @@ static __always_inline void dns_answer(struct __sk_buff *skb, __u64 cookie, __u6
 		len = LECO_DNS_MAX;
 	if (len < 2)
 		return;
-	d = bpf_ringbuf_reserve(&events, sizeof(*d), 0);
-	if (!d) {
-		__sync_fetch_and_add(&ringbuf_drops, 1);
+	d = bpf_map_lookup_elem(&dns_scratch, &zero);
+	if (!d)
 		return;
-	}
-	/* Every byte sent is written: the ring's memory holds older records.
-	 * clang expands a memset inline only up to 512 bytes, and would merge
-	 * neighbouring ones again but for the barriers. */
+	if (bpf_skb_load_bytes(skb, off, d->data, len))
+		return;
+	/* Every byte sent is written: the scratch holds this CPU's last one. */
+	__builtin_memset(d->data + len, 0, LECO_DNS_SPARE);
 	__builtin_memset(d, 0, offsetof(struct leco_dns, data));
-	for (int i = 0; i < 4; i++) {
-		__builtin_memset(d->data + i * (LECO_DNS_MAX / 4), 0, LECO_DNS_MAX / 4);
-		asm volatile("" ::: "memory");
-	}
-	if (bpf_skb_load_bytes(skb, off, d->data, len)) {
-		bpf_ringbuf_discard(d, 0);
-		return;
-	}
 	d->cookie = cookie;
 	d->ts_ns = bpf_ktime_get_boot_ns();
 	d->cgroup_id = cgroup_id;
@@ -1342,17 +1423,26 @@ static __always_inline void dns_answer(struct __sk_buff *skb, __u64 cookie, __u6
 	d->tcp_seq = seq;
 	d->proto = proto;
 	d->kind = LECO_DNS;
-	bpf_ringbuf_submit(d, wakeup_flag(d->ts_ns));
+	/* As long as the message, but never as long as a struct leco_event:
+	 * user space tells the two apart by their sizes. */
+	size = offsetof(struct leco_dns, data) + len;
+	if (size == sizeof(struct leco_event))
+		size += LECO_DNS_SPARE;
+	if (size > sizeof(*d))
+		return; /* never: for the verifier */
+	if (bpf_ringbuf_output(&events, d, size, wakeup_flag(d->ts_ns)))
+		__sync_fetch_and_add(&ringbuf_drops, 1);
 }
 
 /* A datagram from port 53 (`key`'s peer) reached its socket, its payload
  * at `off`: an answer, if the socket's flow to that server sent it
- * something. */
+ * something or is on its way to (an outgoing flow, made by the answer's
+ * own arrival from the socket's ask). */
 static __always_inline void udp_dns(struct __sk_buff *skb, struct leco_flow_key *key, __u32 off)
 {
 	struct leco_flow *f = bpf_map_lookup_elem(&flows, key);
 
-	if (f && f->tx_bytes && f->owner.tgid)
+	if (f && f->owner.tgid && (f->tx_bytes || f->direction == LECO_DIR_OUT))
 		dns_answer(skb, key->cookie, f->owner.cgroup_id, off, IPPROTO_UDP, 0);
 }
 
@@ -1883,6 +1973,7 @@ int on_connect4(struct bpf_sock_addr *ctx)
 {
 	if (hooks_only)
 		return 1;
+	note_dns_ask(ctx, false);
 	return denied_connect(ctx, false);
 }
 
@@ -1891,6 +1982,7 @@ int on_connect6(struct bpf_sock_addr *ctx)
 {
 	if (hooks_only)
 		return 1;
+	note_dns_ask(ctx, true);
 	return denied_connect(ctx, true);
 }
 

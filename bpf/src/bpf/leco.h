@@ -124,10 +124,16 @@ struct leco_event {
  * cut (its first answers are kept); a longer TCP segment too. */
 #define LECO_DNS_MAX 1232
 
+/* Zeroed bytes after a DNS message, sent only when the record would
+ * otherwise be exactly as long as a struct leco_event. */
+#define LECO_DNS_SPARE 8
+
 /* A DNS answer (source port 53) that reached a socket which had asked
  * that server: a UDP datagram whole, or one TCP segment of a DNS stream
  * (user space puts them together by sequence number). Sent rarely, so a
- * record of its own, told from struct leco_event by its size. */
+ * record of its own, as long as its message (data[len]; LECO_DNS_SPARE
+ * more where that length would be sizeof(struct leco_event)), told from
+ * struct leco_event by its size. */
 struct leco_dns {
 	__u64 cookie;    /* the asking socket */
 	__u64 ts_ns;     /* CLOCK_BOOTTIME when it arrived */
@@ -137,7 +143,7 @@ struct leco_dns {
 	__u8 proto;      /* IPPROTO_UDP or IPPROTO_TCP */
 	__u8 kind;       /* LECO_DNS */
 	__u8 _pad[6];
-	__u8 data[LECO_DNS_MAX];
+	__u8 data[LECO_DNS_MAX + LECO_DNS_SPARE];
 };
 
 /* Owner of a listening TCP socket, so an accepted flow has an owner before the
