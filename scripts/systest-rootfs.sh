@@ -49,11 +49,13 @@ work=$(mktemp -d "$cache/build.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 echo "systest-rootfs: debootstrap bookworm from $mirror (about a minute, once)" >&2
 # systemd + dbus: the booted system under test; libpam/libnss-systemd:
-# DynamicUser and logins; bpftool: to look at loaded programs from inside.
+# DynamicUser and logins; bpftool: to look at loaded programs from inside;
+# systemd-resolved: the lookups leco names connections from (never installed
+# on the host: only in this root filesystem).
 # Everything else the test uses (bash's /dev/tcp, systemd-socket-activate,
 # setpriv, useradd, busctl) is already in minbase or systemd.
 if ! debootstrap --variant=minbase \
-  --include=systemd,systemd-sysv,dbus,libpam-systemd,libnss-systemd,bpftool \
+  --include=systemd,systemd-sysv,dbus,libpam-systemd,libnss-systemd,bpftool,systemd-resolved \
   bookworm "$work/root" "$mirror" >"$work/log" 2>&1; then
   tail -n 30 "$work/log" >&2
   echo "systest-rootfs: debootstrap failed (full log above, last lines)" >&2

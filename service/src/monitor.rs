@@ -11,12 +11,14 @@ use std::time::{Duration, Instant};
 
 use leco_bpf::{DnsAnswer, Flow, FlowProto, KernelMaps, Record, RecordKind, RecordReader};
 use leco_proto::{Connection, Direction, EventKind};
+use tokio::sync::mpsc;
 
 use crate::bus::Request;
 use crate::clock::WallClock;
 use crate::convert::{connection, refresh, EphemeralPorts};
 use crate::enrich::Enricher;
-use crate::names::Names;
+use crate::names::resolved::News;
+use crate::names::{Named, Names};
 use crate::ring::{Batch, Delivery, Ring};
 use crate::stats::Stats;
 use crate::table::{Change, Counts, Limits, Outcome, Table};
@@ -111,6 +113,8 @@ pub struct Monitor {
     /// By remote address: an answer looks up only its own addresses.
     unnamed: HashMap<IpAddr, Vec<Unnamed>>,
     unnamed_len: usize,
+    /// News from systemd-resolved, if it is followed.
+    resolved: Option<mpsc::Receiver<News>>,
 }
 
 impl Monitor {
@@ -127,7 +131,14 @@ impl Monitor {
             names: Names::default(),
             unnamed: HashMap::new(),
             unnamed_len: 0,
+            resolved: None,
         }
+    }
+
+    /// Learns names from systemd-resolved's news too (see
+    /// [`crate::names::resolved::follow`]).
+    pub fn follow_resolved(&mut self, news: mpsc::Receiver<News>) {
+        self.resolved = Some(news);
     }
 
     /// Runs until `shutdown` completes or the publisher fails, answering
@@ -147,6 +158,7 @@ impl Monitor {
         // Flows that predate this reader (a restart) are in the kernel's table.
         self.resync_after(&mut ring, publisher).await?;
         tokio::pin!(shutdown);
+        let mut resolved = self.resolved.take();
         loop {
             tokio::select! {
                 // Questions first: under a storm there are always events
@@ -154,6 +166,12 @@ impl Monitor {
                 biased;
                 () = &mut shutdown => break,
                 Some(req) = requests.recv() => self.answer(req),
+                news = next_news(&mut resolved) => {
+                    let now = Instant::now();
+                    let learnt = self.names.resolved(news, now);
+                    self.name_waiting(learnt, now, publisher)?;
+                    publisher.flush()?;
+                }
                 delivery = ring.batches.recv() => match delivery {
                     Some(Ok(Delivery::Records(batch))) => self.handle(batch, publisher)?,
                     Some(Ok(Delivery::CaughtUp)) => {}
@@ -295,6 +313,17 @@ impl Monitor {
         publisher: &mut impl Publisher,
     ) -> std::io::Result<()> {
         let learnt = self.names.answer(answer, now);
+        self.name_waiting(learnt, now, publisher)
+    }
+
+    /// Names just learnt: given to the connections made a moment ago to
+    /// their addresses without one.
+    fn name_waiting(
+        &mut self,
+        learnt: Vec<(IpAddr, Named)>,
+        now: Instant,
+        publisher: &mut impl Publisher,
+    ) -> std::io::Result<()> {
         for (addr, _) in learnt {
             let Some(waiting) = self.unnamed.remove(&addr) else {
                 continue;
@@ -447,6 +476,8 @@ impl Monitor {
         s.dns_answers.store(self.names.answers, Ordering::Relaxed);
         s.dns_unreadable
             .store(self.names.unreadable, Ordering::Relaxed);
+        s.resolved_lookups
+            .store(self.names.resolved, Ordering::Relaxed);
         s.names.store(self.names.known() as u64, Ordering::Relaxed);
     }
 
@@ -516,4 +547,15 @@ impl Monitor {
         }
         publisher.flush()
     }
+}
+
+/// The next news from systemd-resolved; never, once it is not followed.
+async fn next_news(news: &mut Option<mpsc::Receiver<News>>) -> News {
+    if let Some(rx) = news {
+        if let Some(n) = rx.recv().await {
+            return n;
+        }
+    }
+    *news = None;
+    std::future::pending().await
 }

@@ -30,6 +30,8 @@ pub struct Stats {
     /// DNS answers read (names learnt from), and those that could not be.
     pub dns_answers: AtomicU64,
     pub dns_unreadable: AtomicU64,
+    /// Lookups systemd-resolved reported.
+    pub resolved_lookups: AtomicU64,
     /// Names known, machine-wide.
     pub names: AtomicU64,
 }
@@ -40,7 +42,8 @@ impl Stats {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         format!(
             "events={} signals={} coalesced={} ringbuf_drops={} decode_errors={} resyncs={} \
-             tracked={} backlog={} evicted={} dns_answers={} dns_unreadable={} names={}",
+             tracked={} backlog={} evicted={} dns_answers={} dns_unreadable={} resolved_lookups={} \
+             names={}",
             g(&self.events),
             g(&self.signals),
             g(&self.coalesced),
@@ -52,6 +55,7 @@ impl Stats {
             g(&self.evicted),
             g(&self.dns_answers),
             g(&self.dns_unreadable),
+            g(&self.resolved_lookups),
             g(&self.names),
         )
     }

@@ -437,6 +437,204 @@ impl Drop for Container {
     }
 }
 
+/// Points the container's systemd-resolved at a DNS server on its own
+/// 127.0.0.1 (the test's responder), and nothing else.
+fn configure_resolved(root: &Path) {
+    let dir = root.join("etc/systemd/resolved.conf.d");
+    fs::create_dir_all(&dir).expect("resolved.conf.d");
+    fs::write(
+        dir.join("leco-test.conf"),
+        "[Resolve]\nDNS=127.0.0.1\nDomains=~.\nLLMNR=no\nMulticastDNS=no\nDNSSEC=no\n\
+         DNSOverTLS=no\nCache=yes\n",
+    )
+    .expect("resolved drop-in");
+}
+
+/// The container's network namespace under a name of /run/netns (so the
+/// test's DNS responder can join it), removed when dropped.
+struct AttachedNetns(String);
+
+impl AttachedNetns {
+    fn attach(c: &Container) -> AttachedNetns {
+        let name = format!("leco-systest-{}", std::process::id());
+        check(
+            "ip netns attach",
+            &run(Command::new("ip").args(["netns", "attach", &name, &c.leader.to_string()])),
+        );
+        AttachedNetns(name)
+    }
+}
+
+impl Drop for AttachedNetns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "delete", &self.0])
+            .status();
+    }
+}
+
+/// Names from systemd-resolved's own account of its lookups: a lookup
+/// through it (`resolvectl query`: no DNS on the wire from the program), a
+/// connection to the address, named `resolved`, after resolved restarted
+/// (leco's subscription ends with it; `run` exits to be started again, and
+/// `load` subscribes anew); and a lookup served from resolved's cache
+/// (after leco restarted, so it knew nothing of the name).
+fn resolved_names(c: &Container) {
+    use leco_testkit::dns::{Rec, Responder};
+    let ns = AttachedNetns::attach(c);
+    let a = |s: &str| Rec::A(s.parse().expect("IPv4"), 300);
+    let zone = vec![
+        ("web.leco.test".to_string(), a("198.51.100.7")),
+        ("cached.leco.test".to_string(), a("198.51.100.8")),
+    ];
+    let _dns = Responder::start(&ns.0, zone);
+    // From the host: the container has no iproute2.
+    for a in ["198.51.100.7/32", "198.51.100.8/32"] {
+        check(
+            "an address for the answers",
+            &run(Command::new("ip").args(["-n", &ns.0, "addr", "add", a, "dev", "lo"])),
+        );
+    }
+    // Resolved answers only while some link is routable ("Network is
+    // down" else): a veth pair with both ends in the container, and a
+    // default route to its other end (no dummy module here).
+    for args in [
+        "link add lecoveth0 type veth peer name lecoveth1",
+        "link set lecoveth0 up",
+        "link set lecoveth1 up",
+        "addr add 192.0.2.1/24 dev lecoveth0",
+        "route add default via 192.0.2.2 dev lecoveth0",
+    ] {
+        let mut cmd = Command::new("ip");
+        cmd.args(["-n", &ns.0]).args(args.split(' '));
+        check(&format!("ip {args}"), &run(&mut cmd));
+    }
+    let port: u16 = 4748;
+    c.ok(
+        "the named listener",
+        &format!(
+            "systemd-run -q --unit=lecotest-named-listen \
+             systemd-socket-activate -l 0.0.0.0:{port} -a --inetd sleep infinity"
+        ),
+    );
+    c.wait_for("the named listener", 10, || {
+        let log = c.sh("journalctl -q -u lecotest-named-listen -o cat");
+        text(&log.stdout).contains("Listening on").then_some(())
+    });
+    // The first monitor went with the bus that was killed above.
+    c.ok(
+        "busctl monitor",
+        &format!(
+            "systemd-run -q --unit=lecotest-named-monitor \
+             -p StandardOutput=file:/run/lecotest-named-monitor -p StandardError=journal \
+             busctl --json=short monitor \
+             --match=\"type='signal',interface='{NAME}',member='ConnectionEvent'\""
+        ),
+    );
+    c.wait_for("busctl monitor to start", 10, || {
+        let log = c.sh("journalctl -q -u lecotest-named-monitor -o cat");
+        text(&log.stdout).contains("Monitoring").then_some(())
+    });
+    let journal = || c.sh("journalctl -q -o cat -u leco.service SYSLOG_IDENTIFIER=leco");
+    let lookup_and_connect = |name: &str, addr: &str, unit: &str| -> String {
+        let answer = c.ok(
+            &format!("resolvectl query {name}"),
+            &format!("resolvectl query --legend=yes {name}"),
+        );
+        if !answer.contains(addr) {
+            c.fail(&format!(
+                "resolvectl query {name} did not answer {addr}:\n{answer}"
+            ));
+        }
+        c.ok(
+            &format!("the probe to {name}"),
+            &format!(
+                "systemd-run -q --unit={unit} /run/{PROBE} \
+                 -c 'exec 3<>/dev/tcp/{addr}/{port}; printf hello >&3; read -r <&3'"
+            ),
+        );
+        let to_addr = || -> Vec<Value> {
+            let log =
+                fs::read_to_string(c.root_path("/run/lecotest-named-monitor")).unwrap_or_default();
+            log.lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .map(|m| m["payload"]["data"][1].clone())
+                .filter(|conn| conn["remote_addr"]["data"] == addr)
+                .collect()
+        };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let named = loop {
+            if let Some(n) = to_addr()
+                .into_iter()
+                .find(|conn| conn["remote_name"]["data"] == name)
+            {
+                break n;
+            }
+            if Instant::now() > deadline {
+                c.fail(&format!(
+                    "no event named the connection to {addr} {name}; its events: {:#?}",
+                    to_addr()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        if named["name_source"]["data"] != "resolved" {
+            c.fail(&format!(
+                "the connection to {name} was named from {}, not resolved's lookups: {named}",
+                named["name_source"]["data"]
+            ));
+        }
+        answer
+    };
+    let said = journal();
+    if !text(&said.stdout).contains("subscribed to systemd-resolved's lookups, for `run`") {
+        c.fail(&format!(
+            "`load` did not subscribe to resolved:\n{}",
+            text(&said.stdout)
+        ));
+    }
+    // Resolved restarts (here first: it lost the bus when dbus-daemon was
+    // killed above, and a restart is what brings it back there): leco's
+    // subscription ends, leco is started again and subscribes anew.
+    c.ok(
+        "systemctl reset-failed leco",
+        "systemctl reset-failed leco.service",
+    );
+    let restarts_before = c.ok("NRestarts", "systemctl show -P NRestarts leco.service");
+    c.ok(
+        "systemctl restart systemd-resolved",
+        "systemctl restart systemd-resolved.service",
+    );
+    c.wait_for(
+        "leco to be started again after resolved restarted",
+        30,
+        || {
+            let restarts = c.ok("NRestarts", "systemctl show -P NRestarts leco.service");
+            (restarts.trim() != restarts_before.trim() && c.leco_state() == "active").then_some(())
+        },
+    );
+    lookup_and_connect("web.leco.test", "198.51.100.7", "lecotest-named-1");
+    eprintln!(
+        "booted_system: after systemctl restart systemd-resolved, leco was started again and \
+         subscribed anew; resolvectl query, then a connection named by resolved's lookup"
+    );
+
+    // Resolved caches the next name; leco, restarted, knows nothing of it.
+    c.ok("a first lookup", "resolvectl query cached.leco.test");
+    c.ok(
+        "systemctl reset-failed leco",
+        "systemctl reset-failed leco.service",
+    );
+    c.ok("systemctl restart leco", "systemctl restart leco.service");
+    let answer = lookup_and_connect("cached.leco.test", "198.51.100.8", "lecotest-named-2");
+    if !answer.contains("cache") {
+        c.fail(&format!(
+            "the second lookup was not served from resolved's cache:\n{answer}"
+        ));
+    }
+    eprintln!("booted_system: a lookup served from resolved's cache names the connection too");
+}
+
 /// The root filesystem with leco installed: a fresh copy of the cached
 /// Debian 12 tarball plus the real `make install`.
 fn prepare_root() -> (Scratch, PathBuf) {
@@ -459,6 +657,7 @@ fn prepare_root() -> (Scratch, PathBuf) {
         "make install DESTDIR=ROOT PREFIX=/usr",
         &make("install", &root),
     );
+    configure_resolved(&root);
     (scratch, root)
 }
 
@@ -784,6 +983,8 @@ fn booted_system() {
         ));
     }
     eprintln!("booted_system: group leco reads, an outsider gets AccessDenied");
+
+    resolved_names(&c);
 
     // Stopping closes the store: nothing of leco stays loaded.
     c.ok("systemctl stop leco", "systemctl stop leco.service");

@@ -52,7 +52,10 @@ use leco_bpf::{Capture, Handover, Manifest, PinState};
 
 use super::confine::{confine, Confined, Needs};
 use super::sdnotify::Notifier;
+use crate::names::resolved;
 use caps::Capability;
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
 
 /// Where the objects go.
 #[derive(Debug, Clone)]
@@ -152,6 +155,8 @@ pub fn load(options: &leco_bpf::Options, target: &Target) -> anyhow::Result<(Out
             // Before the network goes: an abstract socket name is only
             // found from the namespace the socket was made in.
             let notifier = Notifier::from_env()?;
+            // Before confinement too: resolved's socket is root's only.
+            let subscribed = resolved::subscribe_blocking(Path::new(resolved::MONITOR_SOCKET));
             let mut confined = confine(&Needs {
                 writable: state.parent().map(nearest_existing).into_iter().collect(),
                 objects_by_id: true,
@@ -160,6 +165,7 @@ pub fn load(options: &leco_bpf::Options, target: &Target) -> anyhow::Result<(Out
                 chown: false,
             })?;
             let outcome = load_stored(options, state, &notifier, &mut confined)?;
+            hand_over_resolved(&notifier, subscribed);
             Ok((outcome, confined))
         }
     }
@@ -259,6 +265,25 @@ fn load_stored(
     write_state(state, &handover)
         .with_context(|| format!("writing the state file {}", state.display()))?;
     Ok(Outcome::Loaded(handover.manifest().clone()))
+}
+
+/// Stores the subscription to systemd-resolved's lookups for `run`, in
+/// place of an older one; without one (resolved not running, or the store
+/// refusing it), `run` learns names from the wire only, and says so.
+fn hand_over_resolved(notifier: &Notifier, subscribed: io::Result<UnixStream>) {
+    let stored = subscribed.map_err(anyhow::Error::from).and_then(|c| {
+        notifier.remove(resolved::FDSTORE_NAME)?;
+        notifier.store(resolved::FDSTORE_NAME, c.as_fd())?;
+        notifier.barrier(BARRIER_TIMEOUT)?;
+        Ok(())
+    });
+    match stored {
+        Ok(()) => eprintln!("leco-service: subscribed to systemd-resolved's lookups, for `run`"),
+        Err(e) => eprintln!(
+            "leco-service: not following systemd-resolved's lookups ({}: {e:#})",
+            resolved::MONITOR_SOCKET
+        ),
+    }
 }
 
 fn store(notifier: &Notifier, handover: &Handover) -> anyhow::Result<()> {

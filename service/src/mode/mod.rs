@@ -19,6 +19,7 @@ use anyhow::Context;
 use crate::bus::{self, BusTarget, SignalQueue};
 use crate::config::ServiceConfig;
 use crate::monitor::{Monitor, Settings};
+use crate::names::resolved;
 use crate::output;
 use crate::stats::Stats;
 use crate::table::{Limits, MAX_BYTES, MAX_LIVE};
@@ -36,12 +37,14 @@ pub enum Output {
 }
 
 /// Reads the kernel's records from `maps` and sends them to `output`,
-/// until SIGINT/SIGTERM (or the reader of stdout leaves).
+/// until SIGINT/SIGTERM (or the reader of stdout leaves); follows
+/// systemd-resolved from `resolved`.
 pub fn serve(
     cfg: &ServiceConfig,
     output: Output,
     maps: leco_bpf::KernelMaps,
     wakeup_latency: Duration,
+    resolved: resolved::Start,
 ) -> anyhow::Result<()> {
     let reader = maps.reader().context("opening the event ring buffer")?;
     // The ring buffer is read on a thread of its own (`ring::Ring`), the
@@ -55,11 +58,14 @@ pub fn serve(
         .build()
         .context("starting the async runtime")?;
     let stats = Arc::new(Stats::default());
-    let monitor = Monitor::new(maps, settings(cfg, wakeup_latency), Arc::clone(&stats));
+    let mut monitor = Monitor::new(maps, settings(cfg, wakeup_latency), Arc::clone(&stats));
+    let (news, heard) = tokio::sync::mpsc::channel(256);
+    monitor.follow_resolved(heard);
+    let follower = runtime.spawn(resolved::follow(resolved, news));
     let outcome = runtime.block_on(async {
         match output {
             Output::Terminal { json } => print(monitor, reader, json).await,
-            Output::Bus(target) => publish(monitor, reader, &target, cfg, &stats).await,
+            Output::Bus(target) => publish(monitor, reader, &target, cfg, &stats, follower).await,
         }
     });
     match outcome {
@@ -112,6 +118,7 @@ async fn publish(
     target: &BusTarget,
     cfg: &ServiceConfig,
     stats: &Arc<Stats>,
+    mut follower: tokio::task::JoinHandle<resolved::Ended>,
 ) -> anyhow::Result<()> {
     let (requests, asked) = tokio::sync::mpsc::channel(16);
     let shutdown = shutdown_signal();
@@ -133,6 +140,12 @@ async fn publish(
             why = served.lost() => lost = Some(why),
             ended = &mut signals => {
                 lost = Some(format!("lost the bus: the signal sender ended ({ended:?})"));
+            }
+            Ok(resolved::Ended::NeedsRoot) = &mut follower => {
+                lost = Some(
+                    "systemd-resolved restarted, and only a new `load` (root) may subscribe to                      its lookups again"
+                        .into(),
+                );
             }
         }
     };

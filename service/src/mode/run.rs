@@ -3,6 +3,7 @@
 //! from pins, and telling apart the settings it can still choose from those
 //! baked in.
 
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -12,6 +13,7 @@ use super::sdnotify::take_listen_fds;
 use super::{serve, Output};
 use crate::bus::BusTarget;
 use crate::config::ServiceConfig;
+use crate::names::resolved::{Start, FDSTORE_NAME, MONITOR_SOCKET};
 
 /// Where `run` finds the objects.
 #[derive(Debug, Clone)]
@@ -32,22 +34,31 @@ pub fn run(
     hooks_only: bool,
     bus: BusTarget,
 ) -> anyhow::Result<()> {
-    let received = receive(source)?;
+    let (received, resolved) = receive(source)?;
     let cfg = fixed_at_load(configure()?, hooks_only, received.settings());
     for d in &received.manifest().degraded {
         tracing::warn!("{d}");
     }
     let baked = received.settings();
     let (maps, _links) = received.into_parts();
-    serve(&cfg, Output::Bus(bus), maps, baked.wakeup_latency)
+    serve(&cfg, Output::Bus(bus), maps, baked.wakeup_latency, resolved)
 }
 
-/// Takes over the objects, checked complete (see `leco_bpf::handoff`).
-/// Every error is one line saying what is missing and what to do.
-pub fn receive(source: &Source) -> anyhow::Result<Received> {
+/// Takes over the objects, checked complete (see `leco_bpf::handoff`), and
+/// where to follow systemd-resolved from: the subscription `load` stored,
+/// else its socket (which only root may use). Every error is one line
+/// saying what is missing and what to do.
+pub fn receive(source: &Source) -> anyhow::Result<(Received, Start)> {
+    let socket = || Start::Connect(PathBuf::from(MONITOR_SOCKET));
     match source {
         Source::Inherited => {
-            let fds = take_listen_fds()?;
+            let (subscribed, fds): (Vec<_>, Vec<_>) = take_listen_fds()?
+                .into_iter()
+                .partition(|(name, _)| name == FDSTORE_NAME);
+            let resolved = subscribed
+                .into_iter()
+                .next()
+                .map_or_else(socket, |(_, fd)| Start::Stored(UnixStream::from(fd)));
             if fds.is_empty() {
                 anyhow::bail!(
                     "no eBPF objects handed over: run `leco-service load` first, as root (in the \
@@ -62,9 +73,9 @@ pub fn receive(source: &Source) -> anyhow::Result<Received> {
                     received.ignored().join(", ")
                 );
             }
-            Ok(received)
+            Ok((received, resolved))
         }
-        Source::Pins(dir) => from_pins(dir),
+        Source::Pins(dir) => Ok((from_pins(dir)?, socket())),
     }
 }
 

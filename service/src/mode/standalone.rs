@@ -1,8 +1,11 @@
 //! `leco-service --standalone`: load the programs and serve, in this one
 //! process; ending it detaches everything.
 
+use std::path::PathBuf;
+
 use super::{serve, Output};
 use crate::config::ServiceConfig;
+use crate::names::resolved::{Start, MONITOR_SOCKET};
 
 /// Loads and attaches the programs with `options`, then serves to `output`
 /// until stopped.
@@ -18,7 +21,8 @@ pub fn run(cfg: &ServiceConfig, options: &leco_bpf::Options, output: Output) -> 
         .collect();
     tracing::debug!("attached programs: {}", ids.join(" "));
     let maps = capture.maps()?;
-    serve(cfg, output, maps, options.wakeup_latency)?;
+    let resolved = Start::Connect(PathBuf::from(MONITOR_SOCKET));
+    serve(cfg, output, maps, options.wakeup_latency, resolved)?;
     // Dropping the capture detaches every program.
     drop(capture);
     Ok(())

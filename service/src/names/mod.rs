@@ -1,11 +1,14 @@
 //! The remote's name (`remote_name`): the name a program asked for moments
 //! before it connected, learnt from the DNS answers this machine receives
 //! (the kernel sends up those from port 53 to a socket that asked that
-//! server, UDP and TCP). Never a reverse lookup: leco sends no query of its
-//! own. Encrypted DNS (DoH, DoT) cannot be read, and is not guessed at.
+//! server, UDP and TCP) and from systemd-resolved's account of the lookups
+//! it answers ([`resolved`]). Never a reverse lookup: leco sends no query
+//! of its own. Encrypted DNS (DoH, DoT) cannot be read, and is not guessed
+//! at.
 
 pub mod cache;
 pub mod dns;
+pub mod resolved;
 pub mod stream;
 
 use std::net::IpAddr;
@@ -28,6 +31,11 @@ pub struct Names {
     /// DNS messages read, and those that were not answers to read.
     pub answers: u64,
     pub unreadable: u64,
+    /// Lookups systemd-resolved reported.
+    pub resolved: u64,
+    /// systemd-resolved's cgroup while it is followed: the answers its
+    /// sockets receive are told by resolved itself, for whoever asked.
+    resolver: Option<u64>,
 }
 
 impl Default for Names {
@@ -37,6 +45,8 @@ impl Default for Names {
             streams: Streams::default(),
             answers: 0,
             unreadable: 0,
+            resolved: 0,
+            resolver: None,
         }
     }
 }
@@ -45,6 +55,9 @@ impl Names {
     /// A DNS answer arrived (at `now`); the addresses it named, and their
     /// name.
     pub fn answer(&mut self, a: &DnsAnswer, now: Instant) -> Vec<(IpAddr, Named)> {
+        if self.resolver.is_some_and(|r| r == a.cgroup_id) {
+            return Vec::new();
+        }
         let stream;
         let messages: Vec<&[u8]> = match a.transport {
             DnsTransport::Udp => vec![&a.bytes],
@@ -75,6 +88,33 @@ impl Names {
             }
         }
         learnt
+    }
+
+    /// News from systemd-resolved (at `now`); the addresses a lookup named,
+    /// and their name (machine-wide: resolved answers for everyone).
+    pub fn resolved(&mut self, news: resolved::News, now: Instant) -> Vec<(IpAddr, Named)> {
+        let lookup = match news {
+            resolved::News::Following { cgroup_id } => {
+                self.resolver = cgroup_id;
+                return Vec::new();
+            }
+            resolved::News::Lost => {
+                self.resolver = None;
+                return Vec::new();
+            }
+            resolved::News::Lookup(l) => l,
+        };
+        self.resolved += 1;
+        let named = Named {
+            name: SafeText::bounded(lookup.name.as_bytes(), MAX_TEXT_BYTES),
+            source: NameSource::Resolved,
+        };
+        lookup
+            .addrs
+            .into_iter()
+            .filter(|&(addr, ttl)| self.cache.learn(0, addr, named.clone(), ttl, now))
+            .map(|(addr, _)| (addr, named.clone()))
+            .collect()
     }
 
     /// The name of a connection of cgroup `cgroup` to `addr`, if one was
