@@ -156,7 +156,13 @@ pub fn load(options: &leco_bpf::Options, target: &Target) -> anyhow::Result<(Out
             // found from the namespace the socket was made in.
             let notifier = Notifier::from_env()?;
             // Before confinement too: resolved's socket is root's only.
-            let subscribed = resolved::subscribe_blocking(Path::new(resolved::MONITOR_SOCKET));
+            let socket = Path::new(resolved::MONITOR_SOCKET);
+            let subscribed = resolved::subscribe_blocking(socket);
+            // After subscribing: nothing looked up in between is missed.
+            let dumped = subscribed
+                .as_ref()
+                .ok()
+                .and_then(|_| resolved::dump_cache_blocking(socket).ok());
             let mut confined = confine(&Needs {
                 writable: state.parent().map(nearest_existing).into_iter().collect(),
                 objects_by_id: true,
@@ -165,7 +171,7 @@ pub fn load(options: &leco_bpf::Options, target: &Target) -> anyhow::Result<(Out
                 chown: false,
             })?;
             let outcome = load_stored(options, state, &notifier, &mut confined)?;
-            hand_over_resolved(&notifier, subscribed);
+            hand_over_resolved(&notifier, subscribed, dumped);
             Ok((outcome, confined))
         }
     }
@@ -270,10 +276,21 @@ fn load_stored(
 /// Stores the subscription to systemd-resolved's lookups for `run`, in
 /// place of an older one; without one (resolved not running, or the store
 /// refusing it), `run` learns names from the wire only, and says so.
-fn hand_over_resolved(notifier: &Notifier, subscribed: io::Result<UnixStream>) {
+fn hand_over_resolved(
+    notifier: &Notifier,
+    subscribed: io::Result<UnixStream>,
+    dumped: Option<Vec<u8>>,
+) {
     let stored = subscribed.map_err(anyhow::Error::from).and_then(|c| {
         notifier.remove(resolved::FDSTORE_NAME)?;
+        notifier.remove(resolved::CACHE_FDSTORE_NAME)?;
         notifier.store(resolved::FDSTORE_NAME, c.as_fd())?;
+        // What resolved had cached (systemd 254 and later): `run` starts
+        // warm from it.
+        if let Some(dump) = dumped {
+            let memfd = memfd_with(&dump).context("a memfd for resolved's cache")?;
+            notifier.store(resolved::CACHE_FDSTORE_NAME, memfd.as_fd())?;
+        }
         notifier.barrier(BARRIER_TIMEOUT)?;
         Ok(())
     });
@@ -284,6 +301,21 @@ fn hand_over_resolved(notifier: &Notifier, subscribed: io::Result<UnixStream>) {
             resolved::MONITOR_SOCKET
         ),
     }
+}
+
+/// A memfd holding `bytes`.
+fn memfd_with(bytes: &[u8]) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: a NUL-terminated name; the fd returned is owned here.
+    let fd = unsafe { libc::memfd_create(c"leco-resolved-cache".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: just created, owned by nothing else.
+    let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    let mut f = fs::File::from(fd);
+    f.write_all(bytes)?;
+    Ok(f.into())
 }
 
 fn store(notifier: &Notifier, handover: &Handover) -> anyhow::Result<()> {

@@ -13,7 +13,7 @@ use super::sdnotify::take_listen_fds;
 use super::{serve, Output};
 use crate::bus::BusTarget;
 use crate::config::ServiceConfig;
-use crate::names::resolved::{Start, FDSTORE_NAME, MONITOR_SOCKET};
+use crate::names::resolved::{Start, CACHE_FDSTORE_NAME, FDSTORE_NAME, MONITOR_SOCKET};
 
 /// Where `run` finds the objects.
 #[derive(Debug, Clone)]
@@ -52,13 +52,19 @@ pub fn receive(source: &Source) -> anyhow::Result<(Received, Start)> {
     let socket = || Start::Connect(PathBuf::from(MONITOR_SOCKET));
     match source {
         Source::Inherited => {
-            let (subscribed, fds): (Vec<_>, Vec<_>) = take_listen_fds()?
+            let (resolved, fds): (Vec<_>, Vec<_>) = take_listen_fds()?
                 .into_iter()
-                .partition(|(name, _)| name == FDSTORE_NAME);
-            let resolved = subscribed
-                .into_iter()
-                .next()
-                .map_or_else(socket, |(_, fd)| Start::Stored(UnixStream::from(fd)));
+                .partition(|(name, _)| name == FDSTORE_NAME || name == CACHE_FDSTORE_NAME);
+            let mut subscribed = None;
+            let mut cache = None;
+            for (name, fd) in resolved {
+                if name == FDSTORE_NAME {
+                    subscribed = Some(UnixStream::from(fd));
+                } else {
+                    cache = read_cache(fd);
+                }
+            }
+            let resolved = subscribed.map_or_else(socket, |s| Start::Stored(s, cache));
             if fds.is_empty() {
                 anyhow::bail!(
                     "no eBPF objects handed over: run `leco-service load` first, as root (in the \
@@ -77,6 +83,16 @@ pub fn receive(source: &Source) -> anyhow::Result<(Received, Start)> {
         }
         Source::Pins(dir) => Ok((from_pins(dir)?, socket())),
     }
+}
+
+/// The cache dump `load` left in a memfd, read from its start.
+fn read_cache(fd: std::os::fd::OwnedFd) -> Option<Vec<u8>> {
+    use std::io::{Read, Seek};
+    let mut f = std::fs::File::from(fd);
+    let mut dump = Vec::new();
+    f.seek(std::io::SeekFrom::Start(0)).ok()?;
+    f.read_to_end(&mut dump).ok()?;
+    Some(dump)
 }
 
 fn from_pins(dir: &Path) -> anyhow::Result<Received> {

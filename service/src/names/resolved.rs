@@ -31,6 +31,17 @@ pub const MONITOR_SOCKET: &str = "/run/systemd/resolve/io.systemd.Resolve.Monito
 /// The name `load` stores the subscribed connection under.
 pub const FDSTORE_NAME: &str = "leco-resolved";
 
+/// The name `load` stores resolved's cache (a memfd of `DumpCache`'s
+/// reply) under, for `run` to start warm.
+pub const CACHE_FDSTORE_NAME: &str = "leco-resolved-cache";
+
+/// Asks for resolved's cache: what it looked up before leco started.
+/// systemd 254 and later; older ones answer MethodNotFound.
+pub const DUMP_CACHE: &[u8] = b"{\"method\":\"io.systemd.Resolve.Monitor.DumpCache\"}\0";
+
+/// A cache dump longer than this is not read (a few thousand names).
+const DUMP_MAX: usize = 4 << 20;
+
 /// The subscription, as sent (varlink messages end in a NUL byte).
 pub const SUBSCRIBE: &[u8] =
     b"{\"method\":\"io.systemd.Resolve.Monitor.SubscribeQueryResults\",\"more\":true}\0";
@@ -198,14 +209,89 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// The names in resolved's cache (a `DumpCache` reply): each address by
+/// the name it was asked by, a CNAME chain followed back to its start.
+pub fn parse_cache(message: &[u8]) -> Result<Vec<Lookup>, ReplyError> {
+    let v: Value = serde_json::from_slice(message)?;
+    if let Some(e) = v.get("error").and_then(Value::as_str) {
+        return Err(ReplyError::Refused(e.to_owned()));
+    }
+    let mut aliased: std::collections::HashMap<String, String> = Default::default();
+    let mut found: Vec<(String, IpAddr, u32)> = Vec::new();
+    let lower = |n: &str| n.trim_end_matches('.').to_ascii_lowercase();
+    let entries = v["parameters"]["dump"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|scope| scope["cache"].as_array().into_iter().flatten());
+    for entry in entries {
+        for r in entry["rrs"].as_array().into_iter().flatten() {
+            let rr = &r["rr"];
+            let Some(owner) = rr["key"]["name"].as_str().map(lower) else {
+                continue;
+            };
+            if rr["key"]["type"] == 5 {
+                if let Some(target) = rr["name"].as_str() {
+                    aliased.insert(lower(target), owner);
+                }
+            } else if let Some(addr) = address(rr) {
+                let ttl = r["raw"].as_str().and_then(raw_ttl).unwrap_or(0);
+                found.push((owner, addr, ttl));
+            }
+        }
+    }
+    let mut by_name: std::collections::BTreeMap<String, Vec<(IpAddr, u32)>> = Default::default();
+    for (owner, addr, ttl) in found {
+        let mut name = owner;
+        // Bounded: a loop of aliases ends too.
+        for _ in 0..8 {
+            match aliased.get(&name) {
+                Some(from) => name = from.clone(),
+                None => break,
+            }
+        }
+        by_name.entry(name).or_default().push((addr, ttl));
+    }
+    Ok(by_name
+        .into_iter()
+        .map(|(name, addrs)| Lookup { name, addrs })
+        .collect())
+}
+
+/// Asks resolved at `path` for its cache, blocking: the reply's bytes.
+pub fn dump_cache_blocking(path: &Path) -> io::Result<Vec<u8>> {
+    use std::io::{Read, Write};
+    let mut c = StdUnixStream::connect(path)?;
+    c.set_read_timeout(Some(Duration::from_secs(5)))?;
+    c.write_all(DUMP_CACHE)?;
+    let mut reply = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        let n = c.read(&mut chunk)?;
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "no reply"));
+        }
+        reply.extend_from_slice(&chunk[..n]);
+        if let Some(end) = reply.iter().position(|&b| b == 0) {
+            reply.truncate(end);
+            return Ok(reply);
+        }
+        if reply.len() > DUMP_MAX {
+            return Err(io::Error::other(format!("a reply past {DUMP_MAX} bytes")));
+        }
+    }
+}
+
 /// Where the follower's connection comes from.
 #[derive(Debug)]
 pub enum Start {
-    /// Connect to this socket (again after each loss).
+    /// Connect to this socket (again after each loss), asking for its
+    /// cache first.
     Connect(PathBuf),
-    /// A connection `load` subscribed, from systemd's descriptor store;
-    /// after it ends, connect to [`MONITOR_SOCKET`] if allowed.
-    Stored(StdUnixStream),
+    /// A connection `load` subscribed, from systemd's descriptor store,
+    /// and the cache it dumped, if it could; after the connection ends,
+    /// connect to [`MONITOR_SOCKET`] if allowed.
+    Stored(StdUnixStream, Option<Vec<u8>>),
 }
 
 /// How following ended.
@@ -223,11 +309,11 @@ pub enum Ended {
 pub async fn follow(start: Start, tx: mpsc::Sender<News>) -> Ended {
     let path = match &start {
         Start::Connect(p) => p.clone(),
-        Start::Stored(_) => PathBuf::from(MONITOR_SOCKET),
+        Start::Stored(..) => PathBuf::from(MONITOR_SOCKET),
     };
-    let mut stored = match start {
-        Start::Stored(s) => Some(s),
-        Start::Connect(_) => None,
+    let (mut stored, mut dumped) = match start {
+        Start::Stored(s, dump) => (Some(s), dump),
+        Start::Connect(_) => (None, None),
     };
     let had_stored = stored.is_some();
     let mut attempt = 0usize;
@@ -237,7 +323,14 @@ pub async fn follow(start: Start, tx: mpsc::Sender<News>) -> Ended {
             Some(s) => s
                 .set_nonblocking(true)
                 .and_then(|()| UnixStream::from_std(s)),
-            None => subscribe(&path).await,
+            None => {
+                // Subscribed first: nothing looked up meanwhile is missed.
+                let c = subscribe(&path).await;
+                if c.is_ok() {
+                    dumped = dump_cache(&path).await;
+                }
+                c
+            }
         };
         match conn {
             Ok(c) => {
@@ -247,6 +340,23 @@ pub async fn follow(start: Start, tx: mpsc::Sender<News>) -> Ended {
                 let cgroup_id = cgroup.as_ref().ok().copied();
                 if tx.send(News::Following { cgroup_id }).await.is_err() {
                     return Ended::Unheard;
+                }
+                if let Some(dump) = dumped.take() {
+                    match parse_cache(&dump) {
+                        Ok(lookups) => {
+                            tracing::debug!(
+                                "{} names from systemd-resolved's cache",
+                                lookups.len()
+                            );
+                            for l in lookups {
+                                if tx.send(News::Lookup(l)).await.is_err() {
+                                    return Ended::Unheard;
+                                }
+                            }
+                        }
+                        // systemd before 254 has no DumpCache.
+                        Err(e) => tracing::debug!("systemd-resolved's cache: {e}"),
+                    }
                 }
                 match cgroup {
                     Ok(id) => tracing::info!(
@@ -296,6 +406,15 @@ pub async fn follow(start: Start, tx: mpsc::Sender<News>) -> Ended {
             return Ended::Unheard;
         }
     }
+}
+
+/// Asks for resolved's cache on a connection of its own.
+async fn dump_cache(path: &Path) -> Option<Vec<u8>> {
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || dump_cache_blocking(&path))
+        .await
+        .ok()?
+        .ok()
 }
 
 /// Connects to `path` and subscribes.
@@ -432,6 +551,36 @@ mod tests {
     }
 
     #[test]
+    fn the_cache_names_addresses_by_the_start_of_their_chain() {
+        let dump = r#"{"parameters":{"dump":[{"protocol":"dns","ifindex":2,"cache":[
+            {"key":{"class":1,"type":5,"name":"www.leco.test"},"rrs":[{"rr":{"key":{"class":1,"type":5,"name":"www.leco.test"},"name":"edge.cdn.leco.test."},"raw":""}],"until":1},
+            {"key":{"class":1,"type":1,"name":"edge.cdn.leco.test"},"rrs":[{"rr":{"key":{"class":1,"type":1,"name":"edge.cdn.leco.test"},"address":[198,51,100,8]},"raw":""}],"until":1},
+            {"key":{"class":1,"type":1,"name":"Web.leco.test"},"rrs":[{"rr":{"key":{"class":1,"type":1,"name":"Web.leco.test"},"address":[198,51,100,7]},"raw":""}],"until":1},
+            {"key":{"class":1,"type":1,"name":"gone.leco.test"},"type":"NXDOMAIN","until":1},
+            {"key":{"class":1,"type":5,"name":"a.loop"},"rrs":[{"rr":{"key":{"class":1,"type":5,"name":"a.loop"},"name":"b.loop"},"raw":""}],"until":1},
+            {"key":{"class":1,"type":5,"name":"b.loop"},"rrs":[{"rr":{"key":{"class":1,"type":5,"name":"b.loop"},"name":"a.loop"},"raw":""},{"rr":{"key":{"class":1,"type":1,"name":"b.loop"},"address":[198,51,100,9]},"raw":""}],"until":1}
+        ]}]}}"#;
+        let got = parse_cache(dump.as_bytes()).expect("parses");
+        let names: Vec<(&str, Vec<IpAddr>)> = got
+            .iter()
+            .map(|l| (l.name.as_str(), l.addrs.iter().map(|a| a.0).collect()))
+            .collect();
+        assert_eq!(names.len(), 3, "{names:?}");
+        assert!(names.contains(&("www.leco.test", vec!["198.51.100.8".parse().expect("v4")])));
+        assert!(names.contains(&("web.leco.test", vec!["198.51.100.7".parse().expect("v4")])));
+        assert!(
+            names
+                .iter()
+                .any(|(n, a)| n.ends_with(".loop") && a.len() == 1),
+            "a loop of aliases still ends: {names:?}"
+        );
+        assert!(matches!(
+            parse_cache(br#"{"error":"org.varlink.service.MethodNotFound","parameters":{}}"#),
+            Err(ReplyError::Refused(_))
+        ));
+    }
+
+    #[test]
     fn base64_round_trips() {
         for len in 0..40 {
             let data: Vec<u8> = (0..len).map(|i| (i * 37 + 11) as u8).collect();
@@ -455,7 +604,25 @@ mod tests {
             let mut asked = vec![0u8; SUBSCRIBE.len()];
             s.read_exact(&mut asked).await.expect("subscription");
             assert_eq!(asked, SUBSCRIBE, "round {round}");
+            // Then the cache, on a connection of its own: systemd 252 has
+            // no DumpCache, a newer one answers it.
+            let (mut d, _) = listener.accept().await.expect("accept");
+            let mut asked = vec![0u8; DUMP_CACHE.len()];
+            d.read_exact(&mut asked).await.expect("dump");
+            assert_eq!(asked, DUMP_CACHE, "round {round}");
+            let reply: &[u8] = if round == 0 {
+                b"{\"error\":\"org.varlink.service.MethodNotFound\",\"parameters\":{}}\0"
+            } else {
+                b"{\"parameters\":{\"dump\":[{\"protocol\":\"dns\",\"cache\":[{\"key\":{\"class\":1,\"type\":1,\"name\":\"old.leco.test\"},\"rrs\":[{\"rr\":{\"key\":{\"class\":1,\"type\":1,\"name\":\"old.leco.test\"},\"address\":[198,51,100,1]},\"raw\":\"\"}],\"until\":1}]}]}}\0"
+            };
+            d.write_all(reply).await.expect("dump reply");
             assert!(matches!(rx.recv().await, Some(News::Following { .. })));
+            if round == 1 {
+                let Some(News::Lookup(l)) = rx.recv().await else {
+                    panic!("the cache's names first");
+                };
+                assert_eq!(l.name, "old.leco.test");
+            }
             let mut msg = success().into_bytes();
             msg.push(0);
             s.write_all(&msg).await.expect("send");
