@@ -413,8 +413,8 @@ impl Monitor {
         Ok(())
     }
 
-    /// Periodic work: wall clock, trailing counters, idle UDP flows, drops.
-    /// Periodic upkeep; whether the kernel lost records since the last.
+    /// Periodic work: wall clock, trailing counters, idle UDP flows, drops;
+    /// whether the kernel lost records since the last.
     fn tick(&mut self, publisher: &mut impl Publisher) -> std::io::Result<Lost> {
         let now = Instant::now();
         self.wall = WallClock::now();

@@ -285,8 +285,8 @@ pub fn dump_cache_blocking(path: &Path) -> io::Result<Vec<u8>> {
 /// Where the follower's connection comes from.
 #[derive(Debug)]
 pub enum Start {
-    /// Connect to this socket (again after each loss), asking for its
-    /// cache first.
+    /// Connect to this socket (again after each loss), subscribe, then ask
+    /// for its cache.
     Connect(PathBuf),
     /// A connection `load` subscribed, from systemd's descriptor store,
     /// and the cache it dumped, if it could; after the connection ends,
@@ -297,7 +297,7 @@ pub enum Start {
 /// How following ended.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Ended {
-    /// The monitor is gone.
+    /// The monitor is gone, or this process may not follow resolved.
     Unheard,
     /// The connection `load` made ended, resolved is back, and only root
     /// may connect: a new `load` must subscribe again.
