@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::Service;
-use leco_testkit::require_root;
 use leco_testkit::traffic::{self, Moved};
+use leco_testkit::{require_root, spawn_named};
 use serde_json::Value;
 
 /// The flows of process `pid` of kind `proto` as their last events left
@@ -305,5 +305,71 @@ fn a_packet_socket_sender_is_named_with_its_interface_and_destination() {
         f["tx_bytes"].as_u64().unwrap_or(0),
         p.moved.sent,
         &flows,
+    );
+}
+
+/// A dual-stack UDP socket (AF_INET6, not IPv6-only) that sends to an IPv4
+/// address and reads the replies is one flow, the sender's, with both
+/// directions' bytes: its sends pass the IPv4 hook on an IPv6 socket, its
+/// replies arrive IPv4-mapped, and both must name the peer alike (they
+/// were two flows, one out with the sent bytes, one in with the replies).
+#[test]
+fn a_dual_stack_socket_sending_to_ipv4_is_one_flow() {
+    if !require_root("a_dual_stack_socket_sending_to_ipv4_is_one_flow") {
+        return;
+    }
+    const N: usize = 50;
+    const SIZE: usize = 200;
+    let mut svc = start();
+    let echo = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let port = echo.local_addr().expect("addr").port();
+    echo.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let echoing = std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        for _ in 0..N {
+            let Ok((n, from)) = echo.recv_from(&mut buf) else {
+                return false;
+            };
+            if echo.send_to(&buf[..n], from).is_err() {
+                return false;
+            }
+        }
+        true
+    });
+    let child = spawn_named("lt-u-dualstack", move |_| {
+        let Ok(s) = std::net::UdpSocket::bind("[::]:0") else {
+            return 1;
+        };
+        if s.set_read_timeout(Some(Duration::from_secs(5))).is_err() {
+            return 2;
+        }
+        let to: std::net::SocketAddr = format!("[::ffff:127.0.0.1]:{port}").parse().expect("addr");
+        let mut buf = [0u8; 2048];
+        for _ in 0..N {
+            if s.send_to(&[7u8; SIZE], to).is_err() {
+                return 3;
+            }
+            match s.recv(&mut buf) {
+                Ok(n) if n == SIZE => {}
+                _ => return 4,
+            }
+        }
+        0
+    });
+    let pid = child.pid();
+    assert_eq!(child.wait(), 0, "the child sent and read every datagram");
+    assert!(echoing.join().expect("echo"), "every datagram echoed");
+    let flows = ended_flows(&mut svc, pid, "udp", Duration::from_secs(10));
+    assert_eq!(flows.len(), 1, "one peer, one flow: {flows:#?}");
+    let f = &flows[0];
+    assert_eq!(f["direction"], "out", "{f}");
+    assert_eq!(f["remote_addr"], "127.0.0.1", "{f}");
+    assert_eq!(f["remote_port"], port, "{f}");
+    let want = (N * SIZE) as u64;
+    assert_eq!(
+        (f["tx_bytes"].as_u64(), f["rx_bytes"].as_u64()),
+        (Some(want), Some(want)),
+        "{f}"
     );
 }

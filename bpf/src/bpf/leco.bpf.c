@@ -666,9 +666,8 @@ static __always_inline int account_datagram(struct sock *sk, __u8 proto, int byt
 			nf.lport = 0;
 			nf.family = peer_family == AF_PACKET ? 0 : peer_family;
 		} else if (peer_family) {
-			/* An IPv4 peer seen through sendmsg4 on an IPv6 socket
-			 * cannot happen; the reverse can (dual-stack): the
-			 * peer's family wins. */
+			/* The peer's family, as the sock_addr hook saw it
+			 * (IPv4-mapped on a dual-stack socket: AF_INET6). */
 			nf.family = peer_family;
 		}
 		__builtin_memcpy(nf.raddr, key.raddr, sizeof(nf.raddr));
@@ -1153,10 +1152,21 @@ static __always_inline int remember_peer4(struct bpf_sock_addr *ctx)
 		p->cookie = bpf_get_socket_cookie(ctx);
 		p->sk = 0;
 		p->port = bpf_ntohs((__u16)ctx->user_port);
-		p->family = AF_INET;
 		p->blocked = cgroup_verdict();
 		__builtin_memset(p->addr, 0, sizeof(p->addr));
-		__builtin_memcpy(p->addr, &ip, 4);
+		if (ctx->family == AF_INET6) {
+			/* A dual-stack socket sending to an IPv4 address
+			 * (udpv6_sendmsg hands it to udp_sendmsg): its flows,
+			 * and the replies it receives, name the peer
+			 * IPv4-mapped. */
+			p->family = AF_INET6;
+			p->addr[10] = 0xff;
+			p->addr[11] = 0xff;
+			__builtin_memcpy(&p->addr[12], &ip, 4);
+		} else {
+			p->family = AF_INET;
+			__builtin_memcpy(p->addr, &ip, 4);
+		}
 	}
 	return 1; /* observe only: never block */
 }
