@@ -65,6 +65,13 @@ impl KernelMaps {
         }
     }
 
+    /// Which load these maps are: the flow table's kernel id, unique per
+    /// boot. Flow ids count from 1 in each load, so a flow id means a
+    /// connection only together with it.
+    pub fn load_id(&self) -> u32 {
+        self.flows.info().map_or(0, |i| i.info.id)
+    }
+
     /// A reader of the event ring buffer.
     pub fn reader(&self) -> libbpf_rs::Result<RecordReader> {
         let pending: Arc<Mutex<Vec<Result<Record, RecordError>>>> = Arc::default();

@@ -41,7 +41,8 @@ pub trait Kind: Copy + Send + Sync + 'static {
 }
 
 /// A duration in a range: seconds as a number, or a string with a unit
-/// (`"500ms"`, `"2m"`); shown in whole seconds where it can be.
+/// (`"500ms"`, `"2m"`, `"30d"`); shown in whole seconds where it can be, in
+/// hours or days when it is a whole number of them (`"1h"`, `"30d"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Seconds {
     min: Duration,
@@ -90,10 +91,15 @@ impl Kind for Seconds {
     }
 
     fn show(&self, value: &Duration) -> String {
-        if value.subsec_nanos() == 0 {
-            value.as_secs().to_string()
-        } else {
+        let secs = value.as_secs();
+        if value.subsec_nanos() != 0 {
             format!("\"{}\"", show_duration(*value))
+        } else if secs > 0 && secs.is_multiple_of(86_400) {
+            format!("\"{}d\"", secs / 86_400)
+        } else if secs >= 3600 && secs.is_multiple_of(3600) {
+            format!("\"{}h\"", secs / 3600)
+        } else {
+            secs.to_string()
         }
     }
 

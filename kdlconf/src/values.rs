@@ -191,8 +191,8 @@ pub fn show_duration(d: Duration) -> String {
     }
 }
 
-/// Seconds in a duration string: a decimal number and a unit, `ms`, `s`, `m`
-/// or `h` (`"500ms"`, `"1.5 h"`); `None` when it is not one. Negative
+/// Seconds in a duration string: a decimal number and a unit, `ms`, `s`, `m`,
+/// `h` or `d` (`"500ms"`, `"1.5 h"`, `"30d"`); `None` when it is not one. Negative
 /// numbers are accepted here so that they get the range message.
 pub fn duration_seconds(s: &str) -> Option<f64> {
     let s = s.trim();
@@ -214,6 +214,7 @@ pub fn duration_seconds(s: &str) -> Option<f64> {
         "s" => Some(value),
         "m" => Some(value * 60.0),
         "h" => Some(value * 3600.0),
+        "d" => Some(value * 86_400.0),
         _ => None,
     }
 }

@@ -40,8 +40,9 @@ use crate::format::{LineFormat, MAX_LINE_CHARS};
 use crate::rows::Rows;
 use crate::rules::Rules;
 
-/// How a line stands out: failed and blocked attempts are drawn in colours
-/// of their own, so they are told apart at a glance.
+/// How a line stands out: failed and blocked attempts, and what was never
+/// seen before on this machine, are drawn in colours of their own, so they
+/// are told apart at a glance.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub enum Tone {
     /// Anything that went through.
@@ -51,6 +52,8 @@ pub enum Tone {
     Failed,
     /// Stopped by this machine's policy.
     Blocked,
+    /// A program or a destination never seen before (`novelty`).
+    New,
 }
 
 impl Tone {
@@ -60,6 +63,7 @@ impl Tone {
             Some(r) if r.is_local_policy() => Tone::Blocked,
             Some(_) => Tone::Failed,
             None if c.error.is_some() => Tone::Failed,
+            None if c.novelty.is_some() => Tone::New,
             None => Tone::Plain,
         }
     }
@@ -172,6 +176,8 @@ pub struct LineModel {
     threshold: u64,
     /// The classic line names remotes by name where one is known.
     remote_names: bool,
+    /// Put before the text of a line of something never seen before.
+    new_marker: String,
     fade_us: u64,
     curve: FadeCurve,
     linger: bool,
@@ -193,6 +199,7 @@ impl LineModel {
             rules: config.rules.clone(),
             threshold: config.lines.traffic_threshold,
             remote_names: config.lines.remote_names,
+            new_marker: config.lines.new_marker.clone(),
             fade_us: fade_us(config),
             curve: config.fade.curve.clone(),
             linger: config.fade.linger,
@@ -499,15 +506,20 @@ impl LineModel {
             if opacity <= 0.0 {
                 continue;
             }
+            let tone = self
+                .conns
+                .get(&line.latest)
+                .map_or(Tone::Plain, |t| Tone::of(&t.conn));
+            let text = match tone {
+                Tone::New => format!("{}{}", self.new_marker, line.text),
+                _ => line.text.clone(),
+            };
             lines.push(DrawLine {
                 row,
-                text: line.text.clone(),
+                text,
                 opacity,
                 key_hash: line.key_hash,
-                tone: self
-                    .conns
-                    .get(&line.latest)
-                    .map_or(Tone::Plain, |t| Tone::of(&t.conn)),
+                tone,
             });
         }
         lines.sort_by_key(|l| l.row);
@@ -775,6 +787,29 @@ mod tests {
         let curl: Vec<&DrawLine> = f.lines.iter().filter(|l| l.text.contains("curl")).collect();
         assert_eq!(curl.len(), 1, "{f:#?}");
         assert!(curl[0].text.ends_with("×9"), "{}", curl[0].text);
+    }
+
+    #[test]
+    fn a_line_of_something_never_seen_before_is_marked() {
+        let mut m = LineModel::new(&config());
+        let mut new = at(1, T0, "curl", 443);
+        new.novelty = Some(leco_proto::Novelty::Program);
+        m.apply(EventKind::New, &new);
+        m.apply(EventKind::New, &at(2, T0, "git", 443));
+        let f = m.frame(T0 + S);
+        let line = |comm: &str| {
+            f.lines
+                .iter()
+                .find(|l| l.text.contains(comm))
+                .unwrap_or_else(|| panic!("{comm}: {f:#?}"))
+        };
+        assert_eq!(line("curl").tone, Tone::New);
+        assert!(line("curl").text.starts_with("★ "), "{}", line("curl").text);
+        assert_eq!(line("git").tone, Tone::Plain);
+        assert!(!line("git").text.contains('★'));
+        // Failing says more than being new.
+        new.reason = Some(leco_proto::Reason::Refused);
+        assert_eq!(Tone::of(&new), Tone::Failed);
     }
 
     #[test]

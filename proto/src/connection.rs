@@ -174,6 +174,32 @@ impl NameSource {
     }
 }
 
+/// What is new about a connection, on this machine: told on its `new`
+/// event (and kept in its record), decided from what leco-service
+/// remembers across restarts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Novelty {
+    /// Its program never used the network before.
+    Program,
+    /// Its program did, but never with this destination (remote name, else
+    /// address; port and protocol).
+    Destination,
+}
+
+impl Novelty {
+    /// Every novelty.
+    pub const ALL: [Novelty; 2] = [Novelty::Program, Novelty::Destination];
+
+    /// `program` / `destination`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Novelty::Program => "program",
+            Novelty::Destination => "destination",
+        }
+    }
+}
+
 /// What kind of connection: the transport, or the kind of socket. Every
 /// kind but TCP is one connection per (socket, peer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -337,6 +363,10 @@ connection_keys! {
         reason: Option<Reason>;
         /// blocked: how many of its attempts this machine's policy stopped
         attempts: Option<u32>;
+        /// what has never happened before on this machine: "program" (its
+        /// program never used the network) or "destination" (the program
+        /// never talked to this remote, port and protocol)
+        novelty: Option<Novelty>;
     }
 }
 

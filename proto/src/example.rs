@@ -2,7 +2,7 @@
 //! formatting and model tests build on the same connection), so that what
 //! a test assumes about "a typical connection" is written down once.
 
-use crate::{Connection, Direction, NameSource, Proto, Reason, SafeText};
+use crate::{Connection, Direction, NameSource, Novelty, Proto, Reason, SafeText};
 
 /// A record with nothing known but its id and protocol: every other key
 /// absent, as [`Connection::from_dict`] reads a dictionary of those two.
@@ -79,5 +79,6 @@ pub fn dnsmasq() -> Connection {
         error: Some("connection refused".into()),
         reason: Some(Reason::CgroupPolicy),
         attempts: Some(u32::MAX),
+        novelty: Some(Novelty::Destination),
     }
 }

@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
-use crate::connection::{Connection, Direction, NameSource, Proto, Reason};
+use crate::connection::{Connection, Direction, NameSource, Novelty, Proto, Reason};
 use crate::decode::{brief, DecodeError, Fields};
 use crate::text::SafeText;
 
@@ -313,6 +313,20 @@ impl Wire for NameSource {
     }
 }
 
+impl Wire for Novelty {
+    const SIGNATURE: &'static str = "s";
+    fn field(&self) -> Option<Field<'_>> {
+        Some(Field::Str(self.as_str()))
+    }
+    fn read(f: &impl Fields, key: &'static str) -> Result<Option<Self>, DecodeError> {
+        let words = Novelty::ALL.map(|n| (n.as_str(), n));
+        word(f, key, &words, "\"program\" or \"destination\"")
+    }
+    fn absent() -> Option<Self> {
+        None
+    }
+}
+
 /// An optional key: absent means `None`.
 impl<T: Wire> Wire for Option<T> {
     const SIGNATURE: &'static str = T::SIGNATURE;
@@ -502,6 +516,7 @@ mod tests {
                 "error",
                 "reason",
                 "attempts",
+                "novelty",
             ]
         );
         let sig = |name: &str| Key::find(name).expect(name).signature();

@@ -20,7 +20,7 @@ pub mod proxy;
 mod text;
 pub mod wire;
 
-pub use connection::{Connection, Direction, EventKind, NameSource, Proto, Reason};
+pub use connection::{Connection, Direction, EventKind, NameSource, Novelty, Proto, Reason};
 pub use decode::{decode_json_event, DecodeError};
 pub use dict::{Dict, Dicts};
 pub use format::{classic_line, human_bytes, TRAFFIC_THRESHOLD};

@@ -49,6 +49,25 @@ pub trait Overseer {
     /// connections active at or after `since_us` (realtime µs).
     fn snapshot_since(&self, since_us: u64) -> zbus::Result<Vec<HashMap<String, OwnedValue>>>;
 
+    /// `History(t since_us, t until_us, u limit) → aa{sv}`: connections
+    /// that ended in that time (realtime µs), newest first, from the
+    /// service's store.
+    fn history(
+        &self,
+        since_us: u64,
+        until_us: u64,
+        limit: u32,
+    ) -> zbus::Result<Vec<HashMap<String, OwnedValue>>>;
+
+    /// `Totals(t since_us, s group_by) → aa{sv}`: bytes, connections and
+    /// first and last seen of what ended since `since_us`, by "program",
+    /// "unit", "user" or "remote".
+    fn totals(
+        &self,
+        since_us: u64,
+        group_by: &str,
+    ) -> zbus::Result<Vec<HashMap<String, OwnedValue>>>;
+
     /// `ConnectionEvent(s kind, a{sv} connection)`: `kind` is `new`,
     /// `update`, `closed` or `failed` (clients ignore kinds they do not
     /// know).

@@ -233,6 +233,7 @@ pub fn connection(
         error: error_words(f, reason),
         reason,
         attempts: (f.attempts > 0).then_some(f.attempts),
+        novelty: None,
     }
 }
 

@@ -9,6 +9,7 @@ mod convert;
 mod enrich;
 #[cfg(test)]
 mod fixture;
+mod memory;
 mod mode;
 mod monitor;
 mod names;
@@ -28,6 +29,7 @@ use tracing_subscriber::EnvFilter;
 use crate::bus::BusTarget;
 use crate::config::cli::SettingArgs;
 use crate::config::ServiceConfig;
+use crate::memory::MemorySettings;
 
 /// leco-service — the Linux eBPF Connection Overseer's system service.
 ///
@@ -74,7 +76,10 @@ use crate::config::ServiceConfig;
 /// this machine's policy stopped, `×N` counting repeats; an incoming
 /// connection reads `address → :local-port/proto`. MARK is:
 /// `+` new, `~` update, `-` closed, `!` failed (refused, reset,
-/// unreachable, timed out, no reply), `x` blocked.
+/// unreachable, timed out, no reply), `x` blocked. With a store
+/// (--state-dir), a `+` line of something never seen before on this machine
+/// ends in `** new program` or `** new destination` (after a first hour
+/// of quiet learning: the warm-up setting).
 #[derive(Debug, Parser)]
 #[command(version, verbatim_doc_comment)]
 struct Cli {
@@ -107,6 +112,15 @@ struct Cli {
     /// options below override it.
     #[arg(short, long, value_name = "FILE")]
     config: Option<PathBuf>,
+
+    /// Remember what was seen in this directory (a SQLite file, leco.sqlite):
+    /// what is new (`novelty`), the connections that ended (History(),
+    /// Totals(), and the backlog after a restart). Default:
+    /// $STATE_DIRECTORY (systemd's StateDirectory=, /var/lib/leco for the
+    /// unit); without either, nothing is remembered and nothing is told as
+    /// new.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
 
     /// The settings of config.kdl's `service {}` section, one option each.
     #[command(flatten)]
@@ -240,7 +254,12 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
                 None => mode::run::Source::Inherited,
             };
             let bus = bus_target(cli).unwrap_or(BusTarget::System);
-            mode::run::run(&source, || configuration(cli), cli.hooks_only, bus)
+            let configure = || {
+                let cfg = configuration(cli)?;
+                let state = state_dir(cli).map(|dir| MemorySettings::new(dir, &cfg));
+                Ok((cfg, state))
+            };
+            mode::run::run(&source, configure, cli.hooks_only, bus)
         }
         (None, true) => {
             let cfg = configuration(cli)?;
@@ -248,7 +267,8 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
                 Some(target) => mode::Output::Bus(target),
                 None => mode::Output::Terminal { json: cli.json },
             };
-            mode::standalone::run(&cfg, &load_options(cli, &cfg), output)
+            let state = state_dir(cli).map(|dir| MemorySettings::new(dir, &cfg));
+            mode::standalone::run(&cfg, &load_options(cli, &cfg), output, state)
         }
         (None, false) => bail!(
             "say how to run: `leco-service --standalone` (one process that loads the eBPF \
@@ -304,6 +324,20 @@ fn configuration(cli: &Cli) -> anyhow::Result<ServiceConfig> {
     }
     cli.settings.apply(&mut cfg);
     Ok(cfg)
+}
+
+/// Where to remember: --state-dir, else systemd's StateDirectory= (the
+/// first, if it lists several).
+fn state_dir(cli: &Cli) -> Option<PathBuf> {
+    cli.state_dir.clone().or_else(|| {
+        std::env::var_os("STATE_DIRECTORY")
+            .and_then(|v| {
+                v.to_str()
+                    .and_then(|s| s.split(':').next())
+                    .map(PathBuf::from)
+            })
+            .filter(|p| !p.as_os_str().is_empty())
+    })
 }
 
 fn bus_target(cli: &Cli) -> Option<BusTarget> {

@@ -17,6 +17,7 @@ use crate::bus::Request;
 use crate::clock::WallClock;
 use crate::convert::{connection, refresh, EphemeralPorts};
 use crate::enrich::Enricher;
+use crate::memory::{self, Memory};
 use crate::names::resolved::News;
 use crate::names::{Named, Names};
 use crate::ring::{Batch, Delivery, Ring};
@@ -115,6 +116,8 @@ pub struct Monitor {
     unnamed_len: usize,
     /// News from systemd-resolved, if it is followed.
     resolved: Option<mpsc::Receiver<News>>,
+    /// The store, if there is one.
+    memory: Option<Memory>,
 }
 
 impl Monitor {
@@ -132,6 +135,29 @@ impl Monitor {
             unnamed: HashMap::new(),
             unnamed_len: 0,
             resolved: None,
+            memory: None,
+        }
+    }
+
+    /// Remembers with `memory`: what is new, every connection that ends;
+    /// `ended` (the previous run's latest, oldest first) fills the backlog.
+    pub fn remember(&mut self, memory: Memory, ended: Vec<Connection>) {
+        let now = Instant::now();
+        self.table.keep_ended();
+        self.table.restore_backlog(
+            ended
+                .into_iter()
+                .map(|c| (memory::ended_at(c.last_seen_us, now), c)),
+        );
+        self.memory = Some(memory);
+    }
+
+    /// Writes down the connections that ended since the last call.
+    fn remember_ended(&mut self) {
+        if let Some(m) = &self.memory {
+            for c in self.table.take_ended() {
+                m.ended(&c);
+            }
         }
     }
 
@@ -193,7 +219,12 @@ impl Monitor {
                 self.handle(batch, publisher)?;
             }
         }
+        self.remember_ended();
+        if let Some(m) = &self.memory {
+            m.stop(self.table.live());
+        }
         self.publish_sizes();
+        self.memory = None;
         Ok(self)
     }
 
@@ -223,6 +254,7 @@ impl Monitor {
                 }
             }
         }
+        self.remember_ended();
         publisher.flush()
     }
 
@@ -264,9 +296,26 @@ impl Monitor {
         let (kind, conn) = match reported {
             Some(r) => r,
             None => {
-                let e = self.enricher.enrich(&flow.owner, flow.first_seen);
-                let mut conn = connection(flow, &e, &self.wall, &self.ports, ended);
-                self.name(&mut conn, flow, ended, now);
+                let pid = (flow.owner.pid != 0).then_some(flow.owner.pid);
+                let kept = self.memory.as_mut().and_then(|m| m.restored(flow.id, pid));
+                let conn = match kept {
+                    // As it was known before a restart, with today's counts.
+                    Some(mut conn) => {
+                        refresh(&mut conn, flow, &wall, ended);
+                        conn
+                    }
+                    None => {
+                        let e = self.enricher.enrich(&flow.owner, flow.first_seen);
+                        let mut conn = connection(flow, &e, &self.wall, &self.ports, ended);
+                        self.name(&mut conn, flow, ended, now);
+                        if change.kind != EventKind::Blocked {
+                            if let Some(m) = &mut self.memory {
+                                conn.novelty = m.check(&conn);
+                            }
+                        }
+                        conn
+                    }
+                };
                 self.table.apply(change, conn, flow.key, now)
             }
         };
@@ -462,6 +511,7 @@ impl Monitor {
             }
         }
         self.publish_sizes();
+        self.remember_ended();
         publisher.flush()?;
         Ok(lost)
     }
@@ -479,6 +529,11 @@ impl Monitor {
         s.resolved_lookups
             .store(self.names.resolved, Ordering::Relaxed);
         s.names.store(self.names.known() as u64, Ordering::Relaxed);
+        if let Some(m) = &self.memory {
+            let (written, dropped) = m.counts();
+            s.stored.store(written, Ordering::Relaxed);
+            s.store_dropped.store(dropped, Ordering::Relaxed);
+        }
     }
 
     fn answer(&self, req: Request) {
@@ -545,6 +600,7 @@ impl Monitor {
                 self.apply(RecordKind::New, flow, now, publisher)?;
             }
         }
+        self.remember_ended();
         publisher.flush()
     }
 }

@@ -44,14 +44,21 @@ fn mark(kind: EventKind) -> char {
     }
 }
 
-/// One human line: the mark, then the classic leco line with seconds.
+/// One human line: the mark, then the classic leco line with seconds, and
+/// on a `new` event what has never happened before (`** new program`,
+/// `** new destination`).
 pub fn human_line(kind: EventKind, conn: &Connection) -> String {
     let time = local_hms(conn.last_seen_us);
-    format!(
+    let mut line = format!(
         "{} {}",
         mark(kind),
         classic_line(conn, &time, TRAFFIC_THRESHOLD)
-    )
+    );
+    if let (EventKind::New, Some(n)) = (kind, conn.novelty) {
+        line.push_str(" ** new ");
+        line.push_str(n.as_str());
+    }
+    line
 }
 
 impl Publisher for Terminal {
@@ -72,5 +79,26 @@ impl Publisher for Terminal {
 
     fn flush(&mut self) -> std::io::Result<()> {
         self.out.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use leco_proto::example::curl;
+    use leco_proto::Novelty;
+
+    #[test]
+    fn a_new_line_says_what_was_never_seen_before() {
+        let mut c = curl();
+        assert!(!human_line(EventKind::New, &c).contains("**"));
+        c.novelty = Some(Novelty::Program);
+        let line = human_line(EventKind::New, &c);
+        assert!(line.starts_with("+ "), "{line}");
+        assert!(line.ends_with(" ** new program"), "{line}");
+        c.novelty = Some(Novelty::Destination);
+        assert!(human_line(EventKind::New, &c).ends_with(" ** new destination"));
+        // Told once, with the connection's first line.
+        assert!(!human_line(EventKind::Closed, &c).contains("**"));
     }
 }

@@ -34,6 +34,10 @@ pub struct Stats {
     pub resolved_lookups: AtomicU64,
     /// Names known, machine-wide.
     pub names: AtomicU64,
+    /// Ended connections written to the store, and those it dropped (a
+    /// full queue, a failed write).
+    pub stored: AtomicU64,
+    pub store_dropped: AtomicU64,
 }
 
 impl Stats {
@@ -43,7 +47,7 @@ impl Stats {
         format!(
             "events={} signals={} coalesced={} ringbuf_drops={} decode_errors={} resyncs={} \
              tracked={} backlog={} evicted={} dns_answers={} dns_unreadable={} resolved_lookups={} \
-             names={}",
+             names={} stored={} store_dropped={}",
             g(&self.events),
             g(&self.signals),
             g(&self.coalesced),
@@ -57,6 +61,8 @@ impl Stats {
             g(&self.dns_unreadable),
             g(&self.resolved_lookups),
             g(&self.names),
+            g(&self.stored),
+            g(&self.store_dropped),
         )
     }
 }

@@ -141,6 +141,9 @@ pub struct Table {
     evicted: u64,
     /// What the live connections and the backlog weigh ([`weight`]).
     bytes: usize,
+    /// Connections that ended since the last [`Table::take_ended`], when
+    /// kept ([`Table::keep_ended`]): what the store writes down.
+    ended: Option<Vec<Connection>>,
 }
 
 /// What the caller must do after a change: publish these events, forget
@@ -166,6 +169,27 @@ impl Table {
             last_ended: None,
             evicted: 0,
             bytes: 0,
+            ended: None,
+        }
+    }
+
+    /// From now on, keeps every connection that ends for
+    /// [`Table::take_ended`].
+    pub fn keep_ended(&mut self) {
+        self.ended.get_or_insert_with(Vec::new);
+    }
+
+    /// The connections that ended since the last call, in order.
+    pub fn take_ended(&mut self) -> Vec<Connection> {
+        self.ended.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    /// Puts connections that ended before this table was made (a previous
+    /// run's, from the store) in the backlog, oldest first, each with when
+    /// it ended.
+    pub fn restore_backlog(&mut self, ended: impl IntoIterator<Item = (Instant, Connection)>) {
+        for (at, conn) in ended {
+            self.push_backlog(at, conn);
         }
     }
 
@@ -252,12 +276,15 @@ impl Table {
                     let (first_seen_us, direction) = (c.first_seen_us, c.direction);
                     // A name is learnt once, when the connection is made.
                     let (remote_name, name_source) = (c.remote_name.take(), c.name_source);
+                    let novelty = c.novelty;
                     *c = conn;
                     c.first_seen_us = first_seen_us;
                     c.direction = direction;
                     if c.remote_name.is_none() {
                         (c.remote_name, c.name_source) = (remote_name, name_source);
                     }
+                    // So is what was new about it.
+                    c.novelty = c.novelty.or(novelty);
                 })
                 .expect("live connection");
         }
@@ -449,6 +476,9 @@ impl Table {
     /// Moves an ended connection to the backlog and lends it back for
     /// publishing (kept aside when the backlog holds none).
     fn backlogged(&mut self, now: Instant, conn: Connection) -> &Connection {
+        if let Some(ended) = &mut self.ended {
+            ended.push(conn.clone());
+        }
         if self.limits.max_backlog == 0 {
             self.last_ended = Some(conn);
             return self.last_ended.as_ref().expect("just set");
@@ -468,6 +498,11 @@ impl Table {
         self.bytes += weight(&conn);
         self.make_room(None);
         self.backlog.push_back((now, conn));
+    }
+
+    /// The live connections' records.
+    pub fn live(&self) -> Vec<Connection> {
+        self.live.values().map(|l| l.conn.clone()).collect()
     }
 
     /// The live connections: their ids and their flows' ids in the kernel.
@@ -566,6 +601,9 @@ impl Table {
                 EventKind::Closed
             };
             out.events.push((kind, conn.clone()));
+            if let Some(ended) = &mut self.ended {
+                ended.push(conn.clone());
+            }
             self.push_backlog(now, conn);
         }
         out

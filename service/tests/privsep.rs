@@ -197,6 +197,15 @@ impl Run {
         assert!(field("Name:").starts_with("leco-service"));
     }
 
+    /// SIGTERM, as `systemctl stop` and `restart` send it; waits for the
+    /// exit and returns its status.
+    fn stop(mut self) -> i32 {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let status = self.child.wait().expect("wait");
+        status.code().unwrap_or(-1)
+    }
+
     /// SIGKILL, as when the service crashes or systemd gives up waiting.
     fn kill(mut self) -> Vec<String> {
         let _ = self.child.kill();
@@ -757,4 +766,99 @@ fn a_start_over_a_datagram_sockets_flows_gives_each_its_reader() {
     for e in std::fs::read_dir(&dir).expect("pins").flatten() {
         std::fs::remove_file(e.path()).expect("unpin");
     }
+}
+
+/// Polls Snapshot() until `pick` holds for an entry (10 s); returns it.
+fn in_snapshot_where(bus: &TestBus, what: &str, pick: impl Fn(&Dict) -> bool) -> Dict {
+    runtime().block_on(async {
+        let c = client(bus).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let snap = snapshot(&c).await.expect("Snapshot");
+            if let Some(d) = snap.into_iter().find(&pick) {
+                return d;
+            }
+            assert!(Instant::now() < deadline, "{what} not in Snapshot()");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+}
+
+/// A restart of `run` over the kept kernel objects loses nothing a client
+/// saw: the connections that ended before it are in Snapshot() (from the
+/// store), and the live ones are as they were known (their `novelty`,
+/// told before the restart, is kept: a fresh look would find the program
+/// known). After a crash (SIGKILL) what ended a second before is there too.
+#[test]
+fn a_restart_of_run_loses_nothing_a_client_saw() {
+    if !require_root("a_restart_of_run_loses_nothing_a_client_saw") {
+        return;
+    }
+    let (uid, gid) = ensure_user("leco", &[]);
+    let bus = TestBus::start().expect("private dbus-daemon");
+    let fs = Bpffs::mount(format!("/tmp/leco-keep-bpffs-{}", std::process::id()));
+    let dir = fs.path().join("leco");
+    let dir_s = dir.to_str().expect("utf-8");
+    assert_ok(&leco(&["load", "--pin", dir_s, "--owner", "leco"], &[]));
+    // The service's own state directory, as StateDirectory= makes it.
+    let state = PathBuf::from(format!("/tmp/leco-keep-state-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    std::fs::create_dir(&state).expect("state directory");
+    std::os::unix::fs::chown(&state, Some(uid), Some(gid)).expect("chown");
+    let state_s = state.to_str().expect("utf-8");
+    let args = ["--state-dir", state_s, "--warm-up", "0"];
+    let closed = |d: &Dict, conn_pid: u32| {
+        get::<u32>(d, "pid") == Some(conn_pid)
+            && get::<String>(d, "direction").as_deref() == Some("out")
+            && get::<String>(d, "state").as_deref() == Some("closed")
+    };
+
+    let run = Run::start(run_pinned(&dir, &bus, &args));
+    let live = LoopbackConnection::open("leco-t-keep");
+    let before = in_snapshot(&bus, &live);
+    assert_eq!(
+        get::<String>(&before, "novelty").as_deref(),
+        Some("program")
+    );
+    let gone = LoopbackConnection::open("leco-t-gone");
+    let gone_pid = gone.pid();
+    in_snapshot(&bus, &gone);
+    assert_eq!(gone.close(), 0);
+    let ended = in_snapshot_where(&bus, "the ended connection", |d| closed(d, gone_pid));
+    assert_eq!(run.stop(), 0, "a clean stop");
+
+    let run = Run::start(run_pinned(&dir, &bus, &args));
+    let after = in_snapshot(&bus, &live);
+    assert_eq!(get::<u64>(&after, "id"), get::<u64>(&before, "id"));
+    assert_eq!(
+        get::<String>(&after, "novelty").as_deref(),
+        Some("program"),
+        "the live connection as it was known: {after:#?}"
+    );
+    let again = in_snapshot_where(&bus, "the ended connection after the restart", |d| {
+        closed(d, gone_pid)
+    });
+    assert_eq!(get::<u64>(&again, "id"), get::<u64>(&ended, "id"));
+    assert_eq!(
+        get::<String>(&again, "comm").as_deref(),
+        Some("leco-t-gone")
+    );
+
+    // A crash: what ended more than a second before is kept all the same.
+    let live_pid = live.pid();
+    assert_eq!(live.close(), 0);
+    in_snapshot_where(&bus, "the live one, ended", |d| closed(d, live_pid));
+    std::thread::sleep(Duration::from_millis(1500));
+    run.kill();
+    let run = Run::start(run_pinned(&dir, &bus, &args));
+    for pid in [gone_pid, live_pid] {
+        in_snapshot_where(&bus, "an ended connection after a crash", |d| {
+            closed(d, pid)
+        });
+    }
+    run.kill();
+    for e in std::fs::read_dir(&dir).expect("pins").flatten() {
+        std::fs::remove_file(e.path()).expect("unpin");
+    }
+    let _ = std::fs::remove_dir_all(&state);
 }

@@ -890,12 +890,40 @@ fn booted_system() {
 
     // Its memory is capped as the unit says.
     let cap = c.ok("MemoryMax", "systemctl show -P MemoryMax leco.service");
-    if cap.trim() != (128u64 << 20).to_string() {
+    if cap.trim() != (160u64 << 20).to_string() {
         c.fail(&format!(
-            "leco.service has MemoryMax {} (want 128M)",
+            "leco.service has MemoryMax {} (want 160M)",
             cap.trim()
         ));
     }
+    // Its store: StateDirectory=, the service user's alone.
+    let state = c.ok(
+        "the state directory",
+        "stat -L -c '%U %a' /var/lib/leco && stat -c '%U' /var/lib/leco/leco.sqlite",
+    );
+    if state.split_whitespace().collect::<Vec<_>>() != ["leco", "700", "leco"] {
+        c.fail(&format!(
+            "/var/lib/leco and its leco.sqlite must be user leco's, the directory mode 0700; \
+             stat says: {state}"
+        ));
+    }
+    // A connection that ends before the restart (a UDP datagram: its flow
+    // ends as its socket closes).
+    c.ok(
+        "the datagram probe",
+        &format!(
+            "ln -sf /bin/bash /run/{PROBE}-udp && systemd-run -q --wait --unit=lecotest-udp \
+             /run/{PROBE}-udp -c 'printf hello >/dev/udp/127.0.0.1/{port}'"
+        ),
+    );
+    let ended_probe = |conn: &Value| {
+        conn["comm"]["data"] == format!("{PROBE}-udp")
+            && conn["proto"]["data"] == "udp"
+            && conn["state"]["data"] == "closed"
+    };
+    let ended = c.wait_for("the datagram probe, ended, in Snapshot()", 10, || {
+        c.snapshot().into_iter().find(|v| ended_probe(v))
+    });
     // A restart keeps the kernel state: same programs, same connection.
     c.ok("systemctl restart leco", "systemctl restart leco.service");
     if c.leco_state() != "active" {
@@ -924,7 +952,20 @@ fn booted_system() {
             snap.len()
         ));
     }
-    eprintln!("booted_system: after systemctl restart, the connection is still in Snapshot");
+    if !snap
+        .iter()
+        .any(|v| ended_probe(v) && v["id"]["data"] == ended["id"]["data"])
+    {
+        c.fail(&format!(
+            "after a restart, the connection that ended before it is not in Snapshot() \
+             ({} entries)",
+            snap.len()
+        ));
+    }
+    eprintln!(
+        "booted_system: /var/lib/leco is leco's (0700); after systemctl restart, the live \
+         connection and the one that ended before it are in Snapshot"
+    );
 
     // Losing the bus (dbus-daemon killed; the socket starts it again)
     // stops the service with an error, and systemd starts it again.

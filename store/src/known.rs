@@ -1,34 +1,27 @@
 //! First seen, decided on the event path without touching the disk: every
 //! program identity and every (program, destination) the store holds,
-//! kept in memory as 64-bit fingerprints (16 bytes each in the set, so a
-//! million destinations take some 32 MiB at most; a collision between two
-//! of them is about as likely as one in 10^7 at that size, and would only
-//! make something new look known).
+//! kept in memory as 64-bit fingerprints (about 9 bytes each in the set
+//! with its spare room, so the most it holds of both kinds take some 9 MiB;
+//! a collision between two of them is about as likely as one in 10^8 at
+//! that size, and would only make something new look known).
 
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 
 /// Fingerprints held of each kind, at most; past that, what is not held
 /// counts as known (quiet rather than wrong in the noisy direction).
-pub const KNOWN_MAX: usize = 1 << 20;
+pub const KNOWN_MAX: usize = 1 << 18;
 
-/// What is new about a connection.
+pub use leco_proto::Novelty;
+
+/// What a connection taught [`Known`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Novelty {
-    /// Its program never used the network before.
-    Program,
-    /// Its program did, but never with this destination.
-    Destination,
-}
-
-impl Novelty {
-    /// The `novelty` key's value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Novelty::Program => "program",
-            Novelty::Destination => "destination",
-        }
-    }
+pub struct Seen {
+    /// What is new about it, to tell (never during the warm-up).
+    pub novelty: Option<Novelty>,
+    /// Whether its program or its destination was not held before (also
+    /// during the warm-up): the store has a row to write.
+    pub first: bool,
 }
 
 /// Where a program connected: the remote's name when known, else its
@@ -80,23 +73,21 @@ impl Known {
 
     /// A connection of `program` to `destination` at `now_us`: what is new
     /// about it, learnt from then on.
-    pub fn check(
-        &mut self,
-        program: &str,
-        destination: &Destination,
-        now_us: u64,
-    ) -> Option<Novelty> {
+    pub fn check(&mut self, program: &str, destination: &Destination, now_us: u64) -> Seen {
         let new_program = insert(&mut self.programs, fingerprint(program));
         let new_destination = insert(&mut self.destinations, fingerprint((program, destination)));
-        if now_us < self.quiet_until_us {
-            return None;
-        }
-        if new_program {
+        let novelty = if now_us < self.quiet_until_us {
+            None
+        } else if new_program {
             Some(Novelty::Program)
         } else if new_destination {
             Some(Novelty::Destination)
         } else {
             None
+        };
+        Seen {
+            novelty,
+            first: new_program || new_destination,
         }
     }
 
@@ -135,26 +126,29 @@ mod tests {
     #[test]
     fn a_new_program_then_a_new_destination_then_nothing() {
         let mut k = Known::new(0);
-        assert_eq!(k.check("curl", &WEB, 1), Some(Novelty::Program));
-        assert_eq!(k.check("curl", &WEB, 2), None);
+        assert_eq!(k.check("curl", &WEB, 1).novelty, Some(Novelty::Program));
+        assert_eq!(k.check("curl", &WEB, 2).novelty, None);
         let other = Destination { port: 80, ..WEB };
-        assert_eq!(k.check("curl", &other, 3), Some(Novelty::Destination));
+        assert_eq!(
+            k.check("curl", &other, 3).novelty,
+            Some(Novelty::Destination)
+        );
         // The destination is the program's: another program's first use of
         // it is the program's novelty.
-        assert_eq!(k.check("wget", &WEB, 4), Some(Novelty::Program));
+        assert_eq!(k.check("wget", &WEB, 4).novelty, Some(Novelty::Program));
         assert_eq!(k.len(), (2, 3));
     }
 
     #[test]
     fn the_warm_up_learns_quietly() {
         let mut k = Known::new(100);
-        assert_eq!(k.check("curl", &WEB, 50), None);
+        assert_eq!(k.check("curl", &WEB, 50).novelty, None);
         assert_eq!(
-            k.check("curl", &WEB, 150),
+            k.check("curl", &WEB, 150).novelty,
             None,
             "learnt during the warm-up"
         );
-        assert_eq!(k.check("ssh", &WEB, 150), Some(Novelty::Program));
+        assert_eq!(k.check("ssh", &WEB, 150).novelty, Some(Novelty::Program));
     }
 
     #[test]
@@ -162,7 +156,7 @@ mod tests {
         let mut k = Known::new(0);
         k.learn("curl", Some(&WEB));
         k.learn("ssh", None);
-        assert_eq!(k.check("curl", &WEB, 1), None);
-        assert_eq!(k.check("ssh", &WEB, 1), Some(Novelty::Destination));
+        assert_eq!(k.check("curl", &WEB, 1).novelty, None);
+        assert_eq!(k.check("ssh", &WEB, 1).novelty, Some(Novelty::Destination));
     }
 }

@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OpenFlags};
 
-pub use known::{Destination, Known, Novelty, KNOWN_MAX};
-pub use writer::{Ended, Limits, Writer, WriterStats, COMMIT_EVERY, QUEUE_MAX};
+pub use known::{Destination, Known, Novelty, Seen, KNOWN_MAX};
+pub use writer::{Ended, Limits, Sighting, Writer, WriterStats, COMMIT_EVERY, QUEUE_MAX};
 
 /// The store's file in its directory.
 pub const FILE: &str = "leco.sqlite";
@@ -149,6 +149,28 @@ impl Store {
             known.learn(&program, Some(&d));
         }
         Ok(known)
+    }
+
+    /// The live connections' records kept when the service last stopped
+    /// on this `load` of the kernel objects (JSON), taken: the next stop
+    /// keeps its own. Those of another load are dropped (their ids mean
+    /// nothing now).
+    pub fn take_live(&self, load: &str) -> Result<Vec<String>, StoreError> {
+        let err = |source| StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        };
+        let mut q = self
+            .conn
+            .prepare("SELECT record FROM live WHERE load = ?1 ORDER BY id")
+            .map_err(err)?;
+        let records = q
+            .query_map([load], |r| r.get::<_, String>(0))
+            .map_err(err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(err)?;
+        self.conn.execute("DELETE FROM live", []).map_err(err)?;
+        Ok(records)
     }
 
     /// Starts writing on a thread of its own, pruning to `limits` with the

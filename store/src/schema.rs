@@ -16,6 +16,11 @@ pub const VERSION: i64 = 1;
 /// - `connections`: ended connections, newest last, with the whole record
 ///   as the service published it (JSON), so that `History()` gives back
 ///   every key, including ones added after the row was written.
+/// - `live`: the live connections' records when the service last stopped,
+///   with the load of the kernel objects they belong to (flow ids count
+///   from 1 in each load, which a reboot or a full stop ends), so that
+///   a restarted service gives them back as they were known (owners that
+///   exited since, names learnt); read once and emptied at the next start.
 pub const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
@@ -57,6 +62,11 @@ CREATE TABLE IF NOT EXISTS connections (
     record TEXT NOT NULL
 ) STRICT;
 CREATE INDEX IF NOT EXISTS connections_by_end ON connections (ended_us);
+CREATE TABLE IF NOT EXISTS live (
+    id INTEGER PRIMARY KEY,
+    load TEXT NOT NULL,
+    record TEXT NOT NULL
+) STRICT;
 ";
 
 /// Sets the connection up: WAL with `synchronous=NORMAL` (a commit is

@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection};
 
-/// Connections waiting to be written, at most: 10 s at 1,000 a second.
-pub const QUEUE_MAX: usize = 10_000;
+/// Connections (and first sightings) waiting to be written, at most: two
+/// commits' worth at 1,000 a second, some 10 MiB with the largest records.
+pub const QUEUE_MAX: usize = 2_048;
 
 /// Rows per transaction, at most.
 const BATCH: usize = 2_000;
@@ -54,8 +55,28 @@ pub struct Ended {
     pub record: String,
 }
 
-enum Op {
+/// A program, and a destination of it, seen for the first time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sighting {
+    /// When, realtime µs.
+    pub at_us: u64,
+    pub program: String,
+    pub remote: String,
+    pub port: u16,
+    pub proto: String,
+}
+
+/// What a batch writes.
+enum Row {
+    Seen(Box<Sighting>),
     Ended(Box<Ended>),
+}
+
+enum Op {
+    Row(Row),
+    /// Replace the live records with these (load, then id and JSON),
+    /// then answer.
+    Live(String, Vec<(u64, String)>, SyncSender<()>),
     /// Commit now, then answer.
     Flush(SyncSender<()>),
     /// Prune now (with this clock, realtime µs), then answer.
@@ -103,11 +124,29 @@ impl Writer {
 
     /// Queues `ended`; false (and counted) if the queue is full.
     pub fn record(&self, ended: Ended) -> bool {
+        self.queue(Row::Ended(Box::new(ended)))
+    }
+
+    /// Queues a first sighting, so that what is known survives a crash
+    /// before the connection ends; false (and counted) if the queue is full.
+    pub fn seen(&self, sighting: Sighting) -> bool {
+        self.queue(Row::Seen(Box::new(sighting)))
+    }
+
+    /// Replaces the live connections' records (id and JSON) kept for the
+    /// next start on the same `load` of the kernel objects, once what is
+    /// queued is written.
+    pub fn keep_live(&self, load: &str, records: Vec<(u64, String)>) {
+        let load = load.to_owned();
+        self.ask(|ack| Op::Live(load, records, ack));
+    }
+
+    fn queue(&self, row: Row) -> bool {
         let Some(q) = &self.queue else {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
             return false;
         };
-        match q.try_send(Op::Ended(Box::new(ended))) {
+        match q.try_send(Op::Row(row)) {
             Ok(()) => true,
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 self.stats.dropped.fetch_add(1, Ordering::Relaxed);
@@ -157,7 +196,7 @@ fn write_loop(
     now_us: fn() -> u64,
     stats: &WriterStats,
 ) {
-    let mut batch: Vec<Ended> = Vec::with_capacity(BATCH);
+    let mut batch: Vec<Row> = Vec::with_capacity(BATCH);
     let mut oldest = Instant::now();
     let mut pruned_at = Instant::now();
     loop {
@@ -167,17 +206,25 @@ fn write_loop(
             COMMIT_EVERY.saturating_sub(oldest.elapsed())
         };
         match rx.recv_timeout(wait) {
-            Ok(Op::Ended(e)) => {
+            Ok(Op::Row(row)) => {
                 if batch.is_empty() {
                     oldest = Instant::now();
                 }
-                batch.push(*e);
+                batch.push(row);
                 if batch.len() < BATCH {
                     continue;
                 }
             }
             Ok(Op::Flush(ack)) => {
                 commit(&mut conn, &mut batch, stats);
+                let _ = ack.send(());
+                continue;
+            }
+            Ok(Op::Live(load, records, ack)) => {
+                commit(&mut conn, &mut batch, stats);
+                if let Err(e) = keep_live(&mut conn, &load, &records) {
+                    tracing::warn!("the store could not keep the live connections: {e}");
+                }
                 let _ = ack.send(());
                 continue;
             }
@@ -203,11 +250,11 @@ fn write_loop(
 }
 
 /// Writes `batch` in one transaction and empties it.
-fn commit(conn: &mut Connection, batch: &mut Vec<Ended>, stats: &WriterStats) {
+fn commit(conn: &mut Connection, batch: &mut Vec<Row>, stats: &WriterStats) {
     if batch.is_empty() {
         return;
     }
-    let n = batch.len() as u64;
+    let n = batch.iter().filter(|r| matches!(r, Row::Ended(_))).count() as u64;
     match write(conn, batch) {
         Ok(()) => {
             stats.written.fetch_add(n, Ordering::Relaxed);
@@ -220,9 +267,20 @@ fn commit(conn: &mut Connection, batch: &mut Vec<Ended>, stats: &WriterStats) {
     batch.clear();
 }
 
-fn write(conn: &mut Connection, batch: &[Ended]) -> rusqlite::Result<()> {
+fn write(conn: &mut Connection, batch: &[Row]) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
     {
+        let mut first_program = tx.prepare_cached(
+            "INSERT INTO programs (program, first_us, last_us, connections, rx_bytes, tx_bytes)
+             VALUES (?1, ?2, ?2, 0, 0, 0)
+             ON CONFLICT (program) DO UPDATE SET last_us = max(last_us, excluded.last_us)
+             RETURNING id",
+        )?;
+        let mut first_destination = tx.prepare_cached(
+            "INSERT OR IGNORE INTO destinations
+                (program, remote, port, proto, first_us, last_us, connections, rx_bytes, tx_bytes)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5, 0, 0, 0)",
+        )?;
         let mut program = tx.prepare_cached(
             "INSERT INTO programs (program, first_us, last_us, connections, rx_bytes, tx_bytes)
              VALUES (?1, ?2, ?3, 1, ?4, ?5)
@@ -250,7 +308,16 @@ fn write(conn: &mut Connection, batch: &[Ended]) -> rusqlite::Result<()> {
                 proto, rx_bytes, tx_bytes, record)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )?;
-        for e in batch {
+        for row in batch {
+            let e = match row {
+                Row::Ended(e) => e,
+                Row::Seen(s) => {
+                    let at = sql_u64(s.at_us);
+                    let id: i64 = first_program.query_row(params![s.program, at], |r| r.get(0))?;
+                    first_destination.execute(params![id, s.remote, s.port, s.proto, at])?;
+                    continue;
+                }
+            };
             let (first, ended) = (sql_u64(e.first_us), sql_u64(e.ended_us));
             let (rx, txb) = (sql_u64(e.rx_bytes), sql_u64(e.tx_bytes));
             let id: i64 =
@@ -262,6 +329,19 @@ fn write(conn: &mut Connection, batch: &[Ended]) -> rusqlite::Result<()> {
                 first, ended, e.program, e.unit, e.user, e.remote, e.port, e.proto, rx, txb,
                 e.record
             ])?;
+        }
+    }
+    tx.commit()
+}
+
+fn keep_live(conn: &mut Connection, load: &str, records: &[(u64, String)]) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    tx.execute("DELETE FROM live", [])?;
+    {
+        let mut insert = tx
+            .prepare_cached("INSERT OR REPLACE INTO live (id, load, record) VALUES (?1, ?2, ?3)")?;
+        for (id, record) in records {
+            insert.execute(params![sql_u64(*id), load, record])?;
         }
     }
     tx.commit()

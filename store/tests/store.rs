@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use leco_store::{Destination, Ended, GroupBy, Limits, Novelty, Reader, Store};
+use leco_store::{Destination, Ended, GroupBy, Limits, Novelty, Reader, Sighting, Store};
 use leco_testkit::scratch_dir;
 
 const DAY_US: u64 = 86_400_000_000;
@@ -51,11 +51,11 @@ fn what_is_new_is_remembered_and_history_and_totals_read_it_back() {
     let mut known = store.known(Duration::ZERO).expect("known");
     assert!(known.is_empty());
     assert_eq!(
-        known.check("curl", &web("example.org"), NOW),
+        known.check("curl", &web("example.org"), NOW).novelty,
         Some(Novelty::Program)
     );
     assert_eq!(
-        known.check("curl", &web("example.net"), NOW),
+        known.check("curl", &web("example.net"), NOW).novelty,
         Some(Novelty::Destination)
     );
     let writer = store.into_writer(KEEP, now);
@@ -85,10 +85,12 @@ fn what_is_new_is_remembered_and_history_and_totals_read_it_back() {
     let mut known = store.known(Duration::ZERO).expect("known");
     assert_eq!(known.len(), (2, 3));
     for (p, r) in [("curl", "example.org"), ("firefox", "example.org")] {
-        assert_eq!(known.check(p, &web(r), NOW + 10), None, "{p} → {r}");
+        assert_eq!(known.check(p, &web(r), NOW + 10).novelty, None, "{p} → {r}");
     }
     assert_eq!(
-        known.check("firefox", &web("example.net"), NOW + 10),
+        known
+            .check("firefox", &web("example.net"), NOW + 10)
+            .novelty,
         Some(Novelty::Destination)
     );
 
@@ -118,21 +120,79 @@ fn what_is_new_is_remembered_and_history_and_totals_read_it_back() {
 }
 
 #[test]
+fn first_sightings_are_known_after_a_crash_before_their_end() {
+    let dir = scratch_dir("store-sightings");
+    let store = Store::open(&dir, NOW).expect("open");
+    let mut known = store.known(Duration::ZERO).expect("known");
+    let seen = known.check("sshd", &web("10.0.0.1"), NOW);
+    assert_eq!(seen.novelty, Some(Novelty::Program));
+    assert!(seen.first);
+    let writer = store.into_writer(KEEP, now);
+    assert!(writer.seen(Sighting {
+        at_us: NOW,
+        program: "sshd".into(),
+        remote: "10.0.0.1".into(),
+        port: 443,
+        proto: "tcp".into(),
+    }));
+    writer.flush();
+    // No connection ended: the sighting alone is remembered.
+    drop(writer);
+    let store = Store::open(&dir, NOW).expect("reopen");
+    let mut known = store.known(Duration::ZERO).expect("known");
+    let again = known.check("sshd", &web("10.0.0.1"), NOW + 1);
+    assert_eq!((again.novelty, again.first), (None, false));
+    let reader = Reader::open(&dir).expect("reader");
+    assert!(reader.history(0, u64::MAX, 10).expect("history").is_empty());
+}
+
+#[test]
+fn live_records_are_given_back_once_and_only_to_their_load() {
+    let dir = scratch_dir("store-live");
+    let store = Store::open(&dir, NOW).expect("open");
+    let writer = store.into_writer(KEEP, now);
+    writer.keep_live(
+        "load-a",
+        vec![(7, "{\"id\":7}".into()), (9, "{\"id\":9}".into())],
+    );
+    drop(writer);
+    let store = Store::open(&dir, NOW).expect("reopen");
+    assert_eq!(
+        store.take_live("load-a").expect("take"),
+        ["{\"id\":7}", "{\"id\":9}"]
+    );
+    assert!(store.take_live("load-a").expect("taken").is_empty());
+    let writer = store.into_writer(KEEP, now);
+    writer.keep_live("load-a", vec![(7, "{}".into())]);
+    drop(writer);
+    let store = Store::open(&dir, NOW).expect("reopen");
+    assert!(
+        store.take_live("load-b").expect("other load").is_empty(),
+        "another load's flow ids mean nothing"
+    );
+}
+
+#[test]
 fn a_fresh_store_learns_quietly_through_its_warm_up() {
     let dir = scratch_dir("store-warmup");
     let store = Store::open(&dir, NOW).expect("open");
     let hour = Duration::from_secs(3600);
     let mut known = store.known(hour).expect("known");
     let minute = 60_000_000;
-    assert_eq!(known.check("curl", &web("example.org"), NOW + minute), None);
+    assert_eq!(
+        known
+            .check("curl", &web("example.org"), NOW + minute)
+            .novelty,
+        None
+    );
     let after = NOW + 61 * minute;
     assert_eq!(
-        known.check("curl", &web("example.org"), after),
+        known.check("curl", &web("example.org"), after).novelty,
         None,
         "learnt"
     );
     assert_eq!(
-        known.check("ssh", &web("example.org"), after),
+        known.check("ssh", &web("example.org"), after).novelty,
         Some(Novelty::Program)
     );
     // The warm-up counts from the store's birth, not from this start.
@@ -141,7 +201,9 @@ fn a_fresh_store_learns_quietly_through_its_warm_up() {
     let store = Store::open(&dir, NOW + 2 * 3_600_000_000).expect("reopen");
     let mut known = store.known(hour).expect("known");
     assert_eq!(
-        known.check("wget", &web("example.org"), NOW + 2 * 3_600_000_000),
+        known
+            .check("wget", &web("example.org"), NOW + 2 * 3_600_000_000)
+            .novelty,
         Some(Novelty::Program)
     );
 }

@@ -198,6 +198,8 @@ pub struct Style {
     pub failed_color: Rgba,
     /// Text colour of attempts this machine's policy blocked.
     pub blocked_color: Rgba,
+    /// Text colour of a program or destination never seen before.
+    pub new_color: Rgba,
     /// Surface background (transparent by default).
     pub background: Rgba,
     /// Background behind each line's text (transparent by default).
@@ -215,6 +217,10 @@ pub struct Style {
 pub const DEFAULT_FAILED_COLOR: Rgba = Rgba::new(0xff, 0xb0, 0x40, 0xff);
 /// Red: this machine said no.
 pub const DEFAULT_BLOCKED_COLOR: Rgba = Rgba::new(0xff, 0x55, 0x55, 0xff);
+/// Light blue: never seen before.
+pub const DEFAULT_NEW_COLOR: Rgba = Rgba::new(0x6c, 0xc8, 0xff, 0xff);
+/// Before a line of something never seen before.
+pub const DEFAULT_NEW_MARKER: &str = "★ ";
 
 impl Style {
     /// The text colour of a line of `tone`.
@@ -223,6 +229,7 @@ impl Style {
             crate::model::Tone::Plain => self.text_color,
             crate::model::Tone::Failed => self.failed_color,
             crate::model::Tone::Blocked => self.blocked_color,
+            crate::model::Tone::New => self.new_color,
         }
     }
 }
@@ -239,6 +246,8 @@ pub struct LinesConfig {
     pub remote_names: bool,
     /// At most this many rows; `None` derives it from the height.
     pub max_lines: Option<usize>,
+    /// Put before a line of a program or destination never seen before.
+    pub new_marker: String,
 }
 
 /// How lines fade.
@@ -305,6 +314,7 @@ impl Default for Style {
             text_color: Rgba::new(0xe0, 0xe0, 0xe0, 0xff),
             failed_color: DEFAULT_FAILED_COLOR,
             blocked_color: DEFAULT_BLOCKED_COLOR,
+            new_color: DEFAULT_NEW_COLOR,
             background: Rgba::TRANSPARENT,
             line_background: Rgba::TRANSPARENT,
             shadows: vec![Shadow {
@@ -325,6 +335,7 @@ impl Default for LinesConfig {
             traffic_threshold: leco_proto::TRAFFIC_THRESHOLD,
             remote_names: true,
             max_lines: None,
+            new_marker: DEFAULT_NEW_MARKER.into(),
         }
     }
 }

@@ -32,7 +32,7 @@ use crate::rules::{Action, MatchSpec, Rule, Rules};
 
 /// The nodes of `overlay {}`, in the order messages list them, with an
 /// example value for the message when one is missing.
-const NODES: [NodeSpec<'static>; 26] = [
+const NODES: [NodeSpec<'static>; 28] = [
     NodeSpec::value("layer", "\"bottom\""),
     NodeSpec::value("anchor", "\"top-right\""),
     NodeSpec::values("margin"),
@@ -46,6 +46,7 @@ const NODES: [NodeSpec<'static>; 26] = [
     NodeSpec::value("text-color", "\"#e0e0e0ff\""),
     NodeSpec::value("failed-color", "\"#ffb040ff\""),
     NodeSpec::value("blocked-color", "\"#ff5555ff\""),
+    NodeSpec::value("new-color", "\"#6cc8ffff\""),
     NodeSpec::value("background", "\"#e0e0e0ff\""),
     NodeSpec::value("line-background", "\"#e0e0e0ff\""),
     NodeSpec::values("shadow").repeatable(),
@@ -54,6 +55,7 @@ const NODES: [NodeSpec<'static>; 26] = [
     NodeSpec::value("format", "\"classic\""),
     NodeSpec::value("traffic-threshold", "\"5KiB\""),
     NodeSpec::value("remote-names", "#true"),
+    NodeSpec::value("new-marker", "\"★ \""),
     NodeSpec::value("max-lines", "20"),
     NodeSpec::value("fade-time", "60"),
     NodeSpec::value("fade-curve", "\"0,100 100,0\""),
@@ -186,6 +188,7 @@ impl Reader<'_> {
             "text-color" => st.text_color = self.color(name, entry)?,
             "failed-color" => st.failed_color = self.color(name, entry)?,
             "blocked-color" => st.blocked_color = self.color(name, entry)?,
+            "new-color" => st.new_color = self.color(name, entry)?,
             "background" => st.background = self.color(name, entry)?,
             "line-background" => st.line_background = self.color(name, entry)?,
             "tag" => st.tag = src.boolean(name, entry)?,
@@ -193,6 +196,11 @@ impl Reader<'_> {
             "format" => config.lines.format = self.format(entry)?,
             "traffic-threshold" => config.lines.traffic_threshold = src.size(name, entry)?,
             "remote-names" => config.lines.remote_names = src.boolean(name, entry)?,
+            "new-marker" => {
+                let marker =
+                    src.string(name, entry, "a short text such as \"★ \" (\"\" for none)")?;
+                config.lines.new_marker = leco_proto::sanitize_text(marker, 16);
+            }
             "max-lines" => {
                 config.lines.max_lines = Some(src.integer(name, entry, 0..=MAX_ROWS as i128)?)
             }
@@ -742,14 +750,14 @@ mod tests {
     #[test]
     fn positions_of_common_mistakes() {
         let cases = [
-            ("overlay {\n  widht 5\n}", "config.kdl:2:3: unknown setting `widht` in overlay {}; expected one of layer, anchor, margin, width, height, output, padding, font, font-size, line-height, text-color, failed-color, blocked-color, background, line-background, shadow, tag, max-fps, format, traffic-threshold, remote-names, max-lines, fade-time, fade-curve, linger, rules; did you mean `width`?"),
+            ("overlay {\n  widht 5\n}", "config.kdl:2:3: unknown setting `widht` in overlay {}; expected one of layer, anchor, margin, width, height, output, padding, font, font-size, line-height, text-color, failed-color, blocked-color, new-color, background, line-background, shadow, tag, max-fps, format, traffic-threshold, remote-names, new-marker, max-lines, fade-time, fade-curve, linger, rules; did you mean `width`?"),
             ("overlay {\n  width \"wide\"\n}", "config.kdl:2:9: width must be an integer from 1 to 16384, not \"wide\""),
             ("overlay {\n  tag 1\n}", "config.kdl:2:7: tag must be #true or #false, not 1"),
             ("overlay {\n  text-color \"red\"\n}", "config.kdl:2:14: text-color must be a colour \"#rrggbb\" or \"#rrggbbaa\", not \"red\""),
             ("overlay { width 1; width 2 }", "config.kdl:1:20: `width` is set twice; the first is at line 1"),
             ("overlay {\n  width 5\n", "config.kdl:1:9: No closing '}' for child block"),
             ("rules { hide \"x\" }", "config.kdl:1:1: line rules go inside the overlay section: overlay { rules { … } }"),
-            ("overlay {\n  format \"{time} {bogus}\"\n}", "config.kdl:2:19: format: unknown key `bogus` in the format; expected one of time, traffic, rx, tx, conns, id, proto, ip_proto, interface, family, direction, state, local_addr, local_port, remote_addr, remote_port, remote_name, name_source, pid, comm, program, exe, cmdline, uid, user, cgroup, unit, container, app_id, first_seen_us, last_seen_us, rx_bytes, tx_bytes, error, reason, attempts"),
+            ("overlay {\n  format \"{time} {bogus}\"\n}", "config.kdl:2:19: format: unknown key `bogus` in the format; expected one of time, traffic, rx, tx, conns, id, proto, ip_proto, interface, family, direction, state, local_addr, local_port, remote_addr, remote_port, remote_name, name_source, pid, comm, program, exe, cmdline, uid, user, cgroup, unit, container, app_id, first_seen_us, last_seen_us, rx_bytes, tx_bytes, error, reason, attempts, novelty"),
             ("overlay {\n  fade-curve \"0,100 5,50 5,0\"\n}", "config.kdl:2:26: fade-curve: times must increase from point to point: 5 follows 5"),
             ("overlay { anchor \"top-top\" }", "config.kdl:1:18: anchor must be edges joined by -, such as \"top-right\", \"bottom\", \"top-left-right\", or \"center\", not \"top-top\""),
         ];

@@ -9,6 +9,7 @@
 //! carrying its latest state (counted as coalesced), and the table still
 //! has everything for `Snapshot()`.
 
+mod history;
 mod object;
 mod replies;
 mod signals;
@@ -46,6 +47,7 @@ pub enum Request {
 #[derive(Debug)]
 pub struct Overseer {
     stats: Arc<Stats>,
+    history: history::History,
 }
 
 /// A call that [`object::Served`] answers before it gets here.
@@ -69,6 +71,29 @@ impl Overseer {
     async fn snapshot_since(&self, since_us: u64) -> zbus::fdo::Result<Dicts> {
         let _ = since_us;
         Err(answered_elsewhere())
+    }
+
+    /// Connections that ended between `since_us` and `until_us` (realtime
+    /// microseconds, as in `last_seen_us`; 0 and 18446744073709551615 for
+    /// all), newest first, at most `limit` (and 10000, and what fits a 4 MiB
+    /// reply): from the store, so across restarts, for as long as the
+    /// `retention` setting keeps them.
+    async fn history(&self, since_us: u64, until_us: u64, limit: u32) -> zbus::fdo::Result<Dicts> {
+        self.history.history(since_us, until_us, limit).await
+    }
+
+    /// What connections that ended since `since_us` moved, by `group_by`:
+    /// "program", "unit", "user" or "remote" (the remote's name, else its
+    /// address). Each group: its key under that name (absent when the
+    /// connections had none), `connections` (t), `rx_bytes` (t),
+    /// `tx_bytes` (t), `first_seen_us` (t) and `last_seen_us` (t); the most
+    /// bytes first, at most 10000 groups.
+    async fn totals(
+        &self,
+        since_us: u64,
+        group_by: &str,
+    ) -> zbus::fdo::Result<Vec<history::TotalDict>> {
+        self.history.totals(since_us, group_by).await
     }
 
     /// A connection was seen (`new`), moved traffic or changed (`update`),
@@ -167,6 +192,7 @@ pub async fn serve(
     target: &BusTarget,
     requests: mpsc::Sender<Request>,
     stats: Arc<Stats>,
+    store: Option<std::path::PathBuf>,
 ) -> anyhow::Result<Served> {
     let builder = match target {
         BusTarget::System => zbus::connection::Builder::system(),
@@ -175,7 +201,8 @@ pub async fn serve(
     }
     .context("choosing the bus")?;
     let replies = Arc::new(replies::Replies::new(requests, Arc::clone(&stats)));
-    let object = object::Served::new(Overseer { stats }, replies);
+    let history = history::History::new(store.as_deref());
+    let object = object::Served::new(Overseer { stats, history }, replies);
     let conn = builder
         .serve_at(OBJECT_PATH, object)?
         .build()

@@ -92,6 +92,7 @@ mod tests {
                 max_flows: 65_536,
                 ring_buffer_kib: 1024,
                 signal_rate: 100,
+                ..ServiceConfig::default()
             }
         );
         assert_eq!(config(&[]).expect("parses"), ServiceConfig::default());

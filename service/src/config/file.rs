@@ -136,6 +136,7 @@ mod tests {
                 max_flows: 65_536,
                 ring_buffer_kib: 1024,
                 signal_rate: 100,
+                ..ServiceConfig::default()
             }
         );
     }
@@ -185,7 +186,7 @@ mod tests {
             error("service {\n    foo 1\n}"),
             "config.kdl:2:5: unknown setting `foo` in service {}; expected one of \
              update-interval, udp-idle, backlog, backlog-max, max-flows, ring-buffer-kib, \
-             signal-rate"
+             signal-rate, retention, store-max-mib, warm-up"
         );
     }
 
@@ -198,6 +199,8 @@ mod tests {
             ("backlogs", "backlog"),
             ("update_intervall", "update-interval"),
             ("ring-buffer-kb", "ring-buffer-kib"),
+            ("warmup", "warm-up"),
+            ("store-max-mb", "store-max-mib"),
         ];
         for (typo, known) in cases {
             let message = error(&format!("service {{ {typo} 1; }}"));
@@ -206,7 +209,7 @@ mod tests {
                 "{message}"
             );
             assert!(
-                message.ends_with(&format!("signal-rate; did you mean `{known}`?")),
+                message.ends_with(&format!("warm-up; did you mean `{known}`?")),
                 "{message}"
             );
         }

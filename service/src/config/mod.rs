@@ -77,6 +77,32 @@ table::settings! {
         kind: Integer::new(1, 1_000_000, "N"),
         default: 5_000,
     }
+
+    /// How long the store (--state-dir) keeps ended connections for
+    /// History() and Totals(), and programs and destinations not seen
+    /// since; older ones are removed first.
+    retention: Duration {
+        name: "retention",
+        kind: Seconds::between(DAY, DAY * 3650),
+        default: DAY * 30,
+    }
+
+    /// Largest size of the store's database in MiB; past it, the oldest
+    /// ended connections are removed.
+    store_max_mib: u32 {
+        name: "store-max-mib",
+        kind: Integer::new(1, 1 << 20, "MIB"),
+        default: 256,
+    }
+
+    /// How long a new store only learns: until then no connection is told
+    /// as new (`novelty`), so that the first day is not all "new" (0 turns
+    /// it off).
+    warm_up: Duration {
+        name: "warm-up",
+        kind: Seconds::between(Duration::ZERO, DAY * 30),
+        default: Duration::from_secs(3600),
+    }
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ pub mod run;
 pub mod sdnotify;
 pub mod standalone;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ use anyhow::Context;
 
 use crate::bus::{self, BusTarget, SignalQueue};
 use crate::config::ServiceConfig;
+use crate::memory::{Memory, MemorySettings};
 use crate::monitor::{Monitor, Settings};
 use crate::names::resolved;
 use crate::output;
@@ -38,13 +40,14 @@ pub enum Output {
 
 /// Reads the kernel's records from `maps` and sends them to `output`,
 /// until SIGINT/SIGTERM (or the reader of stdout leaves); follows
-/// systemd-resolved from `resolved`.
+/// systemd-resolved from `resolved`; remembers in the store `state`.
 pub fn serve(
     cfg: &ServiceConfig,
     output: Output,
     maps: leco_bpf::KernelMaps,
     wakeup_latency: Duration,
     resolved: resolved::Start,
+    state: Option<MemorySettings>,
 ) -> anyhow::Result<()> {
     let reader = maps.reader().context("opening the event ring buffer")?;
     // The ring buffer is read on a thread of its own (`ring::Ring`), the
@@ -58,14 +61,31 @@ pub fn serve(
         .build()
         .context("starting the async runtime")?;
     let stats = Arc::new(Stats::default());
+    let load_id = maps.load_id();
     let mut monitor = Monitor::new(maps, settings(cfg, wakeup_latency), Arc::clone(&stats));
+    let history = match &state {
+        Some(s) => {
+            let (memory, ended) = Memory::open(s, load_id, cfg.backlog, cfg.backlog_max)
+                .with_context(|| format!("opening the store in {}", s.dir.display()))?;
+            monitor.remember(memory, ended);
+            Some(s.dir.clone())
+        }
+        None => None,
+    };
     let (news, heard) = tokio::sync::mpsc::channel(256);
     monitor.follow_resolved(heard);
     let follower = runtime.spawn(resolved::follow(resolved, news));
     let outcome = runtime.block_on(async {
         match output {
             Output::Terminal { json } => print(monitor, reader, json).await,
-            Output::Bus(target) => publish(monitor, reader, &target, cfg, &stats, follower).await,
+            Output::Bus(target) => {
+                let served = Served {
+                    cfg,
+                    stats: &stats,
+                    history,
+                };
+                publish(monitor, reader, &target, served, follower).await
+            }
         }
     });
     match outcome {
@@ -110,19 +130,30 @@ async fn print(monitor: Monitor, reader: leco_bpf::RecordReader, json: bool) -> 
     result.map(drop).map_err(anyhow::Error::from)
 }
 
+/// What the bus serves besides the monitor's events.
+struct Served<'a> {
+    cfg: &'a ServiceConfig,
+    stats: &'a Arc<Stats>,
+    /// The store's directory, for History() and Totals().
+    history: Option<PathBuf>,
+}
+
 /// Serves `org.leco.Overseer1` on `target` and signals every event there,
 /// under the configured rate bound.
 async fn publish(
     monitor: Monitor,
     reader: leco_bpf::RecordReader,
     target: &BusTarget,
-    cfg: &ServiceConfig,
-    stats: &Arc<Stats>,
+    Served {
+        cfg,
+        stats,
+        history,
+    }: Served<'_>,
     mut follower: tokio::task::JoinHandle<resolved::Ended>,
 ) -> anyhow::Result<()> {
     let (requests, asked) = tokio::sync::mpsc::channel(16);
     let shutdown = shutdown_signal();
-    let served = bus::serve(target, requests, Arc::clone(stats)).await?;
+    let served = bus::serve(target, requests, Arc::clone(stats), history).await?;
     // The readiness line scripts and tests wait for.
     eprintln!(
         "leco-service: serving {} on the {} bus",

@@ -13,6 +13,7 @@ use super::sdnotify::take_listen_fds;
 use super::{serve, Output};
 use crate::bus::BusTarget;
 use crate::config::ServiceConfig;
+use crate::memory::MemorySettings;
 use crate::names::resolved::{Start, CACHE_FDSTORE_NAME, FDSTORE_NAME, MONITOR_SOCKET};
 
 /// Where `run` finds the objects.
@@ -27,21 +28,29 @@ pub enum Source {
 /// Takes over the objects from `source` and serves them on `bus`. The
 /// configuration is read by `configure` only after the hand-over is taken
 /// in: that reads and clears `LISTEN_*` while the process is still
-/// single-threaded.
+/// single-threaded. It also says where to remember.
 pub fn run(
     source: &Source,
-    configure: impl FnOnce() -> anyhow::Result<ServiceConfig>,
+    configure: impl FnOnce() -> anyhow::Result<(ServiceConfig, Option<MemorySettings>)>,
     hooks_only: bool,
     bus: BusTarget,
 ) -> anyhow::Result<()> {
     let (received, resolved) = receive(source)?;
-    let cfg = fixed_at_load(configure()?, hooks_only, received.settings());
+    let (cfg, state) = configure()?;
+    let cfg = fixed_at_load(cfg, hooks_only, received.settings());
     for d in &received.manifest().degraded {
         tracing::warn!("{d}");
     }
     let baked = received.settings();
     let (maps, _links) = received.into_parts();
-    serve(&cfg, Output::Bus(bus), maps, baked.wakeup_latency, resolved)
+    serve(
+        &cfg,
+        Output::Bus(bus),
+        maps,
+        baked.wakeup_latency,
+        resolved,
+        state,
+    )
 }
 
 /// Takes over the objects, checked complete (see `leco_bpf::handoff`), and

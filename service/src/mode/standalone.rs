@@ -5,11 +5,17 @@ use std::path::PathBuf;
 
 use super::{serve, Output};
 use crate::config::ServiceConfig;
+use crate::memory::MemorySettings;
 use crate::names::resolved::{Start, MONITOR_SOCKET};
 
 /// Loads and attaches the programs with `options`, then serves to `output`
-/// until stopped.
-pub fn run(cfg: &ServiceConfig, options: &leco_bpf::Options, output: Output) -> anyhow::Result<()> {
+/// until stopped, remembering in `state`.
+pub fn run(
+    cfg: &ServiceConfig,
+    options: &leco_bpf::Options,
+    output: Output,
+    state: Option<MemorySettings>,
+) -> anyhow::Result<()> {
     let capture = leco_bpf::Capture::load(options)?;
     for d in capture.degraded() {
         tracing::warn!("{d}");
@@ -22,7 +28,7 @@ pub fn run(cfg: &ServiceConfig, options: &leco_bpf::Options, output: Output) -> 
     tracing::debug!("attached programs: {}", ids.join(" "));
     let maps = capture.maps()?;
     let resolved = Start::Connect(PathBuf::from(MONITOR_SOCKET));
-    serve(cfg, output, maps, options.wakeup_latency, resolved)?;
+    serve(cfg, output, maps, options.wakeup_latency, resolved, state)?;
     // Dropping the capture detaches every program.
     drop(capture);
     Ok(())
