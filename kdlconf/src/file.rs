@@ -3,9 +3,38 @@
 use std::fs::{File, FileType, OpenOptions};
 use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::ConfigError;
+
+/// The system-wide configuration file.
+pub const SYSTEM_CONFIG: &str = "/etc/leco/config.kdl";
+
+/// The user's configuration file: `$XDG_CONFIG_HOME/leco/config.kdl`
+/// (`~/.config/leco/config.kdl` when unset), whether it exists or not;
+/// `None` without a home.
+pub fn user_config() -> Option<PathBuf> {
+    std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|d| Path::new(d).is_absolute())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|h| !h.is_empty())
+                .map(|h| PathBuf::from(h).join(".config"))
+        })
+        .map(|dir| dir.join("leco/config.kdl"))
+}
+
+/// The file a per-user program (the overlay, the notification bridge)
+/// reads when none is named: the user's ([`user_config`]), else
+/// [`SYSTEM_CONFIG`]; `None` when neither exists (then the built-in
+/// defaults apply).
+pub fn locate() -> Option<PathBuf> {
+    user_config()
+        .into_iter()
+        .chain(std::iter::once(PathBuf::from(SYSTEM_CONFIG)))
+        .find(|p| p.is_file())
+}
 
 /// Larger files are refused unread: a configuration is a few KiB, and this
 /// keeps a mistaken `-c` on a log or an image from eating memory.

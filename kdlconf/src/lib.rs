@@ -33,7 +33,7 @@ mod slashdash;
 mod syntax;
 mod values;
 
-pub use file::read_file;
+pub use file::{locate, read_file, user_config, SYSTEM_CONFIG};
 pub use parse::{parse_on_thread, PARSE_DEADLINE};
 pub use shape::{NodeSpec, Shape};
 pub use values::{

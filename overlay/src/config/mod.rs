@@ -25,23 +25,10 @@ pub fn load(path: &Path) -> Result<OverlayConfig, ConfigError> {
     parse::load(path)
 }
 
-/// The file the overlay reads when `-c` names none:
-/// `$XDG_CONFIG_HOME/leco/config.kdl` (`~/.config/leco/config.kdl` when
-/// unset), else `/etc/leco/config.kdl`; `None` when neither exists (then
-/// the built-in defaults apply).
+/// The file the overlay reads when `-c` names none: see
+/// [`leco_kdlconf::locate`].
 pub fn locate() -> Option<PathBuf> {
-    let user = std::env::var_os("XDG_CONFIG_HOME")
-        .filter(|d| Path::new(d).is_absolute())
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .filter(|h| !h.is_empty())
-                .map(|h| PathBuf::from(h).join(".config"))
-        })
-        .map(|dir| dir.join("leco/config.kdl"));
-    user.into_iter()
-        .chain(std::iter::once(PathBuf::from("/etc/leco/config.kdl")))
-        .find(|p| p.is_file())
+    leco_kdlconf::locate()
 }
 
 /// `--check-config`: loads `path` and summarizes it in a few lines
