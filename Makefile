@@ -17,6 +17,8 @@ SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 # for policies only in /usr/share/dbus-1/system.d and /etc/dbus-1/system.d.
 DBUSSERVICEDIR ?= $(PREFIX)/share/dbus-1/system-services
 DBUSPOLICYDIR ?= /usr/share/dbus-1/system.d
+# What leco's notifications name as their desktop entry.
+APPLICATIONSDIR ?= $(PREFIX)/share/applications
 # The service reads /etc/leco/config.kdl, whatever the prefix.
 SYSCONFDIR ?= /etc
 
@@ -36,7 +38,7 @@ bench:
 	./scripts/bench.sh
 
 build:
-	$(CARGO) build --release --locked -p leco-service -p leco-overlay
+	$(CARGO) build --release --locked -p leco-service -p leco-overlay -p leco-notify
 
 # Built only when missing, so that `sudo make install` after
 # `cargo build --release` needs no toolchain as root.
@@ -47,6 +49,8 @@ install: $(BIN)/leco-service
 	install -Dm755 $(BIN)/leco-service $(DESTDIR)$(BINDIR)/leco-service
 	if [ -x $(BIN)/leco-overlay ]; then \
 	  install -Dm755 $(BIN)/leco-overlay $(DESTDIR)$(BINDIR)/leco-overlay; fi
+	if [ -x $(BIN)/leco-notify ]; then \
+	  install -Dm755 $(BIN)/leco-notify $(DESTDIR)$(BINDIR)/leco-notify; fi
 	install -d $(DESTDIR)$(SYSTEMDUNITDIR)
 	sed 's|@bindir@|$(BINDIR)|g' systemd/leco.service.in >$(DESTDIR)$(SYSTEMDUNITDIR)/leco.service
 	chmod 644 $(DESTDIR)$(SYSTEMDUNITDIR)/leco.service
@@ -55,6 +59,8 @@ install: $(BIN)/leco-service
 	  sed 's|@bindir@|$(BINDIR)|g' systemd/leco-overlay.service \
 	    >$(DESTDIR)$(SYSTEMDUSERUNITDIR)/leco-overlay.service && \
 	  chmod 644 $(DESTDIR)$(SYSTEMDUSERUNITDIR)/leco-overlay.service; fi
+	install -Dm644 systemd/leco-notify.service $(DESTDIR)$(SYSTEMDUSERUNITDIR)/leco-notify.service
+	install -Dm644 desktop/leco.desktop $(DESTDIR)$(APPLICATIONSDIR)/leco.desktop
 	install -Dm644 systemd/org.leco.Overseer1.service $(DESTDIR)$(DBUSSERVICEDIR)/org.leco.Overseer1.service
 	install -Dm644 dbus-policy/org.leco.Overseer1.conf $(DESTDIR)$(DBUSPOLICYDIR)/org.leco.Overseer1.conf
 	install -Dm644 systemd/leco.sysusers $(DESTDIR)$(SYSUSERSDIR)/leco.conf
@@ -81,9 +87,11 @@ uninstall:
 ifeq ($(LIVE),yes)
 	-systemctl disable --now leco.service
 endif
-	rm -f $(DESTDIR)$(BINDIR)/leco-service $(DESTDIR)$(BINDIR)/leco-overlay
+	rm -f $(DESTDIR)$(BINDIR)/leco-service $(DESTDIR)$(BINDIR)/leco-overlay $(DESTDIR)$(BINDIR)/leco-notify
 	rm -f $(DESTDIR)$(SYSTEMDUNITDIR)/leco.service
 	rm -f $(DESTDIR)$(SYSTEMDUSERUNITDIR)/leco-overlay.service
+	rm -f $(DESTDIR)$(SYSTEMDUSERUNITDIR)/leco-notify.service
+	rm -f $(DESTDIR)$(APPLICATIONSDIR)/leco.desktop
 	rm -f $(DESTDIR)$(DBUSSERVICEDIR)/org.leco.Overseer1.service
 	rm -f $(DESTDIR)$(DBUSPOLICYDIR)/org.leco.Overseer1.conf
 	rm -f $(DESTDIR)$(SYSUSERSDIR)/leco.conf

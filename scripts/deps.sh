@@ -24,6 +24,9 @@ if [ "$want" = test ]; then
   # The overlay's end-to-end test runs a headless sway, screenshots it with
   # grim, and draws with DejaVu.
   pkgs+=(sway grim fonts-dejavu-core)
+  # leco-notify's test shows its notifications with a real notification
+  # server under that sway: mako (and makoctl, to invoke an action).
+  pkgs+=(mako-notifier)
   command -v busctl >/dev/null 2>&1 || pkgs+=(systemd)
   # The system test builds a Debian root filesystem (debootstrap) and boots
   # the installed service in it under systemd-nspawn (systemd-container).

@@ -14,32 +14,13 @@ use std::time::Duration;
 
 use common::{client, get, runtime, snapshot, start, Dict, Service};
 use leco_testkit::bus::{busctl_as, ensure_group, ensure_user, error_name, TestBus};
-use leco_testkit::{require_root, scratch_dir, spawn_named};
+use leco_testkit::{connect_in_turn, require_root, scratch_dir, spawn_named};
 
 fn standalone(dir: &Path, extra: &[&str]) -> Service {
     let dir = dir.to_str().expect("UTF-8 path");
     let mut args = vec!["--standalone", "--json", "--state-dir", dir];
     args.extend_from_slice(extra);
     Service::start(&args)
-}
-
-/// A child named `name` that connects to each of `ports` on loopback in
-/// turn, one connection at a time, closing each.
-fn connect_in_turn(name: &str, ports: Vec<u16>) -> u32 {
-    let child = spawn_named(name, move |_| {
-        for port in ports {
-            match TcpStream::connect(("127.0.0.1", port)) {
-                Ok(s) => drop(s),
-                Err(_) => return 1,
-            }
-            // Each connection's records before the next one's.
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        0
-    });
-    let pid = child.pid();
-    assert_eq!(child.wait(), 0, "{name} connected");
-    pid
 }
 
 /// The `new` events of `pid`'s outgoing connections, `n` of them, as

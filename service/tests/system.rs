@@ -136,6 +136,11 @@ fn install_layout_and_security_score() {
     if workspace().join("systemd/leco-overlay.service").exists() {
         expected.push("usr/lib/systemd/user/leco-overlay.service");
     }
+    if bin_dir().join("leco-notify").exists() {
+        expected.push("usr/bin/leco-notify");
+    }
+    expected.push("usr/lib/systemd/user/leco-notify.service");
+    expected.push("usr/share/applications/leco.desktop");
     expected.sort();
     assert_eq!(files_below(&dest), expected, "make install's layout");
 

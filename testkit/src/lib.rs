@@ -408,6 +408,26 @@ impl LoopbackConnection {
     }
 }
 
+/// Forks a child named `comm` that connects to each of `ports` on
+/// 127.0.0.1 in turn, one connection at a time (50 ms apart, so that each
+/// one's records come before the next one's), closing each; returns its
+/// pid once it exited, having connected to all.
+pub fn connect_in_turn(comm: &str, ports: Vec<u16>) -> u32 {
+    let child = spawn_named(comm, move |_| {
+        for port in ports {
+            match TcpStream::connect(("127.0.0.1", port)) {
+                Ok(s) => drop(s),
+                Err(_) => return 1,
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        0
+    });
+    let pid = child.pid();
+    assert_eq!(child.wait(), 0, "{comm} connected to every port");
+    pid
+}
+
 /// A private bpffs instance, unmounted (pins and all) and its mount point
 /// removed when dropped.
 #[derive(Debug)]

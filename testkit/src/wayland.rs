@@ -277,6 +277,69 @@ impl Sway {
     }
 }
 
+/// A session bus of the compositor's user (a `dbus-daemon --session` of
+/// theirs, its socket in their `XDG_RUNTIME_DIR`), for the desktop's
+/// services: a notification server, its clients. Dropping it stops the
+/// daemon.
+#[derive(Debug)]
+pub struct SessionBus {
+    child: Child,
+    address: String,
+}
+
+impl SessionBus {
+    /// The address its clients set as `DBUS_SESSION_BUS_ADDRESS`.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+}
+
+impl Drop for SessionBus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Sway {
+    /// Starts a session bus of the compositor's user and returns once it
+    /// listens; [`Sway::client`] commands reach it with
+    /// `.env("DBUS_SESSION_BUS_ADDRESS", bus.address())`.
+    pub fn session_bus(&self) -> io::Result<SessionBus> {
+        use std::io::BufRead;
+        let socket = self.runtime_dir.join("bus");
+        let mut child = as_user(&self.user, &self.runtime_dir, None)
+            .arg("dbus-daemon")
+            .args(["--session", "--nofork", "--nopidfile", "--print-address=1"])
+            .arg(format!("--address=unix:path={}", socket.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| io::Error::new(e.kind(), format!("starting dbus-daemon: {e}")))?;
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        match rx.recv_timeout(STARTUP_TIMEOUT) {
+            Ok(line) if line.trim().starts_with("unix:") => Ok(SessionBus {
+                child,
+                address: line.trim().to_owned(),
+            }),
+            other => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(io::Error::other(format!(
+                    "the session dbus-daemon printed no address ({other:?})"
+                )))
+            }
+        }
+    }
+}
+
 impl Drop for Sway {
     fn drop(&mut self) {
         let _ = self.child.kill();
