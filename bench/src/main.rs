@@ -13,6 +13,7 @@ mod overlay_live;
 mod report;
 mod service;
 mod signals;
+mod store;
 mod storm_callers;
 mod workloads;
 
@@ -119,6 +120,8 @@ enum Case {
     DropFlood,
     /// DNS answers against plain datagrams: kernel and service cost, memory
     DnsFlood,
+    /// The store: service CPU with and without, size, History/Totals latency
+    Store,
 }
 
 /// Durations and repetitions of one run.
@@ -283,6 +286,9 @@ fn run(cli: &Cli) -> Result<()> {
     }
     if cli.runs(Case::DnsFlood) {
         r.dns_flood = Some(dns_flood::phase(&service, &plan, &mut r)?);
+    }
+    if cli.runs(Case::Store) {
+        r.store = Some(store::phase(&service, &plan, &mut r)?);
     }
     r.notes.push(format!(
         "The whole bench took {:.0} s.",

@@ -14,6 +14,7 @@ mod format;
 mod hooks;
 mod service;
 mod stats;
+mod store;
 mod storm_callers;
 mod table;
 mod targets;
@@ -29,6 +30,7 @@ pub use format::{fmt_ids, fmt_latency, fmt_ns_num, fmt_num, fmt_pct, mib, rate_l
 pub use hooks::Hooks;
 pub use service::ServiceRun;
 pub use stats::percentile;
+pub use store::{QueryTime, StoreBench, StoreLeg};
 pub use storm_callers::{SnapshotCalls, StormCallers, StormRun};
 use targets::Verdicts;
 pub use targets::{
@@ -89,6 +91,8 @@ pub struct Report {
     pub drop_flood: Option<DropFlood>,
     /// DNS flood section.
     pub dns_flood: Option<DnsFlood>,
+    /// Store section.
+    pub store: Option<StoreBench>,
     /// Measurements during which something else could have skewed the
     /// figures, and what.
     pub unclean: Vec<String>,
@@ -108,6 +112,7 @@ pub fn render(r: &Report) -> String {
     storm_callers::section(&mut body, r, &mut verdicts);
     drop_flood::section(&mut body, r, &mut verdicts);
     dns_flood::section(&mut body, r, &mut verdicts);
+    store::section(&mut body, r, &mut verdicts);
 
     let mut out = String::new();
     header(&mut out, &r.header, &verdicts);
@@ -296,6 +301,7 @@ pub(super) mod tests {
             storm_callers: None,
             drop_flood: None,
             dns_flood: None,
+            store: None,
             unclean: vec!["round 1/3 baseline: kernel.bpf_stats_enabled=1".into()],
             notes: vec!["something odd".into()],
         }
