@@ -265,8 +265,9 @@ impl Reader {
         let mut q = self
             .conn
             .prepare_cached(
-                "SELECT record FROM connections WHERE ended_us BETWEEN ?1 AND ?2
-                 ORDER BY ended_us DESC, id DESC LIMIT ?3",
+                "SELECT r.record FROM connections c JOIN records r ON r.id = c.id
+                 WHERE c.ended_us BETWEEN ?1 AND ?2
+                 ORDER BY c.ended_us DESC, c.id DESC LIMIT ?3",
             )
             .map_err(self.err())?;
         let rows = q

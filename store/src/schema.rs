@@ -13,9 +13,11 @@ pub const VERSION: i64 = 1;
 /// - `programs`: a program identity, first and last seen, totals.
 /// - `destinations`: per program, a remote (name, else address), port and
 ///   protocol, first and last seen, totals.
-/// - `connections`: ended connections, newest last, with the whole record
-///   as the service published it (JSON), so that `History()` gives back
-///   every key, including ones added after the row was written.
+/// - `connections`: ended connections, newest last: the columns `Totals()`
+///   groups and sums, narrow so that a month of them scans fast;
+/// - `records`: each one's whole record as the service published it
+///   (JSON, by the same id), so that `History()` gives back every key,
+///   including ones added after the row was written.
 /// - `live`: the live connections' records when the service last stopped,
 ///   with the load of the kernel objects they belong to (flow ids count
 ///   from 1 in each load, which a reboot or a full stop ends), so that
@@ -58,10 +60,13 @@ CREATE TABLE IF NOT EXISTS connections (
     port INTEGER NOT NULL,
     proto TEXT NOT NULL,
     rx_bytes INTEGER NOT NULL,
-    tx_bytes INTEGER NOT NULL,
-    record TEXT NOT NULL
+    tx_bytes INTEGER NOT NULL
 ) STRICT;
 CREATE INDEX IF NOT EXISTS connections_by_end ON connections (ended_us);
+CREATE TABLE IF NOT EXISTS records (
+    id INTEGER PRIMARY KEY,
+    record TEXT NOT NULL
+) STRICT;
 CREATE TABLE IF NOT EXISTS live (
     id INTEGER PRIMARY KEY,
     load TEXT NOT NULL,

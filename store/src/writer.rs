@@ -305,9 +305,10 @@ fn write(conn: &mut Connection, batch: &[Row]) -> rusqlite::Result<()> {
         )?;
         let mut connection = tx.prepare_cached(
             "INSERT INTO connections (first_us, ended_us, program, unit, user, remote, port,
-                proto, rx_bytes, tx_bytes, record)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                proto, rx_bytes, tx_bytes)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         )?;
+        let mut record = tx.prepare_cached("INSERT INTO records (id, record) VALUES (?1, ?2)")?;
         for row in batch {
             let e = match row {
                 Row::Ended(e) => e,
@@ -326,9 +327,9 @@ fn write(conn: &mut Connection, batch: &[Row]) -> rusqlite::Result<()> {
                 id, e.remote, e.port, e.proto, first, ended, rx, txb
             ])?;
             connection.execute(params![
-                first, ended, e.program, e.unit, e.user, e.remote, e.port, e.proto, rx, txb,
-                e.record
+                first, ended, e.program, e.unit, e.user, e.remote, e.port, e.proto, rx, txb
             ])?;
+            record.execute(params![tx.last_insert_rowid(), e.record])?;
         }
     }
     tx.commit()
@@ -357,6 +358,10 @@ pub(crate) fn sql_u64(v: u64) -> i64 {
 fn prune(conn: &Connection, limits: Limits, now_us: u64, stats: &WriterStats) {
     let cutoff = sql_u64(now_us.saturating_sub(limits.retention.as_micros() as u64));
     let result = (|| -> rusqlite::Result<u64> {
+        conn.execute(
+            "DELETE FROM records WHERE id IN (SELECT id FROM connections WHERE ended_us < ?1)",
+            [cutoff],
+        )?;
         let mut removed =
             conn.execute("DELETE FROM connections WHERE ended_us < ?1", [cutoff])? as u64;
         conn.execute("DELETE FROM destinations WHERE last_us < ?1", [cutoff])?;
@@ -372,10 +377,13 @@ fn prune(conn: &Connection, limits: Limits, now_us: u64, stats: &WriterStats) {
             if left == 0 {
                 break;
             }
+            // The writer is the only one to write: both see the same oldest.
+            let oldest = "SELECT id FROM connections ORDER BY ended_us LIMIT ?1";
+            let n = (left / 10).max(1);
+            conn.execute(&format!("DELETE FROM records WHERE id IN ({oldest})"), [n])?;
             removed += conn.execute(
-                "DELETE FROM connections WHERE id IN
-                    (SELECT id FROM connections ORDER BY ended_us LIMIT ?1)",
-                [(left / 10).max(1)],
+                &format!("DELETE FROM connections WHERE id IN ({oldest})"),
+                [n],
             )? as u64;
         }
         conn.execute_batch("PRAGMA incremental_vacuum;")?;

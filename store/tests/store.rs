@@ -256,6 +256,13 @@ fn pruning_removes_the_oldest_by_age_then_by_size() {
     let newest = reader.history(0, u64::MAX, 1).expect("history");
     assert!(newest[0].contains("\"i\":399"), "the newest stays");
     assert_eq!(reader.integrity().expect("check"), "ok");
+    // Each connection's record went with it, and only those.
+    let db = rusqlite::Connection::open(dir.join(leco_store::FILE)).expect("open");
+    let count = |table: &str| -> i64 {
+        db.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .expect("count")
+    };
+    assert_eq!(count("records"), count("connections"));
 }
 
 /// Set in the writer process the kill test starts (this test binary
