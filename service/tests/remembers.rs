@@ -167,21 +167,35 @@ fn history_totals_and_the_backlog_outlive_a_restart() {
     let wait_for = |what: &str, pick: &dyn Fn(&[Dict]) -> bool| {
         rt.block_on(async {
             let conn = client(&bus).await;
+            let mut snap = Vec::new();
             for _ in 0..100 {
-                let snap = snapshot(&conn).await.expect("Snapshot");
+                snap = snapshot(&conn).await.expect("Snapshot");
                 if pick(&snap) {
-                    return snap;
+                    return Ok(snap);
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            panic!("{what} not in Snapshot() within 10 s");
+            let seen: Vec<&Dict> = snap.iter().filter(|d| mine(d, ended_pid)).collect();
+            Err(format!(
+                "{what} not in Snapshot() within 10 s; its entries: {seen:#?}"
+            ))
         })
     };
+    // Ended, with every byte it sent (the kernel's count at the close).
     let closed = |s: &[Dict]| {
-        s.iter()
-            .any(|d| mine(d, ended_pid) && get::<String>(d, "state").as_deref() == Some("closed"))
+        s.iter().any(|d| {
+            mine(d, ended_pid)
+                && get::<String>(d, "state").as_deref() == Some("closed")
+                && get::<u64>(d, "tx_bytes") == Some(1000)
+        })
     };
-    let before = wait_for("the ended connection", &closed);
+    let before = match wait_for("the ended connection", &closed) {
+        Ok(snap) => snap,
+        Err(why) => {
+            let (_, err) = svc.terminate();
+            panic!("{why}\nthe service said: {err:#?}");
+        }
+    };
     let novelty = before
         .iter()
         .find(|d| mine(d, ended_pid))
@@ -192,7 +206,13 @@ fn history_totals_and_the_backlog_outlive_a_restart() {
 
     // A new service: the ended connection is still in the backlog.
     let svc = start(&bus, &args);
-    let after = wait_for("the ended connection after the restart", &closed);
+    let after = match wait_for("the ended connection after the restart", &closed) {
+        Ok(snap) => snap,
+        Err(why) => {
+            let (_, err) = svc.terminate();
+            panic!("{why}\nthe restarted service said: {err:#?}");
+        }
+    };
     let again = after
         .iter()
         .find(|d| mine(d, ended_pid))
