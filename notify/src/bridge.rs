@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use leco_follow::{BusAddress, BusEvent, BusStatus};
+use leco_proto::{Connection, EventKind};
 use tokio::sync::mpsc;
 
 use crate::config::{add_mute, NotifyConfig};
@@ -77,6 +78,9 @@ struct Bridge {
     shown: VecDeque<(u32, String)>,
     /// The "+N more" notification showing, if any.
     more_id: u32,
+    /// Since when (realtime µs) the service's events were not followed,
+    /// while it or the bus was away.
+    missed_since: Option<u64>,
 }
 
 /// Runs the bridge until SIGINT/SIGTERM; `ready` is called once it
@@ -91,6 +95,7 @@ pub async fn run(config: NotifyConfig, setup: Setup, ready: impl FnOnce()) {
         tried: None,
         shown: VecDeque::new(),
         more_id: 0,
+        missed_since: None,
     };
     bridge.reach().await;
     ready();
@@ -152,16 +157,36 @@ impl Bridge {
     }
 
     async fn event(&mut self, ev: BusEvent) {
-        let (kind, conn) = match ev {
-            BusEvent::Event(kind, conn) => (kind, conn),
+        match ev {
+            BusEvent::Event(kind, conn) => self.consider(kind, &conn).await,
             BusEvent::Status(s) => {
                 report(&s);
-                return;
+                if s != BusStatus::Connected && self.missed_since.is_none() {
+                    self.missed_since = Some(now_us());
+                }
             }
-            // What happened before this start is not news.
-            BusEvent::Snapshot(_) => return,
-        };
-        let decision = self.policy.decide(kind, &conn, Instant::now());
+            // What happened before this start is not news; what happened
+            // while the service or the bus was away is: its snapshot has
+            // what was new then.
+            BusEvent::Snapshot(conns) => {
+                let Some(since) = self.missed_since.take() else {
+                    return;
+                };
+                for c in conns.iter().filter(|c| c.first_seen_us >= since) {
+                    let kind = match (c.novelty, c.reason) {
+                        (Some(_), _) => EventKind::New,
+                        (None, Some(r)) if r.is_local_policy() => EventKind::Blocked,
+                        _ => continue,
+                    };
+                    self.consider(kind, c).await;
+                }
+            }
+        }
+    }
+
+    /// Decides about event `kind` of `conn`, and tells the desktop.
+    async fn consider(&mut self, kind: EventKind, conn: &Connection) {
+        let decision = self.policy.decide(kind, conn, Instant::now());
         if decision == Decision::Skip || !self.reach().await {
             return;
         }
@@ -215,6 +240,12 @@ impl Bridge {
             ),
         }
     }
+}
+
+fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
 }
 
 /// Starts the file at `path` as a copy of `from`, when it does not exist.

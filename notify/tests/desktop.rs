@@ -202,7 +202,7 @@ fn notifications_of_what_is_new_on_a_real_desktop() {
     ensure_group("leco");
     ensure_user("leco", &[]);
     let user = WaylandUser::ensure(USER, &["leco"]);
-    let bus = TestBus::start().expect("private system-like bus");
+    let mut bus = TestBus::start().expect("private system-like bus");
     let state = scratch_dir("notify-state");
     let svc = service(&bus, &state);
     let sway = Sway::start(&user, SCREEN.0, SCREEN.1, BACKGROUND).expect("headless sway");
@@ -237,9 +237,12 @@ fn notifications_of_what_is_new_on_a_real_desktop() {
         .expect("install leco-notify");
     let start_notify = || {
         let mut cmd = sway.client(&bin);
+        // Without the daemon's guid: a restarted bus has another.
+        let address = bus.address().split(",guid=").next().unwrap_or_default();
         cmd.arg("-c")
             .arg(&config)
-            .args(["--system-bus-address", bus.address()])
+            .args(["--system-bus-address", address])
+            .env("RUST_LOG", "debug")
             .env("DBUS_SESSION_BUS_ADDRESS", session.address());
         let mut p = Proc::start(cmd, "leco-notify");
         p.wait_for("following leco-service");
@@ -363,7 +366,7 @@ fn notifications_of_what_is_new_on_a_real_desktop() {
     // fresh): leco-t-na's next new destination is not told, a new
     // program after it is.
     notify.stop();
-    let _notify = start_notify();
+    let mut notify = start_notify();
     connect_in_turn("leco-t-na", vec![port(3)]);
     connect_in_turn("leco-t-ng", vec![port(0)]);
     monitor
@@ -378,9 +381,26 @@ fn notifications_of_what_is_new_on_a_real_desktop() {
 
     // The service restarts under the bridge, which follows it.
     svc.stop();
-    let _svc = service(&bus, &state);
+    let svc = service(&bus, &state);
     connect_in_turn("leco-t-nh", vec![port(0)]);
     monitor
         .wait_for("New on the network: leco-t-nh", Duration::from_secs(20))
         .expect("a new program after the service restarted");
+
+    // So does the system bus: every client loses its connection (the
+    // service exits, to be started again); the bridge connects anew.
+    bus.restart().expect("restarting the system-like bus");
+    svc.stop();
+    let _svc = service(&bus, &state);
+    connect_in_turn("leco-t-ni", vec![port(0)]);
+    if monitor
+        .wait_for("New on the network: leco-t-ni", Duration::from_secs(30))
+        .is_none()
+    {
+        notify.drain();
+        panic!(
+            "no notification of a new program after the bus restarted; leco-notify said: {:#?}",
+            notify.seen
+        );
+    }
 }
