@@ -288,7 +288,8 @@ connection_keys! {
     /// the table, the backlog and every event about it.
     #[derive(Debug, Clone, PartialEq, Eq)]
     pub struct Connection {
-        /// unique per boot, stable across service restarts
+        /// unique while the kernel objects stay loaded (a boot, or until
+        /// the service is stopped), and so across restarts of the service
         id: u64, required;
         /// "tcp", "udp", "icmp", "icmpv6", "sctp", "raw" (another IP
         /// protocol: `ip_proto`) or "packet" (an AF_PACKET socket's frames);

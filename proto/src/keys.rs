@@ -569,7 +569,7 @@ mod tests {
         let lines = docs::xml_lines();
         assert_eq!(
             lines[0],
-            "   id             t   unique per boot, stable across service restarts"
+            "   id             t   unique while the kernel objects stay loaded (a boot, or"
         );
         assert!(lines.iter().all(|l| l.chars().count() <= 79), "{lines:#?}");
         let table = docs::markdown_table();
