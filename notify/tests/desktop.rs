@@ -181,6 +181,27 @@ fn top_values(message: &str) -> Vec<String> {
         .collect()
 }
 
+/// leco-t-na connects to a new destination at `port`, then a program never
+/// seen before (`fresh`: its name and port) connects: the fresh one is
+/// told, and leco-t-na's new destination, which came before it, is not
+/// (`why`).
+fn held_back_then_told(monitor: &Monitor, port: u16, fresh: (&str, u16), why: &str) {
+    connect_in_turn("leco-t-na", vec![port]);
+    connect_in_turn(fresh.0, vec![fresh.1]);
+    monitor
+        .wait_for(
+            &format!("New on the network: {}", fresh.0),
+            Duration::from_secs(15),
+        )
+        .unwrap_or_else(|| panic!("{} told", fresh.0));
+    assert!(
+        notify_calls(monitor)
+            .iter()
+            .all(|c| !c.contains("leco-t-na: a new destination")),
+        "{why}"
+    );
+}
+
 /// Pixels of mako's background in `png`.
 fn mako_pixels(png: &Path) -> usize {
     let pixmap = tiny_skia::Pixmap::load_png(png).expect("a PNG");
@@ -292,16 +313,11 @@ fn notifications_of_what_is_new_on_a_real_desktop() {
 
     // The same program to a new destination, within its cooldown: nothing;
     // a new program after it is told (so the first went through already).
-    connect_in_turn("leco-t-na", vec![port(1)]);
-    connect_in_turn("leco-t-nb", vec![port(0)]);
-    monitor
-        .wait_for("New on the network: leco-t-nb", Duration::from_secs(15))
-        .expect("the second program");
-    assert!(
-        notify_calls(&monitor)
-            .iter()
-            .all(|c| !c.contains("leco-t-na: a new destination")),
-        "the cooldown holds back leco-t-na's new destination"
+    held_back_then_told(
+        &monitor,
+        port(1),
+        ("leco-t-nb", port(0)),
+        "the cooldown holds back leco-t-na's new destination",
     );
 
     // Three a minute: the third is shown, the rest fold into one "+N more".
@@ -367,16 +383,11 @@ fn notifications_of_what_is_new_on_a_real_desktop() {
     // program after it is.
     notify.stop();
     let mut notify = start_notify();
-    connect_in_turn("leco-t-na", vec![port(3)]);
-    connect_in_turn("leco-t-ng", vec![port(0)]);
-    monitor
-        .wait_for("New on the network: leco-t-ng", Duration::from_secs(15))
-        .expect("a new program after the restart");
-    assert!(
-        notify_calls(&monitor)
-            .iter()
-            .all(|c| !c.contains("leco-t-na: a new destination")),
-        "leco-t-na is muted"
+    held_back_then_told(
+        &monitor,
+        port(3),
+        ("leco-t-ng", port(0)),
+        "leco-t-na is muted",
     );
 
     // The service restarts under the bridge, which follows it.

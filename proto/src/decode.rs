@@ -267,16 +267,28 @@ impl Connection {
     ) -> Result<Connection, DecodeError> {
         Connection::decode(&JsonFields(object))
     }
+
+    /// Reads a record from the text of a JSON object, as the connection
+    /// serializes (a stored record, a `--json` line without its `kind`).
+    pub fn from_json_text(text: &str) -> Result<Connection, DecodeError> {
+        Connection::from_json(&json_object(text)?)
+    }
+}
+
+/// The JSON object `text` holds.
+fn json_object(text: &str) -> Result<serde_json::Map<String, serde_json::Value>, DecodeError> {
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| DecodeError::NotAnObject(e.to_string()))?;
+    match value {
+        serde_json::Value::Object(object) => Ok(object),
+        other => Err(DecodeError::NotAnObject(json_kind(&other))),
+    }
 }
 
 /// Reads one line that `leco-service --standalone --json` printed:
 /// `{"kind": "new", ...connection keys...}`.
 pub fn decode_json_event(line: &str) -> Result<(EventKind, Connection), DecodeError> {
-    let value: serde_json::Value =
-        serde_json::from_str(line).map_err(|e| DecodeError::NotAnObject(e.to_string()))?;
-    let serde_json::Value::Object(object) = value else {
-        return Err(DecodeError::NotAnObject(json_kind(&value)));
-    };
+    let object = json_object(line)?;
     let fields = JsonFields(&object);
     let kind = fields
         .text("kind")?

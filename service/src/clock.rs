@@ -35,6 +35,11 @@ impl WallClock {
     }
 }
 
+/// Realtime microseconds since the epoch, now.
+pub fn realtime_us() -> u64 {
+    now(libc::CLOCK_REALTIME).as_micros() as u64
+}
+
 /// CLOCK_BOOTTIME now.
 pub fn boottime() -> Duration {
     now(libc::CLOCK_BOOTTIME)

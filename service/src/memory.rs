@@ -13,6 +13,7 @@ use anyhow::Context;
 use leco_proto::{Connection, Direction, Novelty};
 use leco_store::{Destination, Ended, Known, Limits, Reader, Sighting, Store, Writer};
 
+use crate::clock::realtime_us as now_us;
 use crate::config::ServiceConfig;
 
 /// Where the store is, and how much it keeps.
@@ -50,13 +51,6 @@ pub struct Memory {
     /// Live records kept at the last stop, by id: given back to the flows
     /// the kernel still has (see [`Memory::restored`]).
     restored: HashMap<u64, Connection>,
-}
-
-/// Realtime µs now.
-pub fn now_us() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
 }
 
 /// The load of the kernel objects, as the store names it: this boot's id
@@ -226,11 +220,7 @@ impl Memory {
 
 /// A stored record read back; one that no longer reads is skipped.
 pub fn decode(json: &str) -> Option<Connection> {
-    let value: serde_json::Value = serde_json::from_str(json).ok()?;
-    let serde_json::Value::Object(keys) = value else {
-        return None;
-    };
-    Connection::from_json(&keys).ok()
+    Connection::from_json_text(json).ok()
 }
 
 /// When a backlogged connection that ended at `ended_us` (realtime µs)

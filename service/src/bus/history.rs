@@ -25,8 +25,14 @@ pub const TOTALS_MAX: usize = 10_000;
 /// The store's reader, if the service keeps a store.
 #[derive(Debug, Clone, Default)]
 pub struct History {
-    reader: Option<Arc<tokio::sync::Mutex<Option<Reader>>>>,
-    dir: Option<PathBuf>,
+    store: Option<Arc<Store>>,
+}
+
+/// The store's directory and its reader, opened at first use.
+#[derive(Debug)]
+struct Store {
+    dir: PathBuf,
+    reader: tokio::sync::Mutex<Option<Reader>>,
 }
 
 /// A `Totals()` row as it goes on the bus.
@@ -37,8 +43,12 @@ impl History {
     /// answered with an error that says why.
     pub fn new(dir: Option<&Path>) -> History {
         History {
-            reader: dir.map(|_| Arc::new(tokio::sync::Mutex::new(None))),
-            dir: dir.map(Path::to_owned),
+            store: dir.map(|dir| {
+                Arc::new(Store {
+                    dir: dir.to_owned(),
+                    reader: tokio::sync::Mutex::new(None),
+                })
+            }),
         }
     }
 
@@ -47,15 +57,15 @@ impl History {
         &self,
         ask: impl FnOnce(&Reader) -> Result<T, StoreError> + Send + 'static,
     ) -> fdo::Result<T> {
-        let (Some(reader), Some(dir)) = (&self.reader, &self.dir) else {
+        let Some(store) = &self.store else {
             return Err(fdo::Error::NotSupported(
                 "this leco-service keeps no store (no --state-dir): there is no history".into(),
             ));
         };
         // One question at a time: callers wait here, not on threads.
-        let mut slot = reader.lock().await;
+        let mut slot = store.reader.lock().await;
         let taken = slot.take();
-        let dir = dir.clone();
+        let dir = store.dir.clone();
         let (back, answer) = tokio::task::spawn_blocking(move || {
             let reader = match taken {
                 Some(r) => r,
